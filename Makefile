@@ -1,0 +1,41 @@
+# The two commands a new user runs: `make demo` and `make test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+OUT ?= out
+DATA ?= ../shared/data/lego
+STAMP := .make/installed
+
+.PHONY: install demo demo-lego compare reproduce-lego test test-slow bench clean
+
+# torch first, pinned to the local CPU wheel, so that the package's torch range
+# installs nothing more (an unpinned torch would pull several GB of CUDA packages).
+$(STAMP): pyproject.toml
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/demo.sh $(OUT)
+
+demo-lego: $(STAMP)
+	bash scripts/demo_lego.sh $(DATA) $(OUT)
+
+compare: $(STAMP)
+	bash scripts/compare.sh $(OUT)
+
+reproduce-lego: $(STAMP)
+	bash scripts/reproduce_lego.sh $(DATA) $(OUT)
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PYTHON) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PYTHON) -m mipnerf_cli bench --what all --config paper --markdown BENCHMARKS.md
+
+clean:
+	rm -rf $(OUT) .make .pytest_cache

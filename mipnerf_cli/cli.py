@@ -1,0 +1,85 @@
+"""The `mipnerf` Typer app: registers the commands and turns user errors into one line.
+
+Every command lives in its own module under ``mipnerf_cli/commands``; this file only
+wires them up. A :class:`~mipnerf_cli.errors.MipNerfError` or a pydantic validation error
+becomes a short message on stderr and exit code 1; set ``MIPNERF_DEBUG=1`` to see the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from mipnerf_cli import __version__
+from mipnerf_cli.commands import bench, convert, demo_scene, evaluate, plot, render, train
+from mipnerf_cli.errors import MipNerfError
+
+app = typer.Typer(
+    name="mipnerf",
+    help="mip-NeRF in PyTorch: convert Blender scenes, train, evaluate and render.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mipnerf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """mip-NeRF in PyTorch: convert Blender scenes, train, evaluate and render."""
+
+
+app.command("convert")(convert.convert_command)
+app.command("demo-scene")(demo_scene.demo_scene_command)
+app.command("train")(train.train_command)
+app.command("eval")(evaluate.eval_command)
+app.command("render")(render.render_command)
+app.command("bench")(bench.bench_command)
+app.command("plot")(plot.plot_command)
+
+
+def format_validation_error(error) -> str:
+    """One `• field: message` line per problem of a pydantic ValidationError."""
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem.get("loc", ())) or "settings"
+        message = problem.get("msg", "invalid value")
+        lines.append(f"• {field}: {message}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import pydantic
+
+    debug = os.environ.get("MIPNERF_DEBUG", "") not in ("", "0")
+    try:
+        app(prog_name="mipnerf")
+    except MipNerfError as error:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(1)
+    except pydantic.ValidationError as error:
+        if debug:
+            raise
+        sys.stderr.write("error: invalid settings\n" + format_validation_error(error) + "\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
