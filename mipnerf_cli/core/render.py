@@ -1,0 +1,92 @@
+"""Chunked, gradient-free rendering of any number of rays with the fine level of a model.
+
+Rendering a whole image at once would need memory proportional to its pixel count times
+the samples per ray; here the rays stay where they are (usually the CPU), go to the device
+`chunk` at a time, and the results come back into preallocated CPU tensors, so device
+memory is flat whatever the image size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from mipnerf_cli.core.rays import RayBundle
+
+
+def _autocast_context(device: torch.device, autocast: bool):
+    # bf16 autocast on CPU crashed some machines, so it is a CUDA-only option.
+    if autocast and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def render_rays(
+    model: nn.Module,
+    rays: RayBundle,
+    chunk: int,
+    white_bkgd: bool,
+    device: torch.device | str | None = None,
+    autocast: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Render N rays deterministically (randomized=False) with the model's last level.
+
+    model: a MipNerf (forward(rays, randomized, white_bkgd) -> list of levels, fine last).
+    rays:  RayBundle of N rays, on any device.
+    chunk: rays per forward pass (> 0); bounds the device memory.
+    device: where the model runs (default: the device of its first parameter).
+    autocast: bf16 autocast, honoured on CUDA only.
+    Returns float32 CPU tensors {"rgb": (N, 3), "distance": (N,), "acc": (N,)}.
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
+    num_rays = len(rays)
+    out = {
+        "rgb": torch.empty(num_rays, 3, dtype=torch.float32),
+        "distance": torch.empty(num_rays, dtype=torch.float32),
+        "acc": torch.empty(num_rays, dtype=torch.float32),
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, num_rays, chunk):
+            stop = min(start + chunk, num_rays)
+            batch = rays[start:stop].to(device=device, dtype=torch.float32)
+            with _autocast_context(device, autocast):
+                fine = model(batch, randomized=False, white_bkgd=white_bkgd)[-1]
+            out["rgb"][start:stop] = fine.rgb.float().cpu()
+            out["distance"][start:stop] = fine.distance.float().cpu()
+            out["acc"][start:stop] = fine.acc.float().cpu()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def render_image(
+    model: nn.Module,
+    rays: RayBundle,
+    height: int,
+    width: int,
+    chunk: int,
+    white_bkgd: bool,
+    device: torch.device | str | None = None,
+    autocast: bool = False,
+) -> dict[str, torch.Tensor]:
+    """`render_rays` for the H*W rays of one image (row-major), reshaped to the image.
+
+    Returns float32 CPU tensors {"rgb": (H, W, 3), "distance": (H, W), "acc": (H, W)}.
+    """
+    if len(rays) != height * width:
+        raise ValueError(f"{len(rays)} rays do not form a {height}x{width} image")
+    out = render_rays(model, rays, chunk, white_bkgd, device=device, autocast=autocast)
+    return {
+        "rgb": out["rgb"].view(height, width, 3),
+        "distance": out["distance"].view(height, width),
+        "acc": out["acc"].view(height, width),
+    }

@@ -1,0 +1,182 @@
+"""Chunked rendering, the spheric camera path, picture/video writing and `mipnerf render`."""
+
+import json
+import math
+from typing import NamedTuple
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from conftest import GOLDEN, load_golden
+
+from mipnerf_cli.core.camera_paths import camera_rays, look_at_origin, mean_camera_distance, spheric_poses
+from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.core.render import render_image, render_rays
+from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
+
+
+class _Level(NamedTuple):
+    rgb: torch.Tensor
+    distance: torch.Tensor
+    acc: torch.Tensor
+
+
+class _RecordingModel(torch.nn.Module):
+    """A stand-in for MipNerf: a pure function of each ray, with two levels."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(2.0))
+        self.calls = []
+
+    def forward(self, rays, randomized, white_bkgd, generator=None):
+        self.calls.append((len(rays), randomized, white_bkgd, self.training, torch.is_grad_enabled()))
+        fine = _Level(torch.sigmoid(rays.origins * self.weight), rays.directions.sum(-1), rays.viewdirs[:, 0])
+        coarse = _Level(fine.rgb * 0, fine.distance * 0, fine.acc * 0)
+        return [coarse, fine]
+
+
+def _random_rays(count, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    fields = {name: torch.randn(count, 3, generator=generator) for name in ("origins", "directions", "viewdirs")}
+    ones = torch.ones(count, 1)
+    return RayBundle(**fields, radii=ones * 0.01, near=ones * 2, far=ones * 6, lossmult=ones)
+
+
+def test_render_rays_is_chunk_independent_and_uses_the_fine_level():
+    model = _RecordingModel().train()
+    rays = _random_rays(103)
+    whole = render_rays(model, rays, chunk=1000, white_bkgd=True)
+    chunked = render_rays(model, rays, chunk=10, white_bkgd=True)
+    for key in ("rgb", "distance", "acc"):
+        torch.testing.assert_close(whole[key], chunked[key], rtol=0, atol=1e-6)
+    assert whole["rgb"].shape == (103, 3) and whole["distance"].shape == (103,) and whole["acc"].shape == (103,)
+    assert torch.allclose(whole["rgb"], torch.sigmoid(rays.origins * 2))
+    assert torch.allclose(whole["distance"], rays.directions.sum(-1))
+    # 1 + 11 forward passes: chunks of 10 with a last one of 3, deterministic, eval mode, no grad.
+    assert [c[0] for c in model.calls[1:]] == [10] * 10 + [3]
+    assert all(c[1:] == (False, True, False, False) for c in model.calls)
+    assert model.training  # restored afterwards
+
+
+def test_render_image_reshapes_and_checks_the_ray_count():
+    model = _RecordingModel()
+    out = render_image(model, _random_rays(12), height=3, width=4, chunk=5, white_bkgd=False)
+    assert out["rgb"].shape == (3, 4, 3) and out["distance"].shape == (3, 4) and out["acc"].shape == (3, 4)
+    with pytest.raises(ValueError, match="3x5"):
+        render_image(model, _random_rays(12), height=3, width=5, chunk=5, white_bkgd=False)
+    with pytest.raises(ValueError, match="chunk"):
+        render_rays(model, _random_rays(4), chunk=0, white_bkgd=False)
+
+
+def test_camera_rays_match_the_reference_blender_loader():
+    golden = load_golden("rays")
+    meta = json.loads((GOLDEN / "convert/input/tiny/transforms_train.json").read_text())
+    focal = 0.5 * 64 / math.tan(0.5 * meta["camera_angle_x"])
+    for i, frame in enumerate(meta["frames"]):
+        cam2world = torch.tensor(frame["transform_matrix"], dtype=torch.float64)[:3]
+        rays = camera_rays(cam2world, width=64, height=64, focal=focal, near=2.0, far=6.0)
+        for name in ("origins", "directions", "viewdirs", "radii"):
+            expected = golden[f"blender_{name}"][i].reshape(64 * 64, -1)
+            np.testing.assert_allclose(getattr(rays, name).numpy(), expected, atol=3e-7, err_msg=name)
+        assert torch.all(rays.near == 2) and torch.all(rays.far == 6) and torch.all(rays.lossmult == 1)
+
+
+def test_camera_rays_of_a_non_square_image():
+    rays = camera_rays(torch.eye(4, dtype=torch.float64)[:3], width=6, height=4, focal=3.0, near=1.0, far=2.0)
+    assert len(rays) == 24
+    # Pixel (row 0, col 0) centre is at (0.5, 0.5): direction ((0.5 - 3)/3, -(0.5 - 2)/3, -1).
+    assert torch.allclose(rays.directions[0], torch.tensor([-2.5 / 3, 1.5 / 3, -1.0]))
+    assert torch.allclose(rays.radii, torch.full((24, 1), (1 / 3) * 2 / math.sqrt(12)), atol=1e-6)
+
+
+def _reference_spheric_pose(theta, phi, radius):
+    """mipnerf_pl's construction, written out as rotations: R_y(theta) R_x(phi) T_z(radius), then axis swap."""
+    translate = np.eye(4)
+    translate[2, 3] = radius
+    tilt = np.eye(4)
+    tilt[1:3, 1:3] = [[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]]
+    turn = np.eye(4)
+    turn[0, 0], turn[0, 2], turn[2, 0], turn[2, 2] = np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)
+    swap = np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=float)
+    return (swap @ turn @ tilt @ translate)[:3]
+
+
+def test_spheric_poses_follow_the_mipnerf_pl_path():
+    poses = spheric_poses(8, radius=4.0)
+    assert poses.shape == (8, 3, 4) and poses.dtype == torch.float64
+    for k, theta in enumerate(np.linspace(0, 2 * np.pi, 9)[:-1]):
+        np.testing.assert_allclose(poses[k].numpy(), _reference_spheric_pose(theta, -np.pi / 5, 4.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("elevation", [0.0, 20.0, 60.0])
+def test_spheric_poses_look_at_the_origin(elevation):
+    poses = spheric_poses(5, radius=2.5, elevation_deg=elevation)
+    positions = poses[:, :, 3]
+    assert torch.allclose(positions.norm(dim=-1), torch.full((5,), 2.5, dtype=torch.float64))
+    assert torch.allclose(positions[:, 2], torch.full((5,), 2.5 * math.sin(math.radians(elevation)), dtype=torch.float64))
+    for pose in poses:
+        rotation = pose[:, :3]
+        assert torch.allclose(rotation.T @ rotation, torch.eye(3, dtype=torch.float64), atol=1e-12)
+        assert float(torch.det(rotation)) == pytest.approx(1.0)
+        # The optical axis (-z) points at the origin; the camera's x axis stays horizontal (no roll).
+        assert torch.allclose(-rotation[:, 2], -pose[:, 3] / pose[:, 3].norm())
+        assert abs(float(rotation[2, 0])) < 1e-12
+
+
+def test_look_at_from_straight_above_is_still_a_rotation():
+    pose = look_at_origin(torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64))
+    assert torch.allclose(pose[:, :3].T @ pose[:, :3], torch.eye(3, dtype=torch.float64))
+    assert torch.allclose(pose[:, 2], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+
+
+def test_mean_camera_distance():
+    cams = torch.zeros(2, 3, 4, dtype=torch.float64)
+    cams[0, :, 3] = torch.tensor([3.0, 4.0, 0.0])
+    cams[1, :, 3] = torch.tensor([0.0, 0.0, 2.0])
+    assert mean_camera_distance(cams) == pytest.approx(3.5)
+
+
+def test_colour_maps():
+    depth = torch.linspace(2, 6, 12).view(3, 4)
+    acc = torch.ones(3, 4)
+    acc[0, 0] = 0.0
+    image = colorize_depth(depth, acc, 2.0, 6.0)
+    assert image.shape == (3, 4, 3) and image.dtype == np.uint8
+    assert image[0, 0].tolist() == [255, 255, 255]  # transparent -> white background
+    near, far = image[0, 1].astype(int), image[2, 3].astype(int)
+    assert near[0] > near[2] and far[2] > far[0]  # near is red, far is blue (turbo)
+    assert colorize_acc(acc)[0, 0].tolist() == [0, 0, 0] and colorize_acc(acc)[1, 1].tolist() == [255, 255, 255]
+    assert depth_range(depth, acc, fallback=(2.0, 6.0))[0] > 2.0
+    assert depth_range(depth, torch.zeros(3, 4), fallback=(2.0, 6.0)) == (2.0, 6.0)
+    assert to_uint8(torch.tensor([[-1.0, 0.5, 2.0, float("nan")]])).tolist() == [[0, 128, 255, 0]]
+
+
+def test_write_png_and_videos_read_back(tmp_path):
+    frames = [np.full((10, 14, 3), 40 * i, np.uint8) for i in range(4)]
+    write_png(tmp_path / "a.png", frames[2])
+    assert iio.imread(tmp_path / "a.png").tolist() == frames[2].tolist()
+    write_video(tmp_path / "v.mp4", frames, fps=12)
+    video = iio.imread(tmp_path / "v.mp4")
+    assert video.shape == (4, 10, 14, 3)
+    assert abs(int(video[3].mean()) - 120) <= 3
+    write_video(tmp_path / "v.gif", frames, fps=10)
+    assert iio.imread(tmp_path / "v.gif").shape == (4, 10, 14, 3)
+    # Odd sizes are padded to even ones for yuv420p.
+    write_video(tmp_path / "odd.mp4", [np.zeros((9, 11, 3), np.uint8)] * 2, fps=5)
+    assert iio.imread(tmp_path / "odd.mp4").shape == (2, 10, 12, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "odd.mp4", "v.gif", "v.mp4"]
+
+
+def test_failed_video_leaves_nothing(tmp_path):
+    def frames():
+        yield np.zeros((8, 8, 3), np.uint8)
+        raise OSError("disk full")
+
+    with pytest.raises(MipNerfError, match="could not write .*v.mp4: disk full"):
+        write_video(tmp_path / "v.mp4", frames(), fps=5)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(MipNerfError, match="unknown video format"):
+        write_video(tmp_path / "v.avi", [], fps=5)
