@@ -1,0 +1,373 @@
+"""Checkpoints that survive kills and disks filling up, and the run folder's lock.
+
+File format: a regular ``torch.save`` zip archive followed by a 40-byte trailer, the magic
+``MIPNERF\\x01`` and the sha256 of the archive bytes. ``torch.load(path, weights_only=True)``
+still reads such a file directly (zip readers look for the directory at the end and skip
+the trailer); :func:`load_checkpoint` first checks the trailer, so a truncated or bit-flipped
+file is reported instead of half-loaded. Writes go to a temporary file in the same folder,
+are fsynced, and replace the target with ``os.replace``: a kill at any moment leaves either
+the old file or the new one, never a mixture.
+
+Payload keys (``FORMAT_VERSION`` 1): format_version, step, model (plain state_dict),
+optimizer, model_config (dict of ModelConfig), settings (plain dict), scene (dict: kind,
+multiscale, white_bkgd, data, data_relative_to_run), rng (dict of tensors), elapsed_s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import io
+import os
+import pickle
+import re
+import socket
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from mipnerf_cli.errors import MipNerfError
+
+FORMAT_VERSION = 1
+MAGIC = b"MIPNERF\x01"
+TRAILER_SIZE = len(MAGIC) + 32
+STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+LAST = "last.pt"
+
+
+# ----------------------------------------------------------------------------- save / load
+
+
+def step_file_name(step: int) -> str:
+    return f"step-{step:07d}.pt"
+
+
+def serialize(payload: dict[str, Any]) -> bytes:
+    """The bytes of a checkpoint file: torch.save archive + magic + sha256(archive)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    archive = buffer.getvalue()
+    return archive + MAGIC + hashlib.sha256(archive).digest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new file, never a mixture.
+
+    On an OSError (disk full, permissions) the temporary file is removed, the previous
+    file is untouched, and a MipNerfError naming the file is raised.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        _remove_quietly(tmp)
+        previous = "the previous file is intact" if path.exists() else "nothing was written"
+        raise MipNerfError(f"could not write {path}: {error.strerror or error}; {previous}") from None
+    _fsync_dir(path.parent)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write `payload` atomically to `path` (see module docstring for the format)."""
+    write_atomic(Path(path), serialize(payload))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and verify a checkpoint; MipNerfError naming the file on any problem.
+
+    Only plain data is unpickled (``weights_only=True``); a file holding other pickled
+    objects is refused.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MipNerfError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise MipNerfError(f"checkpoint {path} is a folder; give a .pt file (e.g. {path}/ckpt/last.pt)") from None
+    except OSError as error:
+        raise MipNerfError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+
+    has_trailer = len(data) > TRAILER_SIZE and data[-TRAILER_SIZE:-32] == MAGIC
+    archive = data[:-TRAILER_SIZE] if has_trailer else data
+    if has_trailer and hashlib.sha256(archive).digest() != data[-32:]:
+        raise MipNerfError(f"checkpoint {path} is corrupted (checksum mismatch); use an older checkpoint of the run")
+    try:
+        payload = torch.load(io.BytesIO(archive), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Unsupported" in str(error):
+            raise MipNerfError(
+                f"checkpoint {path} contains pickled Python objects, not just tensors and plain data; "
+                "refusing to load it (only weights_only checkpoints are accepted)"
+            ) from None
+        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)})") from None
+    except Exception as error:  # torch raises RuntimeError/EOFError/... for damaged archives
+        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)})") from None
+    if not has_trailer:
+        raise MipNerfError(f"checkpoint {path} has no checksum: it is truncated or was not written by `mipnerf train`")
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise MipNerfError(f"checkpoint {path} is not a mipnerf checkpoint (no format_version)")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise MipNerfError(
+            f"checkpoint {path} has format version {payload['format_version']}; this mipnerf reads version {FORMAT_VERSION}"
+        )
+    missing = [key for key in ("step", "model", "model_config", "settings") if key not in payload]
+    if missing:
+        raise MipNerfError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return payload
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint"):
+    """(MipNerf in eval mode on CPU with the checkpoint's weights, the settings dict)."""
+    from mipnerf_cli.core.model import MipNerf, ModelConfig
+
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(ckpt["model_config"]) - known)
+    if unknown:
+        raise MipNerfError(f"{source} has model settings this version does not know: {', '.join(unknown)}")
+    model = MipNerf(ModelConfig(**ckpt["model_config"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as error:
+        raise MipNerfError(f"{source}: the weights do not fit its model_config ({_first_line(error)})") from None
+    model.eval()
+    return model, ckpt["settings"]
+
+
+# ----------------------------------------------------------------------------- the ckpt folder
+
+
+def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the step-*.pt files in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = STEP_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def candidates_newest_first(folder: Path) -> Iterator[Path]:
+    """last.pt, then the step files from newest to oldest."""
+    if (folder / LAST).exists():
+        yield folder / LAST
+    for _, path in reversed(step_checkpoints(folder)):
+        yield path
+
+
+def load_newest_good(folder: Path, report=print) -> tuple[dict[str, Any], Path] | None:
+    """The newest checkpoint in `folder` that verifies, saying which bad ones were skipped.
+
+    None when there are no checkpoints at all; MipNerfError when there are some but none is good.
+    """
+    problems = []
+    for path in candidates_newest_first(folder):
+        try:
+            payload = load_checkpoint(path)
+        except MipNerfError as error:
+            problems.append(str(error))
+            continue
+        for problem in problems:
+            report(f"warning: {problem}")
+        if problems:
+            report(f"falling back to {path} (step {payload['step']})")
+        return payload, path
+    if problems:
+        raise MipNerfError(f"no usable checkpoint in {folder}: {problems[0]}")
+    return None
+
+
+def save_step(folder: Path, payload: dict[str, Any], keep: int) -> Path:
+    """Save step-N.pt and last.pt, then delete all but the newest `keep` step files.
+
+    last.pt is a hard link to the step file where the file system allows it (no second
+    copy on disk), else a second atomic write. With keep == 0 only last.pt is written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    data = serialize(payload)
+    last = folder / LAST
+    if keep == 0:
+        write_atomic(last, data)
+        return last
+    target = folder / step_file_name(int(payload["step"]))
+    write_atomic(target, data)
+    if not _link_atomic(target, last):
+        write_atomic(last, data)
+    for _, old in step_checkpoints(folder)[:-keep]:
+        _remove_quietly(old)
+    return target
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files left by a writer that was killed mid-save (call with the lock held)."""
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(".") and ".tmp-" in entry.name:
+                _remove_quietly(entry)
+
+
+def _link_atomic(source: Path, target: Path) -> bool:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    _remove_quietly(tmp)
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        _remove_quietly(tmp)
+        return False
+    _fsync_dir(target.parent)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform/file system.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _first_line(error: BaseException) -> str:
+    """The gist of an exception: its first sentence (torch appends paragraphs of advice)."""
+    text = str(error).strip().splitlines()
+    if not text:
+        return type(error).__name__
+    return text[0].split(". ")[0].rstrip(".")
+
+
+# ----------------------------------------------------------------------------- lock
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``<run_dir>/.lock`` holding "pid host".
+
+    Held with ``fcntl.flock``, which the kernel drops when the holder dies, so a lock
+    left by a killed trainer is taken over silently. Where flock is unavailable the pid
+    in the file decides: a lock from a dead process on this host is taken over.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self._fd: int | None = None
+        self.taken_over_from: str | None = None  # the holder text of a stale lock we replaced
+
+    def acquire(self) -> "RunLock":
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                previous = _read_holder(fd)
+                if not _try_flock(fd) or not self._pid_check_passes(previous):
+                    raise MipNerfError(
+                        f"another trainer ({previous or 'unknown pid'}) is using {self.path.parent}; wait for it to "
+                        f"finish or pick another --exp-name (if no trainer is running, delete {self.path})"
+                    )
+                # The previous holder may have unlinked the file between our open and flock.
+                if os.fstat(fd).st_ino != _inode(self.path):
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} {socket.gethostname()}\n".encode())
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            self.taken_over_from = previous or None
+            return self
+        raise MipNerfError(f"could not take the lock {self.path}; try again")
+
+    def _pid_check_passes(self, holder: str) -> bool:
+        if _HAVE_FLOCK:
+            return True
+        pid, host = _parse_holder(holder)
+        return pid is None or pid == os.getpid() or (host in (None, socket.gethostname()) and not _pid_alive(pid))
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+try:
+    import fcntl
+
+    _HAVE_FLOCK = True
+except ImportError:  # Windows
+    _HAVE_FLOCK = False
+
+
+def _try_flock(fd: int) -> bool:
+    if not _HAVE_FLOCK:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _parse_holder(text: str) -> tuple[int | None, str | None]:
+    parts = text.removeprefix("pid ").split()
+    try:
+        return int(parts[0]), (parts[1] if len(parts) > 1 else None)
+    except (IndexError, ValueError):
+        return None, None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,256 @@
+"""All settings of the commands: pydantic models, resolved in one place.
+
+Precedence, lowest first: the defaults written here, a ``--config`` yaml file (a path or
+the name of a config shipped in ``mipnerf_cli/configs``), then the command-line flags.
+Unknown keys and bad values are pydantic validation errors, which the CLI prints as
+``• field: message`` lines. Relative paths inside a yaml file are relative to that file's
+folder (so a run folder's ``config.yaml`` still works after the folder moves); relative
+paths given on the command line are relative to the current directory. Paths are never
+shell-expanded.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mipnerf_cli.errors import MipNerfError
+
+DATA_ROOT_ENV = "MIPNERF_DATA"
+SIMPLE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class ModelSettings(BaseModel):
+    """The `model:` section: the fields of `core.model.ModelConfig`, with the reference defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_samples: int = Field(128, ge=1, description="samples per level")
+    num_levels: int = Field(2, ge=1, description="coarse + fine = 2")
+    resample_padding: float = Field(0.01, ge=0, description="added to the coarse weights before resampling")
+    stop_level_grad: bool = Field(True, description="no gradient from the fine level into the coarse weights")
+    use_viewdirs: bool = Field(True, description="condition colour on the view direction")
+    lindisp: bool = Field(False, description="sample linearly in disparity")
+    ray_shape: Literal["cone", "cylinder"] = "cone"
+    min_deg_point: int = Field(0, ge=0, description="lowest IPE frequency 2^min_deg")
+    max_deg_point: int = Field(16, ge=1, description="IPE uses frequencies below 2^max_deg")
+    deg_view: int = Field(4, ge=0, description="view-direction encoding degrees")
+    density_noise: float = Field(0.0, ge=0, description="std of noise added to raw density while training")
+    density_bias: float = Field(-1.0, description="shift of raw density before softplus")
+    rgb_padding: float = Field(0.001, ge=0, description="colour range widened to [-p, 1+p]")
+    disable_integration: bool = Field(False, description="NeRF mode: point samples, plain positional encoding")
+    netdepth: int = Field(8, ge=1, description="layers of the trunk MLP")
+    netwidth: int = Field(256, ge=1, description="width of the trunk MLP")
+    netdepth_condition: int = Field(1, ge=1, description="layers of the view-conditioned branch")
+    netwidth_condition: int = Field(128, ge=1, description="width of the view-conditioned branch")
+    skip_layer: int = Field(4, ge=1, description="the trunk input is concatenated again after this many layers")
+
+    @model_validator(mode="after")
+    def _degrees_ordered(self) -> "ModelSettings":
+        if self.max_deg_point <= self.min_deg_point:
+            raise ValueError(f"max_deg_point ({self.max_deg_point}) must be larger than min_deg_point ({self.min_deg_point})")
+        return self
+
+    def to_model_config(self):
+        """The engine's frozen `ModelConfig` with these values."""
+        from mipnerf_cli.core.model import ModelConfig
+
+        return ModelConfig(**self.model_dump())
+
+
+def _default_data_root() -> Path:
+    return Path(os.environ.get(DATA_ROOT_ENV) or "data")
+
+
+class TrainSettings(BaseModel):
+    """Everything `mipnerf train` needs. Defaults are google/mipnerf's (train.py, utils.Config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # -- where: scene and run folder
+    exp_name: Optional[str] = Field(None, pattern=SIMPLE_NAME, description="run folder name (default: scene name)")
+    out_dir: Path = Field(Path("out"), description="runs are written to <out_dir>/<exp_name>/")
+    scene: Optional[str] = Field(None, pattern=SIMPLE_NAME, description="scene name under data_root")
+    data: Optional[Path] = Field(None, description="scene folder; overrides scene/data_root")
+    data_root: Path = Field(default_factory=_default_data_root, description=f"holds nerf_synthetic/ and multiscale/ (env {DATA_ROOT_ENV})")
+    multiscale: bool = Field(False, description="train on a converted multiscale scene")
+    white_bkgd: bool = Field(True, description="composite on white (Blender scenes)")
+
+    # -- optimisation
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(4096, gt=0, description="rays per step (global, over all ranks)")
+    lr_init: float = Field(5e-4, gt=0)
+    lr_final: float = Field(5e-6, gt=0)
+    lr_delay_steps: int = Field(2500, ge=0, description="warm-up steps")
+    lr_delay_mult: float = Field(0.01, ge=0, le=1, description="lr multiplier at step 0 of the warm-up")
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    adam_eps: float = Field(1e-8, gt=0)
+    grad_max_norm: float = Field(0.0, ge=0, description="clip the gradient norm (0: off, as the reference)")
+    grad_max_val: float = Field(0.0, ge=0, description="clip gradient values (0: off, as the reference)")
+    coarse_loss_mult: float = Field(0.1, ge=0)
+    disable_multiscale_loss: bool = Field(False, description="ignore the 4^level loss weights of multiscale data")
+    randomized: bool = Field(True, description="stratified sampling noise while training")
+    max_steps: int = Field(1_000_000, gt=0)
+
+    # -- bookkeeping
+    check_interval: int = Field(10_000, gt=0, description="steps between checkpoints and validation")
+    log_interval: int = Field(100, gt=0, description="steps between metrics.jsonl lines")
+    keep_checkpoints: int = Field(3, ge=0, description="step-*.pt files kept besides last.pt")
+    resume_path: Optional[str] = Field("auto", description="'auto' (last.pt of this run, if any), a checkpoint file, or null")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool = Field(True, description="bf16 autocast + tf32 on CUDA (CPU is always float32)")
+    tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
+
+    # -- validation (PSNR curve in metrics.jsonl)
+    val_views: int = Field(1, ge=0, description="test views rendered every check_interval (0: none)")
+    val_downscale: int = Field(4, ge=1, description="validation images are this many times smaller")
+    val_chunk: int = Field(8192, gt=0, description="rays per forward pass when rendering")
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+
+    @field_validator("resume_path", mode="before")
+    @classmethod
+    def _none_spelled_out(cls, value: Any) -> Any:
+        # mipnerf_pl configs write `resume_path: None`, which yaml reads as the string "None".
+        if isinstance(value, str) and value.strip() in ("", "None", "none", "null"):
+            return None
+        return value
+
+    @property
+    def run_dir(self) -> Path:
+        if self.exp_name is None:
+            raise MipNerfError("exp_name is not set (resolve the settings first)")
+        return self.out_dir / self.exp_name
+
+
+# ----------------------------------------------------------------------------- loading
+
+PATH_FIELDS = ("out_dir", "data", "data_root")
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped with the package (`--config demo`)."""
+    folder = resources.files("mipnerf_cli") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """A config file path from a path or a packaged config's name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    if "/" not in text and os.sep not in text:
+        stem = text[: -len(".yaml")] if text.endswith(".yaml") else text
+        packaged = resources.files("mipnerf_cli") / "configs" / f"{stem}.yaml"
+        if packaged.is_file():
+            return Path(str(packaged))
+    if path.exists():
+        raise MipNerfError(f"config {path} is not a file")
+    raise MipNerfError(
+        f"config {text} not found: give a yaml file or one of the packaged configs ({', '.join(packaged_configs())})"
+    )
+
+
+def load_yaml_settings(path: Path) -> dict[str, Any]:
+    """The mapping in a yaml config, with its relative paths anchored at the file's folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise MipNerfError(f"cannot read config {path}: {error}") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise MipNerfError(f"config {path} is not valid yaml{line}: {problem}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise MipNerfError(f"config {path} must be a mapping of setting: value, not a {type(values).__name__}")
+    return anchor_paths(values, path.parent)
+
+
+def anchor_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Relative path settings (and a resume_path file) taken relative to `folder`."""
+    anchored = dict(values)
+    for key in PATH_FIELDS + ("resume_path",):
+        value = anchored.get(key)
+        if not isinstance(value, str) or not value or (key == "resume_path" and value in ("auto", "None", "none", "null")):
+            continue
+        if not Path(value).is_absolute():
+            anchored[key] = str(folder / value)
+    return anchored
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_train_settings(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainSettings:
+    """Defaults < `config` yaml < `overrides` (CLI flags; a nested dict for `model`).
+
+    The result has a concrete `data` folder, `exp_name` and absolute paths.
+    Raises pydantic.ValidationError for bad values, MipNerfError for a bad file or scene.
+    """
+    values: dict[str, Any] = {}
+    if config is not None:
+        values = load_yaml_settings(find_config(config))
+    values = deep_merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = TrainSettings.model_validate(values)
+    return finish_train_settings(settings)
+
+
+def finish_train_settings(settings: TrainSettings) -> TrainSettings:
+    """Fill in the derived fields: the scene folder, the run name, absolute paths."""
+    if settings.data is None:
+        if settings.scene is None:
+            raise MipNerfError("no scene given: pass --scene NAME (looked up under --data-root) or --data SCENE_DIR")
+        family = "multiscale" if settings.multiscale else "nerf_synthetic"
+        data = settings.data_root / family / settings.scene
+    else:
+        data = settings.data
+    exp_name = settings.exp_name
+    if exp_name is None:
+        exp_name = settings.scene or data.absolute().name
+        if settings.multiscale and not exp_name.endswith("multiscale"):
+            exp_name += "-multiscale"
+    resume = settings.resume_path
+    if resume not in (None, "auto"):
+        resume = str(Path(resume).absolute())
+    return settings.model_copy(
+        update={
+            "data": data.absolute(),
+            "data_root": settings.data_root.absolute(),
+            "out_dir": settings.out_dir.absolute(),
+            "exp_name": exp_name,
+            "resume_path": resume,
+        }
+    )
+
+
+def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:
+    """Plain data for a yaml file in `folder`, paths relative to it where possible."""
+    values = settings.model_dump(mode="json")
+    for key in PATH_FIELDS + ("resume_path",):
+        value = values.get(key)
+        if not value or (key == "resume_path" and value == "auto"):
+            continue
+        try:
+            values[key] = os.path.relpath(value, folder)
+        except ValueError:  # another drive on Windows: keep it absolute
+            pass
+    return values
