@@ -1,0 +1,70 @@
+"""Which kind of scene a folder holds, and loading one split of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from mipnerf_cli.data.blender import SPLITS, load_blender, transforms_path
+from mipnerf_cli.data.imageset import ImageSet
+from mipnerf_cli.data.multiscale import METADATA, load_multiscale
+from mipnerf_cli.errors import MipNerfError
+
+
+def scene_kind(path: Path | str) -> str:
+    """"multiscale" if ``path`` holds metadata.json (checked first), "blender" if it holds a
+    transforms_<split>.json; MipNerfError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise MipNerfError(f"{path}: scene folder not found")
+    if not path.is_dir():
+        raise MipNerfError(f"{path}: not a folder; pass the scene folder")
+    if (path / METADATA).is_file():
+        return "multiscale"
+    if any(transforms_path(path, split).is_file() for split in SPLITS):
+        return "blender"
+    raise MipNerfError(
+        f"{path}: not a scene: expected {METADATA} (multiscale, from `mipnerf convert`) "
+        "or transforms_train.json (Blender)"
+    )
+
+
+def load_scene(
+    path: Path | str,
+    split: str,
+    multiscale: bool | None = None,
+    white_bkgd: bool = True,
+    downscale: int = 1,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImageSet:
+    """One split ("train", "val" or "test") of the scene at ``path`` as an ImageSet.
+
+    multiscale: None detects the kind; True / False insist on it and raise MipNerfError
+    when the folder holds the other kind. downscale applies to Blender scenes only.
+    progress(done, total) is called after each image is decoded.
+    """
+    path = Path(path)
+    if split not in SPLITS:
+        raise MipNerfError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    kind = scene_kind(path)
+    if multiscale is True and kind != "multiscale":
+        raise MipNerfError(
+            f"{path} is a Blender scene (no {METADATA}), but multiscale data was asked for; "
+            f"convert it first with `mipnerf convert {path} OUT_DIR`, or train it without --multiscale"
+        )
+    if multiscale is False and kind == "multiscale":
+        if transforms_path(path, split).is_file():
+            kind = "blender"  # a folder holding both: the caller asked for the Blender files
+        else:
+            raise MipNerfError(
+                f"{path} is a multiscale scene ({METADATA}); load it with --multiscale"
+            )
+    if kind == "multiscale":
+        if downscale != 1:
+            raise MipNerfError(f"{path}: --downscale works on Blender scenes only; multiscale data has its own levels")
+        return load_multiscale(path, split, white_bkgd, workers, progress)
+    if not transforms_path(path, split).is_file():
+        raise MipNerfError(f"{transforms_path(path, split)}: file not found (this scene has no '{split}' split)")
+    return load_blender(path, split, white_bkgd, downscale, workers, progress)
