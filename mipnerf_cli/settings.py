@@ -254,3 +254,65 @@ def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:
         except ValueError:  # another drive on Windows: keep it absolute
             pass
     return values
+
+
+# ----------------------------------------------------------------------------- eval / render
+# (section owned by the eval/render helper: EvalSettings for `mipnerf eval`,
+#  RenderSettings for `mipnerf render`; None means "as the checkpoint recorded")
+
+_RESOLUTION_PATTERN = r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$"
+
+
+class EvalSettings(BaseModel):
+    """What `mipnerf eval` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = Field(None, description="run folder; its newest checkpoint is evaluated")
+    ckpt: Optional[Path] = Field(None, description="a checkpoint file (instead of run)")
+    data: Optional[Path] = Field(None, description="scene folder (default: the one trained on)")
+    scale: Optional[int] = Field(None, ge=1, description="resolution levels to score (default: all present)")
+    split: Literal["train", "val", "test"] = "test"
+    save_image: bool = Field(False, description="write rendered/ground-truth PNGs under images/")
+    limit: Optional[int] = Field(None, ge=1, description="score only the first K images of each level")
+    chunk: int = Field(8192, gt=0, description="rays per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out: Optional[Path] = Field(None, description="output folder (default: <run>/eval/<step>)")
+    progress: bool = True
+
+
+class RenderSettings(BaseModel):
+    """What `mipnerf render` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = None
+    ckpt: Optional[Path] = None
+    data: Optional[Path] = Field(None, description="scene folder whose training cameras set radius and focal")
+    path: Literal["spheric"] = "spheric"
+    frames: int = Field(120, ge=1, le=100_000)
+    fps: float = Field(30.0, gt=0, le=1000)
+    scale: float = Field(1.0, gt=0, description="render at 1/scale of the training resolution and focal")
+    radius: Optional[float] = Field(None, gt=0, description="camera distance from the origin (default: training cameras' mean)")
+    elevation: float = Field(36.0, ge=-89.0, le=89.0, description="degrees above the horizon")
+    resolution: Optional[tuple[int, int]] = Field(None, description="WxH; the focal follows the width")
+    format: Literal["mp4", "gif", "png"] = "mp4"
+    keep_frames: bool = False
+    chunk: int = Field(8192, gt=0, description="rays per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out: Optional[Path] = Field(None, description="output folder (default: <run>/render/<path>)")
+    progress: bool = True
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _parse_resolution(cls, value: Any) -> Any:
+        import re
+
+        if isinstance(value, str):
+            match = re.match(_RESOLUTION_PATTERN, value)
+            if not match:
+                raise ValueError(f"'{value}' is not WIDTHxHEIGHT (e.g. 400x400)")
+            value = (int(match.group(1)), int(match.group(2)))
+        if value is not None and (value[0] < 1 or value[1] < 1 or value[0] * value[1] > 64_000_000):
+            raise ValueError("width and height must be at least 1 and at most 64 megapixels in all")
+        return value
