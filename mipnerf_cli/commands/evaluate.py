@@ -1,8 +1,74 @@
-"""`mipnerf evaluate` (not implemented yet)."""
+"""`mipnerf eval`: score a checkpoint on the test split (PSNR, SSIM, LPIPS when available)."""
 
-from mipnerf_cli.errors import MipNerfError
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from mipnerf_cli.commands.model_options import ChunkOption, CkptOption, DataOption, DeviceOption, ProgressOption, RunOption
+from mipnerf_cli.console import console, info
 
 
-def eval_command() -> None:
-    """Not implemented yet."""
-    raise MipNerfError("not implemented yet")
+def eval_command(
+    run: RunOption = None,
+    ckpt: CkptOption = None,
+    data: DataOption = None,
+    scale: Annotated[
+        Optional[int],
+        typer.Option("--scale", help="Resolution levels to score: 1 = full resolution only, 4 = d0..d3 of a "
+                                     "multiscale scene. Default: every level in the data."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Which split to score.")] = "test",
+    save_image: Annotated[
+        bool, typer.Option("--save-image", help="Also write rendered RGB, depth, accumulation and ground truth PNGs.")
+    ] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Score only the first K images of each level.")] = None,
+    chunk: ChunkOption = 8192,
+    device: DeviceOption = "auto",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.", file_okay=False)
+    ] = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Render the test images with a trained model and write <run>/eval/<step>/results.json."""
+    from mipnerf_cli.evaluation import evaluate
+    from mipnerf_cli.settings import EvalSettings
+
+    settings = EvalSettings(
+        run=run, ckpt=ckpt, data=data, scale=scale, split=split, save_image=save_image, limit=limit,
+        chunk=chunk, device=device, out=out, progress=progress,
+    )
+    results, folder = evaluate(settings)
+    console.print(results_table(results))
+    if not results.lpips_available:
+        info(f"LPIPS not computed: {results.lpips_note}")
+    info(f"{results.rays_per_second:,.0f} rays/s on {results.device}; results in {folder / 'results.json'}")
+
+
+def _fmt(value: Optional[float], digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def results_table(results) -> Table:
+    """Per-scale means ± std and their average, as a rich table."""
+    table = Table(title=f"{results.exp_name} · step {results.step} · {results.split}")
+    for column in ("scale", "size", "images", "PSNR", "SSIM", "LPIPS"):
+        table.add_column(column, justify="right")
+    for s in results.scales:
+        table.add_row(
+            f"d{s.scale} (1/{s.factor})",
+            f"{s.width}×{s.height}",
+            str(s.num_images),
+            f"{_fmt(s.psnr, 2)} ± {_fmt(s.psnr_std, 2)}",
+            f"{_fmt(s.ssim, 4)} ± {_fmt(s.ssim_std, 4)}",
+            _fmt(s.lpips, 4),
+        )
+    if len(results.scales) > 1:
+        table.add_row(
+            "average", "", str(sum(s.num_images for s in results.scales)),
+            _fmt(results.average.psnr, 2), _fmt(results.average.ssim, 4), _fmt(results.average.lpips, 4),
+        )
+    return table

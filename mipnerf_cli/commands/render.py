@@ -1,8 +1,57 @@
-"""`mipnerf render` (not implemented yet)."""
+"""`mipnerf render`: a video of a trained model along a camera path."""
 
-from mipnerf_cli.errors import MipNerfError
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mipnerf_cli.commands.model_options import ChunkOption, CkptOption, DataOption, DeviceOption, ProgressOption, RunOption
+from mipnerf_cli.console import info
 
 
-def render_command() -> None:
-    """Not implemented yet."""
-    raise MipNerfError("not implemented yet")
+def render_command(
+    run: RunOption = None,
+    ckpt: CkptOption = None,
+    data: DataOption = None,
+    path: Annotated[str, typer.Option("--path", help="Camera path: spheric (a circle around the object).")] = "spheric",
+    frames: Annotated[int, typer.Option("--frames", help="Number of frames (one full turn).")] = 120,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second of the video.")] = 30.0,
+    scale: Annotated[
+        float, typer.Option("--scale", help="Render at 1/SCALE of the training resolution (focal / SCALE).")
+    ] = 1.0,
+    radius: Annotated[
+        Optional[float],
+        typer.Option("--radius", help="Camera distance from the origin. Default: mean distance of the training cameras."),
+    ] = None,
+    elevation: Annotated[float, typer.Option("--elevation", help="Degrees above the horizon.")] = 36.0,
+    resolution: Annotated[
+        Optional[str],
+        typer.Option("--resolution", help="WIDTHxHEIGHT, e.g. 200x200 for a quick preview (the field of view stays)."),
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="mp4, gif, or png (frames only).")] = "mp4",
+    keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the PNG frames next to the videos.")] = False,
+    chunk: ChunkOption = 8192,
+    device: DeviceOption = "auto",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.", file_okay=False)
+    ] = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Render rgb, depth and accumulation videos along a camera path into <run>/render/<path>/."""
+    from mipnerf_cli.settings import RenderSettings
+    from mipnerf_cli.video import render_path
+
+    settings = RenderSettings(
+        run=run, ckpt=ckpt, data=data, path=path, frames=frames, fps=fps, scale=scale, radius=radius,
+        elevation=elevation, resolution=resolution, format=format, keep_frames=keep_frames, chunk=chunk,
+        device=device, out=out, progress=progress,
+    )
+    result = render_path(settings)
+    info(
+        f"{result.num_frames} frames of {result.width}×{result.height} (focal {result.focal:.1f}, radius "
+        f"{result.radius:.3f}) at {result.rays_per_second:,.0f} rays/s"
+    )
+    for file in result.files:
+        info(f"wrote {file}")

@@ -1,0 +1,359 @@
+"""`mipnerf eval` as a library function: render a test split, score it, write results.json.
+
+Single-scale models are scored on the full-resolution Blender test images (``scale`` 1);
+multiscale models on the first ``scale`` resolutions of the converted test split (d0..d3
+for ``scale`` 4), each resolution reported on its own and averaged. PSNR and SSIM come from
+the fine level (google/mipnerf eval.py). LPIPS is reported only when the ``lpips`` package
+and its network weights are already on disk: nothing is downloaded.
+
+Everything lands in a hidden staging folder next to the target and is renamed into place
+at the end, so ``<run>/eval/<step>/`` is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.util
+import math
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from mipnerf_cli.console import ProgressBar
+from mipnerf_cli.core.metrics import psnr as psnr_of
+from mipnerf_cli.core.metrics import ssim as ssim_of
+from mipnerf_cli.core.render import render_image
+from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
+from mipnerf_cli.settings import EvalSettings
+from mipnerf_cli.trained_model import TrainedModel, load_trained_model, pick_device, scene_folder
+
+RESULTS_FORMAT_VERSION = 1
+SSIM_WINDOW = 11
+
+
+# ----------------------------------------------------------------------------- results.json
+
+
+class ScaleResult(BaseModel):
+    """Scores of the images of one resolution level (mean and population std over images)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: int = Field(description="resolution level: 0 = full resolution, k = 2^k times smaller")
+    factor: int = Field(description="downscale factor 2^scale")
+    height: int
+    width: int
+    num_images: int
+    psnr: Optional[float] = Field(description="mean PSNR in dB (null if some image was rendered perfectly)")
+    psnr_std: Optional[float]
+    ssim: Optional[float] = Field(description="mean SSIM (null when the images are smaller than the 11x11 window)")
+    ssim_std: Optional[float]
+    lpips: Optional[float] = Field(description="mean LPIPS (null when LPIPS is unavailable)")
+
+
+class AverageResult(BaseModel):
+    """The mean of the per-scale means (null when a scale lacks the value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    psnr: Optional[float]
+    ssim: Optional[float]
+    lpips: Optional[float]
+
+
+class ImageResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="image name in the split")
+    scale: int
+    psnr: Optional[float]
+    ssim: Optional[float]
+    lpips: Optional[float]
+
+
+class EvalResults(BaseModel):
+    """The schema of ``<run>/eval/<step>/results.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = RESULTS_FORMAT_VERSION
+    exp_name: str
+    checkpoint: str
+    step: int
+    data: str
+    split: str
+    kind: Literal["blender", "multiscale"]
+    device: str
+    chunk: int
+    lpips_available: bool
+    lpips_note: Optional[str] = Field(description="why LPIPS is null, when it is")
+    scales: list[ScaleResult]
+    average: AverageResult
+    num_rays: int
+    render_seconds: float
+    rays_per_second: float
+    images: list[ImageResult]
+    created: str
+
+
+# ----------------------------------------------------------------------------- LPIPS
+
+
+def lpips_scorer() -> tuple[Optional[Callable[[torch.Tensor, torch.Tensor], float]], Optional[str]]:
+    """(scorer, None) when LPIPS can run offline, else (None, the reason).
+
+    The ``lpips`` package ships its linear layers, but the AlexNet backbone comes from
+    torchvision's download cache; both must already be on disk.
+    """
+    if importlib.util.find_spec("lpips") is None:
+        return None, "the lpips package is not installed"
+    hub_checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    if not any(hub_checkpoints.glob("alexnet-*.pth")):
+        return None, f"the AlexNet weights LPIPS needs are not in {hub_checkpoints} (never downloaded)"
+    try:
+        import lpips  # type: ignore[import-not-found]
+
+        network = lpips.LPIPS(net="alex", verbose=False).eval()
+    except Exception as error:  # any import or loading failure just disables the metric
+        return None, f"lpips could not be loaded offline ({type(error).__name__})"
+
+    @torch.no_grad()
+    def score(rendered: torch.Tensor, target: torch.Tensor) -> float:
+        # (H, W, 3) in [0, 1] -> (1, 3, H, W) in [-1, 1], as LPIPS expects.
+        to_input = lambda image: image.permute(2, 0, 1)[None].float() * 2 - 1  # noqa: E731
+        return float(network(to_input(rendered), to_input(target)))
+
+    return score, None
+
+
+# ----------------------------------------------------------------------------- output folder
+
+
+@dataclasses.dataclass
+class _Staging:
+    """A hidden folder next to `target` that becomes `target` on commit, or vanishes."""
+
+    target: Path
+    path: Path
+    created_parent: Optional[Path] = None
+
+    @classmethod
+    def open(cls, target: Path) -> "_Staging":
+        parent = target.parent
+        created_parent = None
+        try:
+            if not parent.exists():
+                # Remember the highest folder we create, to remove it again on failure.
+                missing = parent
+                while not missing.parent.exists():
+                    missing = missing.parent
+                parent.mkdir(parents=True)
+                created_parent = missing
+            path = parent / f".{target.name}.partial-{os.getpid()}"
+            if path.exists():
+                shutil.rmtree(path)
+            path.mkdir()
+        except OSError as error:
+            raise MipNerfError(
+                f"cannot write to {parent}: {error.strerror or error}; pass --out DIR to write the results elsewhere"
+            ) from None
+        return cls(target=target, path=path, created_parent=created_parent)
+
+    def commit(self) -> None:
+        old = None
+        if self.target.exists():
+            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
+            os.replace(self.target, old)
+        os.replace(self.path, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.created_parent is not None:
+            shutil.rmtree(self.created_parent, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _mean(values: list[Optional[float]]) -> Optional[float]:
+    if not values or any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return float(statistics.fmean(values))
+
+
+def _std(values: list[Optional[float]]) -> Optional[float]:
+    if not values or any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return float(statistics.pstdev(values))
+
+
+def _image_stem(name: str, level: int, multiscale: bool) -> str:
+    stem = Path(name).name
+    if multiscale and not stem.endswith(f"_d{level}"):
+        stem = f"{stem}_d{level}"
+    return stem
+
+
+def select_images(levels: list[int], scale: int, limit: Optional[int]) -> list[list[int]]:
+    """Indices of the images to score, grouped by level 0..scale-1 (first `limit` of each)."""
+    groups = []
+    for level in range(scale):
+        indices = [i for i, image_level in enumerate(levels) if image_level == level]
+        groups.append(indices[:limit] if limit is not None else indices)
+    return groups
+
+
+def check_scale(requested: Optional[int], levels: list[int], kind: str, data: Path) -> int:
+    """The number of levels to score: `requested`, or all levels present."""
+    present = len(set(levels))
+    if requested is None:
+        return present
+    if requested > present:
+        what = "single-scale Blender scene" if kind == "blender" else "scene"
+        raise MipNerfError(
+            f"--scale {requested}: {data} is a {what} with {present} resolution level"
+            f"{'s' if present != 1 else ''}; use --scale {present} or less"
+        )
+    return requested
+
+
+def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str):
+    """The split to score, after checking that its kind matches the checkpoint's."""
+    from mipnerf_cli.data import load_scene, scene_kind
+
+    folder = scene_folder(trained, data)
+    kind = scene_kind(folder)
+    if trained.kind is not None and kind != trained.kind:
+        trained_as = "a multiscale" if trained.kind == "multiscale" else "a single-scale (Blender)"
+        found = "a multiscale" if kind == "multiscale" else "a single-scale (Blender)"
+        raise MipNerfError(
+            f"{folder} is {found} scene but checkpoint {trained.checkpoint_path} was trained on {trained_as} "
+            "scene; pass --data with a scene of the same kind"
+        )
+    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd)
+    return folder, kind, images
+
+
+def evaluate(settings: EvalSettings) -> tuple[EvalResults, Path]:
+    """Render and score the test split; returns the results and the folder they were written to."""
+    device = pick_device(settings.device)
+    trained = load_trained_model(settings.run, settings.ckpt, device)
+    folder, kind, images = load_eval_scene(trained, settings.data, settings.split)
+    scale = check_scale(settings.scale, images.levels, kind, folder)
+    groups = select_images(images.levels, scale, settings.limit)
+    if not any(groups):
+        raise MipNerfError(f"{folder}: the {settings.split} split has no images")
+    lpips, lpips_note = lpips_scorer()
+
+    target = settings.out if settings.out is not None else trained.run_dir / "eval" / str(trained.step)
+    staging = _Staging.open(target.absolute())
+    try:
+        results = _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path, device)
+        _write_results(staging.path / "results.json", results)
+    except BaseException:
+        staging.discard()
+        raise
+    staging.commit()
+    return results, staging.target
+
+
+def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Path, device) -> EvalResults:
+    image_dir = out_dir / "images"
+    if settings.save_image:
+        image_dir.mkdir()
+    rows: list[ImageResult] = []
+    scales: list[ScaleResult] = []
+    num_rays = 0
+    render_seconds = 0.0
+    total = sum(len(group) for group in groups)
+    with ProgressBar("eval", total=total, enabled=settings.progress, line_interval_s=5.0) as bar:
+        for level, indices in enumerate(groups):
+            level_rows = []
+            for i in indices:
+                rays, target = images.image_rays(i)
+                height, width = images.heights[i], images.widths[i]
+                start = time.perf_counter()
+                out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd, device=device)
+                render_seconds += time.perf_counter() - start
+                num_rays += height * width
+                rgb = out["rgb"].clamp(0.0, 1.0)
+                row = ImageResult(
+                    file=images.names[i],
+                    scale=level,
+                    psnr=psnr_of(rgb, target),
+                    ssim=ssim_of(rgb, target) if min(height, width) >= SSIM_WINDOW else None,
+                    lpips=lpips(rgb, target) if lpips is not None else None,
+                )
+                level_rows.append(row)
+                if settings.save_image:
+                    _save_images(image_dir, _image_stem(images.names[i], level, images.multiscale), out, target, images)
+                bar.update(1, scale=level, psnr=row.psnr if row.psnr is not None else float("inf"))
+            if not level_rows:
+                continue
+            first = indices[0]
+            scales.append(
+                ScaleResult(
+                    scale=level,
+                    factor=2**level,
+                    height=images.heights[first],
+                    width=images.widths[first],
+                    num_images=len(level_rows),
+                    psnr=_mean([r.psnr for r in level_rows]),
+                    psnr_std=_std([r.psnr for r in level_rows]),
+                    ssim=_mean([r.ssim for r in level_rows]),
+                    ssim_std=_std([r.ssim for r in level_rows]),
+                    lpips=_mean([r.lpips for r in level_rows]),
+                )
+            )
+            rows.extend(level_rows)
+    return EvalResults(
+        exp_name=trained.exp_name,
+        checkpoint=str(trained.checkpoint_path),
+        step=trained.step,
+        data=str(folder),
+        split=settings.split,
+        kind=kind,
+        device=str(device),
+        chunk=settings.chunk,
+        lpips_available=lpips is not None,
+        lpips_note=lpips_note,
+        scales=scales,
+        average=AverageResult(
+            psnr=_mean([s.psnr for s in scales]),
+            ssim=_mean([s.ssim for s in scales]),
+            lpips=_mean([s.lpips for s in scales]),
+        ),
+        num_rays=num_rays,
+        render_seconds=render_seconds,
+        rays_per_second=num_rays / render_seconds if render_seconds > 0 else 0.0,
+        images=rows,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _save_images(image_dir: Path, stem: str, out: dict[str, torch.Tensor], target: torch.Tensor, images) -> None:
+    lo, hi = depth_range(out["distance"], out["acc"], fallback=(images.near, images.far))
+    write_png(image_dir / f"{stem}_gt.png", to_uint8(target))
+    write_png(image_dir / f"{stem}_rgb.png", to_uint8(out["rgb"]))
+    write_png(image_dir / f"{stem}_depth.png", colorize_depth(out["distance"], out["acc"], lo, hi))
+    write_png(image_dir / f"{stem}_acc.png", colorize_acc(out["acc"]))
+
+
+def _write_results(path: Path, results: EvalResults) -> None:
+    # Non-finite floats (a perfect image's PSNR) are written as null: JSON has no inf.
+    path.write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def read_results(path: Path) -> EvalResults:
+    """Parse and validate a results.json."""
+    return EvalResults.model_validate_json(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,150 @@
+"""Finding and loading a trained model for `mipnerf eval` and `mipnerf render`.
+
+A run folder looks like ``<run>/ckpt/last.pt`` (plus ``step-*.pt``) next to ``config.yaml``;
+``--run DIR`` picks its newest checkpoint, ``--ckpt FILE`` a given one (its run folder is
+the parent of ``ckpt/``). Everything the commands need besides the weights (scene folder,
+kind, background) is read from the checkpoint, which carries the settings it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mipnerf_cli.errors import MipNerfError
+
+_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A model ready to render, and where it came from."""
+
+    model: torch.nn.Module
+    checkpoint_path: Path
+    run_dir: Path
+    step: int
+    exp_name: str
+    kind: str | None  # "blender" | "multiscale" as recorded at training time (None if unknown)
+    white_bkgd: bool
+    data_path: Path | None  # the scene folder recorded at training time
+    settings: dict[str, Any]
+    device: torch.device
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MipNerfError("--device cuda: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
+def newest_checkpoint(run_dir: Path) -> Path:
+    """``<run>/ckpt/last.pt``, else the ``step-*.pt`` with the highest step."""
+    if not run_dir.is_dir():
+        raise MipNerfError(f"run folder {run_dir} not found; pass the folder `mipnerf train` wrote (out/<exp_name>)")
+    folder = run_dir / "ckpt"
+    last = folder / "last.pt"
+    if last.is_file():
+        return last
+    steps = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _STEP_FILE.match(path.name)
+            if match:
+                steps.append((int(match.group(1)), path))
+    if not steps:
+        raise MipNerfError(f"no checkpoint in {folder} (expected last.pt or step-*.pt); train first or pass --ckpt FILE")
+    return max(steps)[1]
+
+
+def run_dir_of(checkpoint_path: Path) -> Path:
+    """The run folder of a checkpoint: the parent of ``ckpt/``, else the file's own folder."""
+    parent = checkpoint_path.absolute().parent
+    return parent.parent if parent.name == "ckpt" else parent
+
+
+def resolve_checkpoint(run: Path | None, ckpt: Path | None) -> tuple[Path, Path]:
+    """(checkpoint file, run folder) from ``--run`` or ``--ckpt`` (exactly one of them)."""
+    if (run is None) == (ckpt is None):
+        raise MipNerfError("pass either --run DIR (its newest checkpoint) or --ckpt FILE, not both or neither")
+    if ckpt is not None:
+        if not ckpt.is_file():
+            raise MipNerfError(f"checkpoint {ckpt} not found")
+        return ckpt.absolute(), run_dir_of(ckpt)
+    run = run.absolute()
+    return newest_checkpoint(run), run
+
+
+def _recorded_data_path(scene: dict[str, Any], settings: dict[str, Any], run_dir: Path) -> Path | None:
+    # A path relative to the run folder survives moving the run and its data together.
+    relative = scene.get("data_relative_to_run")
+    if relative and (run_dir / relative).exists():
+        return run_dir / relative
+    for value in (scene.get("data"), settings.get("data")):
+        if value:
+            return Path(value)
+    return None
+
+
+def load_trained_model(run: Path | None, ckpt: Path | None, device: torch.device) -> TrainedModel:
+    """Load the checkpoint chosen by ``--run``/``--ckpt`` and build its model on `device`.
+
+    Raises MipNerfError naming the file when it is missing, truncated, corrupt or holds
+    weights that do not fit the model it describes.
+    """
+    from mipnerf_cli.checkpoint import load_checkpoint, model_from_checkpoint
+
+    checkpoint_path, run_dir = resolve_checkpoint(run, ckpt)
+    payload = load_checkpoint(checkpoint_path)
+    try:
+        model, settings = model_from_checkpoint(payload)
+    except MipNerfError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        # load_state_dict reports shape mismatches as a long multi-line RuntimeError.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MipNerfError(
+            f"checkpoint {checkpoint_path} does not fit the model it describes ({first_line[:200]})"
+        ) from None
+    settings = dict(settings or {})
+    scene = dict(payload.get("scene") or {})
+    kind = scene.get("kind")
+    if kind is None and "multiscale" in settings:
+        kind = "multiscale" if settings["multiscale"] else "blender"
+    white_bkgd = bool(scene.get("white_bkgd", settings.get("white_bkgd", True)))
+    exp_name = settings.get("exp_name") or run_dir.name
+    model = model.to(device).eval()
+    return TrainedModel(
+        model=model,
+        checkpoint_path=checkpoint_path,
+        run_dir=run_dir,
+        step=int(payload.get("step", 0)),
+        exp_name=str(exp_name),
+        kind=kind,
+        white_bkgd=white_bkgd,
+        data_path=_recorded_data_path(scene, settings, run_dir),
+        settings=settings,
+        device=device,
+    )
+
+
+def scene_folder(trained: TrainedModel, data: Path | None) -> Path:
+    """``--data`` if given, else the scene folder the checkpoint was trained on."""
+    if data is not None:
+        path = data
+    elif trained.data_path is not None:
+        path = trained.data_path
+        if not path.is_absolute():
+            path = trained.run_dir / path
+    else:
+        raise MipNerfError(f"checkpoint {trained.checkpoint_path} does not record its scene folder; pass --data PATH")
+    if not path.exists():
+        raise MipNerfError(f"scene folder {path} not found; pass --data PATH")
+    return path
