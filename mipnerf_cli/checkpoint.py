@@ -303,6 +303,10 @@ class RunLock:
         pid, host = _parse_holder(holder)
         return pid is None or pid == os.getpid() or (host in (None, socket.gethostname()) and not _pid_alive(pid))
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def release(self) -> None:
         if self._fd is None:
             return

@@ -1,8 +1,81 @@
-"""`mipnerf train` (not implemented yet)."""
+"""`mipnerf train`: train mip-NeRF on a scene, or continue a run."""
 
-from mipnerf_cli.errors import MipNerfError
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mipnerf_cli.commands.model_options import DeviceOption
 
 
-def train_command() -> None:
-    """Not implemented yet."""
-    raise MipNerfError("not implemented yet")
+def train_command(
+    scene: Annotated[
+        Optional[str],
+        typer.Option("--scene", help="Scene name, looked up as <data-root>/nerf_synthetic/NAME (or multiscale/NAME)."),
+    ] = None,
+    multiscale: Annotated[
+        Optional[bool],
+        typer.Option("--multiscale/--single-scale", help="Train on a converted multiscale scene (`mipnerf convert`)."),
+    ] = None,
+    config: Annotated[
+        Optional[str],
+        typer.Option(
+            "--config",
+            help="Settings yaml: a file, or a packaged config name (demo, lego, lego-multiscale). "
+            "Flags override it; relative paths inside it are relative to the file.",
+        ),
+    ] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Scene folder (instead of --scene).")] = None,
+    data_root: Annotated[
+        Optional[Path], typer.Option("--data-root", help="Folder holding nerf_synthetic/ and multiscale/ (env MIPNERF_DATA; default ./data).")
+    ] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Runs go to OUT_DIR/EXP_NAME (default: out).")] = None,
+    exp_name: Annotated[Optional[str], typer.Option("--exp-name", help="Run name (default: the scene's name).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Train up to this step (default: 1,000,000).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rays per step (default: 4096).")] = None,
+    check_interval: Annotated[
+        Optional[int], typer.Option("--check-interval", help="Steps between checkpoints and validation (default: 10,000).")
+    ] = None,
+    resume: Annotated[
+        Optional[str],
+        typer.Option(
+            "--resume",
+            help="auto: continue this run from its last good checkpoint (the default); PATH: start from that "
+            "checkpoint file or run folder; none: start fresh (refused if the run has checkpoints).",
+        ),
+    ] = None,
+    device: DeviceOption = None,
+    no_integration: Annotated[
+        bool, typer.Option("--no-integration", help="NeRF mode: point samples and plain positional encoding (the ablation).")
+    ] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the initial weights, batches and sampling noise.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (plain lines when not a terminal).")] = True,
+) -> None:
+    """Train mip-NeRF; writes OUT_DIR/EXP_NAME/{config.yaml, ckpt/, metrics.jsonl}.
+
+    Ctrl+C saves a checkpoint and exits (130); run the same command again to continue.
+    """
+    from mipnerf_cli.settings import resolve_train_settings
+    from mipnerf_cli.trainer import train
+
+    overrides = {
+        "scene": scene,
+        "multiscale": multiscale,
+        "data": data,
+        "data_root": data_root,
+        "out_dir": out_dir,
+        "exp_name": exp_name,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "check_interval": check_interval,
+        "resume_path": resume,
+        "device": device,
+        "seed": seed,
+        "model": {"disable_integration": True} if no_integration else None,
+    }
+    settings = resolve_train_settings(config, overrides)
+    result = train(settings, show_progress=progress)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
