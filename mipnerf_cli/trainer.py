@@ -1,0 +1,621 @@
+"""The training loop of `mipnerf train`.
+
+One step is a pure function of (seed, step, parameters, optimizer state): the batch of
+pixels comes from ``data.sample_batch(seed, step)`` and the stratified-sampling noise from
+a generator seeded with (seed, step, rank). That is why a checkpoint needs no sampler state
+and a run killed after any save and resumed ends bit-identical to an uninterrupted one.
+
+Multi-process hooks: :func:`train` takes ``rank``/``world_size``; each rank takes its
+slice of the global batch (:func:`rank_slice`), only rank 0 writes to the run folder,
+and checkpoints hold the plain model's state_dict whatever wrapper ``wrap_model`` adds.
+
+Run folder ``<out_dir>/<exp_name>/``: ``config.yaml`` (resolved settings, paths relative to
+the folder), ``ckpt/step-NNNNNNN.pt`` + ``ckpt/last.pt``, ``metrics.jsonl``, ``.lock``,
+and TensorBoard events when tensorboard is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+import yaml
+from torch import nn
+
+from mipnerf_cli import checkpoint
+from mipnerf_cli.checkpoint import FORMAT_VERSION, RunLock
+from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.settings import TrainSettings, settings_for_file
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+@dataclasses.dataclass
+class StepStats:
+    """What one step measured. level_mses: per level (coarse first), the reference's
+    loss terms (weighted squared error summed over colour channels per ray)."""
+
+    loss: float
+    level_mses: list[float]
+    finite: bool
+
+
+def learning_rate(step: int, settings: TrainSettings) -> float:
+    """The reference schedule: log-linear lr_init -> lr_final with a sine warm-up."""
+    from mipnerf_cli.core.losses import learning_rate_decay
+
+    return float(
+        learning_rate_decay(
+            step,
+            settings.lr_init,
+            settings.lr_final,
+            settings.max_steps,
+            lr_delay_steps=settings.lr_delay_steps,
+            lr_delay_mult=settings.lr_delay_mult,
+        )
+    )
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    # A hash rather than seed * K + step, so that neighbouring seeds never share a stream.
+    digest = hashlib.sha256(f"mipnerf:{seed}:{step}:{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
+    """The sampling-noise generator of one step: a pure function of (seed, step, rank)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(step_seed(seed, step, rank))
+    return generator
+
+
+def rank_slice(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Rank `rank`'s contiguous share of the global batch (batch divisible by world_size)."""
+    share = indices.shape[0] // world_size
+    return indices[rank * share : (rank + 1) * share]
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    # CPU stays float32: bf16 autocast crashed some CPUs.
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rays: RayBundle,
+    pixels: torch.Tensor,
+    lr: float,
+    settings: TrainSettings,
+    generator: torch.Generator | None,
+    autocast: bool = False,
+) -> StepStats:
+    """One optimisation step on a batch.
+
+    rays: RayBundle of B rays; pixels: (B, 3) float32 targets, both on the model's device.
+    The optimizer is not stepped when the loss is not finite (StepStats.finite False), so
+    the parameters stay as they were.
+    """
+    from mipnerf_cli.core.losses import mipnerf_loss
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    with autocast_context(pixels.device, autocast):
+        outputs = model(rays, randomized=settings.randomized, white_bkgd=settings.white_bkgd, generator=generator)
+    outputs = [type(level)(*(t.float() for t in level)) for level in outputs]
+    lossmult = torch.ones_like(rays.lossmult) if settings.disable_multiscale_loss else rays.lossmult
+    loss, level_mses = mipnerf_loss(outputs, pixels, lossmult, coarse_loss_mult=settings.coarse_loss_mult)
+    loss.backward()
+    loss_value = float(loss)
+    if not math.isfinite(loss_value):
+        return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=False)
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if settings.grad_max_val > 0:
+        torch.nn.utils.clip_grad_value_(parameters, settings.grad_max_val)
+    if settings.grad_max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, settings.grad_max_norm)
+    optimizer.step()
+    return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=True)
+
+
+def psnr_from_level_mse(level_mse: float) -> float:
+    """Per-channel PSNR from a reference loss term, which sums the 3 channels per ray.
+
+    The reference logs -10 log10 of the term itself, 4.77 dB below the usual image PSNR;
+    dividing by 3 makes training and validation PSNR comparable.
+    """
+    mse = level_mse / 3.0
+    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MipNerfError("device cuda: no CUDA device is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def check_scene(settings: TrainSettings) -> str:
+    """The scene's kind ("blender" | "multiscale"); MipNerfError when it does not fit the settings."""
+    from mipnerf_cli.data import scene_kind
+
+    data = settings.data
+    if not data.exists():
+        hint = "" if settings.scene is None else f" (from --scene {settings.scene} under --data-root {settings.data_root})"
+        raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {_data_env()}")
+    kind = scene_kind(data)
+    if kind == "multiscale" and not settings.multiscale:
+        raise MipNerfError(f"{data} is a multiscale scene (metadata.json); add --multiscale to train on it")
+    if kind == "blender" and settings.multiscale:
+        raise MipNerfError(
+            f"{data} is a single-scale Blender scene; drop --multiscale, or convert it first with `mipnerf convert`"
+        )
+    return kind
+
+
+def _data_env() -> str:
+    from mipnerf_cli.settings import DATA_ROOT_ENV
+
+    return DATA_ROOT_ENV
+
+
+def build_model(settings: TrainSettings) -> nn.Module:
+    """A freshly initialised model; the initial weights depend on the seed only."""
+    from mipnerf_cli.core.model import MipNerf
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        return MipNerf(settings.model.to_model_config())
+
+
+def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    return torch.optim.Adam(
+        model.parameters(), lr=settings.lr_init, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps
+    )
+
+
+def model_config_dict(settings: TrainSettings) -> dict[str, Any]:
+    return dataclasses.asdict(settings.model.to_model_config())
+
+
+def refuse_model_change(recorded: dict[str, Any], wanted: dict[str, Any], source: Path) -> None:
+    changed = [f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}" for key in sorted(set(recorded) | set(wanted)) if recorded.get(key) != wanted.get(key)]
+    if changed:
+        raise MipNerfError(
+            f"cannot resume from {source}: the model settings differ ({'; '.join(changed)}); "
+            "keep the checkpoint's model settings, or start a new run with another --exp-name"
+        )
+
+
+def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    ignore = {"model", "resume_path"}
+    return [
+        f"{key} {recorded[key]!r} -> {current[key]!r}"
+        for key in current
+        if key not in ignore and key in recorded and recorded[key] != current[key]
+    ]
+
+
+# ----------------------------------------------------------------------------- run folder
+
+
+class RunFiles:
+    """Paths and writers of one run folder (rank 0 only)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+        self.ckpt_dir = run_dir / "ckpt"
+        self.config = run_dir / "config.yaml"
+        self.metrics = run_dir / "metrics.jsonl"
+        self._metrics_handle = None
+        self._tensorboard = None
+
+    def write_config(self, settings: TrainSettings) -> None:
+        header = "# Resolved settings of this run (mipnerf train). Relative paths are relative to this folder.\n"
+        body = yaml.safe_dump(settings_for_file(settings, self.dir), sort_keys=False)
+        checkpoint.write_atomic(self.config, (header + body).encode())
+
+    def open_metrics(self, keep_until_step: int) -> None:
+        """Start metrics.jsonl afresh, or keep the lines up to the resumed step."""
+        kept = []
+        if keep_until_step > 0 and self.metrics.exists():
+            for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    if int(json.loads(line)["step"]) <= keep_until_step:
+                        kept.append(line + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a kill
+        checkpoint.write_atomic(self.metrics, "".join(kept).encode())
+        self._metrics_handle = open(self.metrics, "a", encoding="utf-8")
+
+    def open_tensorboard(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard is an optional extra
+            return
+        self._tensorboard = SummaryWriter(log_dir=str(self.dir / "tensorboard"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self._metrics_handle is not None:
+            self._metrics_handle.write(json.dumps(record) + "\n")
+            self._metrics_handle.flush()
+        if self._tensorboard is not None:
+            prefix = record.get("split", "train")
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "split"):
+                    self._tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+                elif isinstance(value, list):
+                    for i, item in enumerate(value):
+                        self._tensorboard.add_scalar(f"{prefix}/{key}_{i}", item, record["step"])
+
+    def close(self) -> None:
+        if self._metrics_handle is not None:
+            self._metrics_handle.close()
+            self._metrics_handle = None
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    run_dir: Path
+    interrupted_by: Optional[str] = None  # "SIGINT" / "SIGTERM" when stopped early
+    last_checkpoint: Optional[Path] = None
+
+    @property
+    def exit_code(self) -> int:
+        return {None: 0, "SIGINT": 130, "SIGTERM": 143}[self.interrupted_by]
+
+
+class StopRequest:
+    """First Ctrl+C (or SIGTERM): finish the step, save, stop. Second Ctrl+C: leave at once.
+
+    Leaving at once is safe: checkpoints are written to temporary files and renamed, so
+    an interrupted save leaves only a temporary file, removed at the next start.
+    """
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            sys.stderr.write("\ninterrupted again: leaving now without saving\n")
+            sys.stderr.flush()
+            os._exit(130)
+        self.signal_name = signal.Signals(signum).name
+        sys.stderr.write(f"\n{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)\n")
+        sys.stderr.flush()
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def pick_val_views(levels: list[int], count: int) -> list[int]:
+    """Image indices of `count` evenly spaced views, each with all its scales.
+
+    Multiscale splits list every view's levels together (level 0 first), so a view is a
+    level-0 image plus the images that follow it with higher levels.
+    """
+    starts = [i for i, level in enumerate(levels) if level == 0]
+    if count <= 0 or not starts:
+        return []
+    count = min(count, len(starts))
+    chosen = [starts[(k * len(starts)) // count] for k in range(count)]
+    picked = []
+    for start in chosen:
+        picked.append(start)
+        i = start + 1
+        while i < len(levels) and levels[i] > 0:
+            picked.append(i)
+            i += 1
+    return picked
+
+
+def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
+    """The test split (else val) at val_downscale, or None when validation is off/impossible."""
+    from mipnerf_cli.data import load_scene
+
+    if settings.val_views == 0:
+        return None
+    problems = []
+    for split in ("test", "val"):
+        try:
+            return load_scene(
+                settings.data, split, multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=settings.val_downscale
+            )
+        except MipNerfError as error:
+            problems.append(str(error))
+    report(f"warning: no validation during training ({problems[0]})")
+    return None
+
+
+def validate(model: nn.Module, val_set, views: list[int], settings: TrainSettings, device, should_stop) -> dict[str, Any] | None:
+    """PSNR over the chosen views, overall and per scale; None if interrupted."""
+    from mipnerf_cli.core.render import render_rays
+
+    by_level: dict[int, list[float]] = {}
+    for i in views:
+        if should_stop():
+            return None
+        rays, target = val_set.image_rays(i)
+        out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, device=device, autocast=settings.mixed_precision)
+        mse = float(((out["rgb"].view_as(target) - target) ** 2).mean())
+        by_level.setdefault(val_set.levels[i], []).append(-10.0 * math.log10(max(mse, 1e-12)))
+    level_psnrs = [sum(v) / len(v) for _, v in sorted(by_level.items())]
+    return {"psnr": sum(level_psnrs) / len(level_psnrs), "psnr_levels": level_psnrs}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass
+class Start:
+    step: int = 0
+    elapsed_s: float = 0.0
+    payload: dict[str, Any] | None = None
+    source: Path | None = None
+
+
+def find_start(settings: TrainSettings, files: RunFiles, report: Callable[[str], None]) -> Start:
+    """Where training begins: step 0, or a verified checkpoint (`resume_path`)."""
+    resume = settings.resume_path
+    if resume is None:
+        existing = checkpoint.step_checkpoints(files.ckpt_dir) or (files.ckpt_dir / checkpoint.LAST).exists()
+        if existing:
+            raise MipNerfError(
+                f"{files.dir} already has checkpoints; pass --resume auto to continue it, "
+                "or another --exp-name to start a new run"
+            )
+        return Start()
+    if resume == "auto":
+        found = checkpoint.load_newest_good(files.ckpt_dir, report=report)
+        if found is None:
+            return Start()
+        payload, source = found
+    else:
+        path = Path(resume)
+        if path.is_dir():
+            found = checkpoint.load_newest_good(path / "ckpt" if (path / "ckpt").is_dir() else path, report=report)
+            if found is None:
+                raise MipNerfError(f"--resume {path}: no checkpoint in that folder")
+            payload, source = found
+        else:
+            payload, source = checkpoint.load_checkpoint(path), path
+    refuse_model_change(payload["model_config"], model_config_dict(settings), source)
+    changes = changed_settings(payload.get("settings") or {}, settings.model_dump(mode="json"))
+    if changes:
+        report(f"resuming with changed settings: {'; '.join(changes)}")
+    return Start(step=int(payload["step"]), elapsed_s=float(payload.get("elapsed_s", 0.0)), payload=payload, source=source)
+
+
+def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> dict[str, Any]:
+    rng = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["torch_cuda"] = torch.cuda.get_rng_state()
+    return {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "model_config": model_config_dict(settings),
+        "settings": settings.model_dump(mode="json"),
+        "scene": {
+            "kind": kind,
+            "multiscale": settings.multiscale,
+            "white_bkgd": settings.white_bkgd,
+            "data": str(settings.data),
+            "data_relative_to_run": _relative(settings.data, run_dir),
+        },
+        "rng": rng,
+        "elapsed_s": elapsed_s,
+    }
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return os.path.relpath(path, folder)
+    except ValueError:
+        return str(path)
+
+
+def train(
+    settings: TrainSettings,
+    rank: int = 0,
+    world_size: int = 1,
+    wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    report: Callable[[str], None] | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train (or continue) the run described by resolved `settings`; see the module docstring.
+
+    Every check that can refuse the run happens before anything is written; the run
+    folder is created only once they pass. Raises MipNerfError for bad input, a
+    non-finite loss or a failed save.
+    """
+    from mipnerf_cli.console import info
+    from mipnerf_cli.data import load_scene
+
+    is_main = rank == 0
+    report = report or (info if is_main else (lambda message: None))
+    if settings.batch_size % world_size:
+        raise MipNerfError(f"batch_size {settings.batch_size} is not divisible by the {world_size} processes")
+    device = pick_device(settings.device)
+    kind = check_scene(settings)
+    files = RunFiles(settings.run_dir)
+    lock = RunLock(files.dir) if is_main else None
+    try:
+        if lock is not None and files.dir.is_dir():
+            _acquire(lock, report)
+        start = find_start(settings, files, report)
+        if start.step >= settings.max_steps:
+            report(f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on")
+            return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
+        train_set = load_scene(settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd)
+        val_set = load_val_set(settings, report) if is_main else None
+        model = build_model(settings).to(device)
+        optimizer = build_optimizer(model, settings)
+        if start.payload is not None:
+            model.load_state_dict(start.payload["model"])
+            optimizer.load_state_dict(start.payload["optimizer"])
+            report(f"resuming from {start.source} at step {start.step}")
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = settings.mixed_precision
+            torch.backends.cudnn.allow_tf32 = settings.mixed_precision
+        step_model = wrap_model(model) if wrap_model is not None else model
+
+        if lock is not None:
+            if not lock.held:
+                files.dir.mkdir(parents=True, exist_ok=True)
+                _acquire(lock, report)
+            checkpoint.remove_stale_temporaries(files.ckpt_dir)
+            files.write_config(settings)
+            files.open_metrics(keep_until_step=start.step)
+            if settings.tensorboard:
+                files.open_tensorboard()
+        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, rank, world_size, report, show_progress and is_main)
+    finally:
+        files.close()
+        if lock is not None:
+            lock.release()
+
+
+def _acquire(lock: RunLock, report) -> None:
+    lock.acquire()
+    if lock.taken_over_from:
+        report(f"took over a stale lock ({lock.taken_over_from}, no longer running)")
+
+
+class Window:
+    """Running sums between two metrics.jsonl lines."""
+
+    def __init__(self) -> None:
+        self.steps, self.loss, self.level_mses, self.seconds = 0, 0.0, None, 0.0
+
+    def add(self, stats: StepStats, seconds: float) -> None:
+        self.steps += 1
+        self.loss += stats.loss
+        self.seconds += seconds
+        mses = stats.level_mses
+        self.level_mses = mses if self.level_mses is None else [a + b for a, b in zip(self.level_mses, mses)]
+
+    def record(self, step: int, lr: float, batch_size: int, elapsed_s: float) -> dict[str, Any]:
+        level_psnrs = [psnr_from_level_mse(m / self.steps) for m in self.level_mses]
+        return {
+            "step": step,
+            "split": "train",
+            "loss": self.loss / self.steps,
+            "psnr": level_psnrs[-1],
+            "psnr_levels": level_psnrs,
+            "lr": lr,
+            "rays_per_s": batch_size * self.steps / max(self.seconds, 1e-9),
+            "elapsed_s": elapsed_s,
+        }
+
+
+def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, rank, world_size, report, show_progress) -> TrainResult:
+    from mipnerf_cli.console import ProgressBar
+    from mipnerf_cli.data import sample_batch
+
+    is_main = rank == 0
+    autocast = settings.mixed_precision and device.type == "cuda"
+    views = pick_val_views(val_set.levels, settings.val_views) if val_set is not None else []
+    step = start.step
+    saved_step = start.step
+    last_checkpoint = start.source
+    # elapsed_s: training wall-clock over all sessions of the run, validation excluded.
+    clock_start, validation_s = time.perf_counter(), 0.0
+
+    def elapsed() -> float:
+        return start.elapsed_s + time.perf_counter() - clock_start - validation_s
+
+    def save() -> None:
+        nonlocal saved_step, last_checkpoint
+        if is_main and saved_step != step:
+            payload = make_payload(step, model, optimizer, settings, kind, files.dir, elapsed())
+            last_checkpoint = checkpoint.save_step(files.ckpt_dir, payload, settings.keep_checkpoints)
+        saved_step = step
+
+    window, rays_per_s = Window(), None
+    bar = ProgressBar(f"train {settings.exp_name}", total=settings.max_steps, completed=step, enabled=show_progress)
+    with StopRequest() as stop, bar:
+        while step < settings.max_steps and stop.signal_name is None:
+            step += 1
+            tic = time.perf_counter()
+            indices = sample_batch(settings.seed, step, train_set.num_pixels, settings.batch_size)
+            rays, pixels = train_set.pixel_rays(rank_slice(indices, rank, world_size))
+            lr = learning_rate(step, settings)
+            generator = step_generator(settings.seed, step, device, rank)
+            stats = train_step(step_model, optimizer, rays.to(device), pixels.to(device), lr, settings, generator, autocast)
+            if not stats.finite:
+                where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+                raise MipNerfError(
+                    f"the loss became {stats.loss} at step {step} (lr {lr:.3g}); stopped without saving, {where}; "
+                    "resume with --resume auto and a lower lr_init, or set grad_max_norm"
+                )
+            seconds = time.perf_counter() - tic
+            window.add(stats, seconds)
+            rate = settings.batch_size / max(seconds, 1e-9)
+            rays_per_s = rate if rays_per_s is None else 0.9 * rays_per_s + 0.1 * rate
+            bar.update(1, loss=stats.loss, psnr=psnr_from_level_mse(stats.level_mses[-1]), lr=lr, **{"rays/s": int(rays_per_s)})
+
+            if step % settings.log_interval == 0 or step == settings.max_steps:
+                files.log(window.record(step, lr, settings.batch_size, elapsed()))
+                window = Window()
+            if step % settings.check_interval == 0 or step == settings.max_steps:
+                save()
+                if views:
+                    tic = time.perf_counter()
+                    result = validate(model, val_set, views, settings, device, lambda: stop.signal_name is not None)
+                    validation_s += time.perf_counter() - tic
+                    if result is not None:
+                        files.log({"step": step, "split": "val", **result, "views": len(views), "elapsed_s": elapsed()})
+                        bar.log(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test view(s)")
+
+        if stop.signal_name is not None:
+            save()
+            where = f"; saved {last_checkpoint}" if last_checkpoint is not None else ""
+            bar.log(f"stopped at step {step}{where}; continue with --resume auto")
+            return TrainResult(step=step, run_dir=files.dir, interrupted_by=stop.signal_name, last_checkpoint=last_checkpoint)
+    report(f"done: step {step}, checkpoint {last_checkpoint}")
+    return TrainResult(step=step, run_dir=files.dir, last_checkpoint=last_checkpoint)
+
+
+def _format_psnrs(result: dict[str, Any]) -> str:
+    text = f"{result['psnr']:.2f}"
+    if len(result["psnr_levels"]) > 1:
+        text += " (per scale " + " / ".join(f"{p:.2f}" for p in result["psnr_levels"]) + ")"
+    return text
