@@ -287,6 +287,7 @@ class RunLock:
                     os.close(fd)
                     continue
                 os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
                 os.write(fd, f"pid {os.getpid()} {socket.gethostname()}\n".encode())
                 os.fsync(fd)
             except BaseException:
