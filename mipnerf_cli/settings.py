@@ -109,7 +109,7 @@ class TrainSettings(BaseModel):
 
     # -- validation (PSNR curve in metrics.jsonl)
     val_views: int = Field(1, ge=0, description="test views rendered every check_interval (0: none)")
-    val_downscale: int = Field(4, ge=1, description="validation images are this many times smaller")
+    val_downscale: int = Field(4, ge=1, description="validation images are this many times smaller (Blender scenes; multiscale data has its own levels)")
     val_chunk: int = Field(8192, gt=0, description="rays per forward pass when rendering")
 
     model: ModelSettings = Field(default_factory=ModelSettings)

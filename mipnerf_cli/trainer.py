@@ -123,7 +123,7 @@ def train_step(
     lossmult = torch.ones_like(rays.lossmult) if settings.disable_multiscale_loss else rays.lossmult
     loss, level_mses = mipnerf_loss(outputs, pixels, lossmult, coarse_loss_mult=settings.coarse_loss_mult)
     loss.backward()
-    loss_value = float(loss)
+    loss_value = float(loss.detach())
     if not math.isfinite(loss_value):
         return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=False)
     parameters = [p for p in model.parameters() if p.grad is not None]
@@ -354,9 +354,9 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
     problems = []
     for split in ("test", "val"):
         try:
-            return load_scene(
-                settings.data, split, multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=settings.val_downscale
-            )
+            # Multiscale data brings its own smaller levels; downscaling applies to Blender scenes.
+            downscale = 1 if settings.multiscale else settings.val_downscale
+            return load_scene(settings.data, split, multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=downscale)
         except MipNerfError as error:
             problems.append(str(error))
     report(f"warning: no validation during training ({problems[0]})")
@@ -602,8 +602,8 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                     result = validate(model, val_set, views, settings, device, lambda: stop.signal_name is not None)
                     validation_s += time.perf_counter() - tic
                     if result is not None:
-                        files.log({"step": step, "split": "val", **result, "views": len(views), "elapsed_s": elapsed()})
-                        bar.log(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test view(s)")
+                        files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})
+                        bar.log(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test image(s)")
 
         if stop.signal_name is not None:
             save()
