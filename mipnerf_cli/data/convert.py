@@ -21,8 +21,6 @@ import dataclasses
 import functools
 import json
 import os
-import secrets
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +29,7 @@ import numpy as np
 from mipnerf_cli.data.blender import SPLITS, BlenderSplit, check_image_sizes, read_blender_split, transforms_path
 from mipnerf_cli.data.cameras import focal_from_camera_angle, pix2cam_matrices
 from mipnerf_cli.data.images import read_rgba, run_in_threads, write_png
+from mipnerf_cli.data.staging import cannot_write, create_parents, make_hidden_dir, remove_empty, remove_tree
 from mipnerf_cli.errors import MipNerfError
 
 MULTISCALE_NEAR = 2.0
@@ -145,69 +144,47 @@ def split_metadata(split: BlenderSplit, size: tuple[int, int], n_down: int, fold
     return meta
 
 
-def _make_private_dir(parent: Path, stem: str) -> Path:
-    """A new hidden folder in ``parent`` (mode from the umask, unlike mkdtemp's 0700, because
-    it becomes the user's output folder)."""
-    for _ in range(100):
-        path = parent / f".{stem}.converting-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise MipNerfError(f"{parent}: cannot create a temporary folder")
-
-
 class _Staging:
-    """The temporary folder the conversion writes into, and moving it into place."""
+    """The hidden folder the conversion writes into, and moving its scenes into place.
+
+    If OUT_DIR does not exist, the hidden folder is made next to it and renamed to OUT_DIR
+    at the end; otherwise it is made inside OUT_DIR and each scene folder is renamed into
+    place (replacing the old one only with --overwrite).
+    """
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.created_parents: list[Path] = []
+        self.root: Path | None = None
         self.out_existed = out_dir.exists()
         try:
             if self.out_existed:
-                # Inside OUT_DIR: the final moves are renames within one folder.
-                self.root = _make_private_dir(out_dir, "mipnerf")
+                self.root = make_hidden_dir(out_dir, "mipnerf-convert")
             else:
-                missing = [p for p in [out_dir.parent, *out_dir.parent.parents] if not p.exists()]
-                for parent in reversed(missing):
-                    parent.mkdir()
-                    self.created_parents.append(parent)
-                self.root = _make_private_dir(out_dir.parent, out_dir.name)
+                self.created_parents = create_parents(out_dir)
+                self.root = make_hidden_dir(out_dir.parent, out_dir.name)
         except OSError as error:
             self.remove()
-            where = error.filename or out_dir
-            raise MipNerfError(
-                f"{out_dir}: cannot write there ({where}: {error.strerror or error}); choose an OUT_DIR you can write to"
-            ) from None
+            raise cannot_write(out_dir, error) from None
 
     def finish(self, scene_names: list[str]) -> list[Path]:
-        try:
-            if not self.out_existed:
-                os.rename(self.root, self.out_dir)
-                self.root = None
-                self.created_parents = []
-                return [self.out_dir / name for name in scene_names]
+        if not self.out_existed:
+            os.rename(self.root, self.out_dir)
+            self.root = None
+            self.created_parents = []
+        else:
             for name in scene_names:
                 target = self.out_dir / name
                 if target.exists() or target.is_symlink():
                     os.rename(target, self.root / f".replaced-{name}")
                 os.rename(self.root / name, target)
             self.remove()
-        except OSError as error:
-            raise MipNerfError(f"{self.out_dir}: cannot move the converted scene into place ({error.strerror or error})") from None
         return [self.out_dir / name for name in scene_names]
 
     def remove(self) -> None:
-        if getattr(self, "root", None) is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-        for parent in reversed(self.created_parents):
-            try:
-                parent.rmdir()
-            except OSError:
-                pass
+        remove_tree(self.root)
+        self.root = None
+        remove_empty(self.created_parents)
         self.created_parents = []
 
 
@@ -258,7 +235,7 @@ def convert_blender(
                 json.dump(metadata, file, ensure_ascii=False, indent=4)
         return staging.finish([scene.name for scene in scenes])
     except OSError as error:
-        raise MipNerfError(f"{error.filename or out_dir}: cannot write ({error.strerror or error})") from None
+        raise cannot_write(out_dir, error) from None
     finally:
         staging.remove()
 
@@ -278,6 +255,8 @@ def plan_conversion(blender_dir: Path | str, out_dir: Path | str, n_down: int, o
         target = out_dir / scene.name
         if (target.exists() or target.is_symlink()) and not overwrite:
             raise MipNerfError(f"{target} already exists; pass --overwrite to replace it, or choose another OUT_DIR")
+        if overwrite and target.exists() and not (target / "metadata.json").is_file():
+            raise MipNerfError(f"{target} exists but holds no metadata.json; refusing to replace it, choose another OUT_DIR")
         if overwrite and target.exists() and target.resolve() == scene.source.resolve():
             raise MipNerfError(f"{target}: the output would replace the source scene; choose another OUT_DIR")
     return scenes
