@@ -10,10 +10,7 @@ rotated by the 3x3 part of cam2world; they are not normalized.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 
 
 def focal_from_camera_angle(width: int, camera_angle_x: float) -> np.float64:
@@ -47,17 +44,3 @@ def pix2cam_matrices(focals, widths, heights) -> np.ndarray:
         ]
     )
     return np.moveaxis(k_inv, -1, 0)
-
-
-def base_radius_from_ray_matrix(ray_matrix: torch.Tensor) -> torch.Tensor:
-    """Cone radius at distance 1 for each image, ``(I,)`` float64, from
-    ``ray_matrix = R @ pix2cam`` ``(I, 3, 3)`` float64.
-
-    The reference takes dx = |d(row + 1) - d(row)| between vertically adjacent pixel
-    directions and radius = dx * 2/sqrt(12) (halfway between the circles inscribed in and
-    circumscribed about the pixel). The directions are linear in (col, row), so that
-    difference is the middle column of ``R @ pix2cam`` for every pixel: one value per image,
-    the bottom row included (the reference repeats the row above it, the same value).
-    """
-    dx = torch.linalg.vector_norm(ray_matrix[..., :, 1], dim=-1)
-    return dx * 2 / math.sqrt(12)

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mipnerf_cli.data.blender import SPLITS
 from mipnerf_cli.data.images import run_in_threads, write_png
 from mipnerf_cli.data.staging import cannot_write, create_parents, make_hidden_dir, remove_empty, remove_tree
+from mipnerf_cli.data.transforms import SPLITS
 from mipnerf_cli.errors import MipNerfError
 
 CAMERA_RADIUS = 4.0

@@ -16,7 +16,6 @@ from typing import Callable
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 from mipnerf_cli.errors import MipNerfError
@@ -113,8 +112,8 @@ def load_rgba_into(
     downscale: int = 1,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Decode ``paths`` into one ``(sum(H*W), 4)`` uint8 tensor, image after image, row-major.
+) -> np.ndarray:
+    """Decode ``paths`` into one ``(sum(H*W), 4)`` uint8 array, image after image, row-major.
 
     sizes: the (H, W) of each image after ``downscale`` (known beforehand from the PNG
     headers or the metadata), so the buffer is allocated once and each image is decoded
@@ -124,8 +123,7 @@ def load_rgba_into(
     """
     counts = [h * w for h, w in sizes]
     offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-    buffer = torch.empty(int(offsets[-1]), 4, dtype=torch.uint8)
-    target = buffer.numpy()
+    buffer = np.empty((int(offsets[-1]), 4), dtype=np.uint8)
 
     def decode(i: int) -> None:
         pixels = read_rgba(paths[i])
@@ -135,7 +133,7 @@ def load_rgba_into(
                 f"{paths[i]}: image is {pixels.shape[0]}x{pixels.shape[1]} (HxW), expected "
                 f"{expected[0]}x{expected[1]}"
             )
-        target[offsets[i] : offsets[i + 1]] = area_downscale(pixels, downscale).reshape(-1, 4)
+        buffer[offsets[i] : offsets[i + 1]] = area_downscale(pixels, downscale).reshape(-1, 4)
 
     run_in_threads(decode, len(paths), workers, progress)
     return buffer

@@ -11,9 +11,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mipnerf_cli.data.blender import _is_number, check_matrix, read_json
 from mipnerf_cli.data.images import load_rgba_into, png_size
 from mipnerf_cli.data.imageset import ImageSet
+from mipnerf_cli.data.transforms import check_matrix, is_number, read_json
 from mipnerf_cli.errors import MipNerfError
 
 METADATA = "metadata.json"
@@ -48,7 +48,7 @@ def _check_split(meta: Any, path: Path, split: str) -> dict[str, list]:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise MipNerfError(f"{at}: {key} must be a positive integer, got {value!r}")
         for key in ("lossmult", "near", "far", *(k for k in ("focal",) if k in entry)):
-            if not _is_number(entry[key][i]):
+            if not is_number(entry[key][i]):
                 raise MipNerfError(f"{at}: {key} must be a finite number, got {entry[key][i]!r}")
         if "label" in entry and (not isinstance(entry["label"][i], int) or isinstance(entry["label"][i], bool)):
             raise MipNerfError(f"{at}: label must be an integer, got {entry['label'][i]!r}")
@@ -82,7 +82,7 @@ def load_multiscale(
             raise MipNerfError(
                 f"{image_path}: image is {found[0]}x{found[1]} (HxW) but {path.name} says {size[0]}x{size[1]}"
             )
-    pixels = load_rgba_into(image_paths, sizes, 1, workers, progress)
+    pixels = torch.from_numpy(load_rgba_into(image_paths, sizes, 1, workers, progress))
     pix2cam = np.array(entry["pix2cam"], dtype=np.float64)
     if "focal" in entry:
         focal = np.array(entry["focal"], dtype=np.float64)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from mipnerf_cli.data.blender import SPLITS, load_blender, transforms_path
+from mipnerf_cli.data.blender import load_blender
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.data.multiscale import METADATA, load_multiscale
+from mipnerf_cli.data.transforms import SPLITS, transforms_path
 from mipnerf_cli.errors import MipNerfError
 
 
