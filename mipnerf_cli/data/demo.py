@@ -146,7 +146,7 @@ def palette(seed: int) -> np.ndarray:
 
 def shade(origin: np.ndarray, directions: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Trace rays from ``origin`` (3,) along unit ``directions`` (N, 3) through the scene:
-    (N, 3) colours and (N,) hit mask (bool)."""
+    (N, 3) colours and (N,) distances to the nearest hit (inf where nothing is hit)."""
     count = directions.shape[0]
     best = np.full(count, np.inf)
     rgb = np.zeros((count, 3))
@@ -207,7 +207,7 @@ def shade(origin: np.ndarray, directions: np.ndarray, colours: np.ndarray) -> tu
         return mix(pattern, *colours[3]) * lambert(transform(normal_local, slab_rotation.T))[:, None]
 
     keep(t, checkered_slab)
-    return rgb, np.isfinite(best)
+    return rgb, best
 
 
 # ---------------------------------------------------------------- cameras
@@ -266,8 +266,9 @@ def render_view(cam2world: np.ndarray, spec: DemoSceneSpec, colours: np.ndarray)
     closest = dot(directions, origin)
     inside = origin @ origin - closest**2 < SCENE_RADIUS**2
     rgb = np.zeros((directions.shape[0], 3))
-    hit = np.zeros(directions.shape[0], dtype=bool)
-    rgb[inside], hit[inside] = shade(origin, directions[inside], colours)
+    distance = np.full(directions.shape[0], np.inf)
+    rgb[inside], distance[inside] = shade(origin, directions[inside], colours)
+    hit = np.isfinite(distance)
     # Mean over each pixel's s x s rays: coverage, and the mean colour of the rays that hit.
     rgb = rgb.reshape(height, s, width, s, 3).sum(axis=(1, 3))
     hits = hit.reshape(height, s, width, s).sum(axis=(1, 3)).astype(np.float64)
