@@ -9,6 +9,7 @@ kind, background) is read from the checkpoint, which carries the settings it was
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def _recorded_data_path(scene: dict[str, Any], settings: dict[str, Any], run_dir
     # A path relative to the run folder survives moving the run and its data together.
     relative = scene.get("data_relative_to_run")
     if relative and (run_dir / relative).exists():
-        return run_dir / relative
+        return Path(os.path.normpath(run_dir / relative))
     for value in (scene.get("data"), settings.get("data")):
         if value:
             return Path(value)
@@ -104,7 +105,7 @@ def load_trained_model(run: Path | None, ckpt: Path | None, device: torch.device
     checkpoint_path, run_dir = resolve_checkpoint(run, ckpt)
     payload = load_checkpoint(checkpoint_path)
     try:
-        model, settings = model_from_checkpoint(payload)
+        model, settings = model_from_checkpoint(payload, source=checkpoint_path)
     except MipNerfError:
         raise
     except (RuntimeError, KeyError, TypeError, ValueError) as error:

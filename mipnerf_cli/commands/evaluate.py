@@ -52,6 +52,10 @@ def _fmt(value: Optional[float], digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _fmt_spread(mean: Optional[float], std: Optional[float], digits: int) -> str:
+    return _fmt(mean, digits) if mean is None or std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def results_table(results) -> Table:
     """Per-scale means ± std and their average, as a rich table."""
     table = Table(title=f"{results.exp_name} · step {results.step} · {results.split}")
@@ -62,8 +66,8 @@ def results_table(results) -> Table:
             f"d{s.scale} (1/{s.factor})",
             f"{s.width}×{s.height}",
             str(s.num_images),
-            f"{_fmt(s.psnr, 2)} ± {_fmt(s.psnr_std, 2)}",
-            f"{_fmt(s.ssim, 4)} ± {_fmt(s.ssim_std, 4)}",
+            _fmt_spread(s.psnr, s.psnr_std, 2),
+            _fmt_spread(s.ssim, s.ssim_std, 4),
             _fmt(s.lpips, 4),
         )
     if len(results.scales) > 1:

@@ -1,0 +1,210 @@
+"""`mipnerf eval`: results.json (validated by its schema), the per-scale numbers, images, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+pytest.importorskip("mipnerf_cli.core.model")
+
+from tiny_runs import BLENDER, MULTISCALE, STEP, assert_one_line_error, cli, cli_in_process, make_run  # noqa: E402
+
+from mipnerf_cli import evaluation  # noqa: E402
+from mipnerf_cli.core.metrics import psnr, ssim  # noqa: E402
+from mipnerf_cli.core.render import render_image  # noqa: E402
+from mipnerf_cli.data import load_scene  # noqa: E402
+from mipnerf_cli.errors import MipNerfError  # noqa: E402
+from mipnerf_cli.evaluation import EvalResults, evaluate, read_results  # noqa: E402
+from mipnerf_cli.settings import EvalSettings  # noqa: E402
+from mipnerf_cli.trained_model import load_trained_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return {"blender": make_run(out, multiscale=False), "multiscale": make_run(out, multiscale=True)}
+
+
+def run_eval(**values) -> tuple[EvalResults, object]:
+    return evaluate(EvalSettings(device="cpu", progress=False, **values))
+
+
+def test_blender_eval_writes_valid_results_and_images(runs):
+    run = runs["blender"]
+    results, folder = run_eval(run=run, save_image=True)
+    assert folder == run / "eval" / str(STEP)
+    on_disk = read_results(folder / "results.json")  # schema validation
+    assert on_disk == results
+    assert results.exp_name == "tiny" and results.step == STEP and results.kind == "blender"
+    assert results.checkpoint == str(run / "ckpt" / "last.pt")
+    assert [s.scale for s in results.scales] == [0]
+    scale = results.scales[0]
+    assert (scale.num_images, scale.height, scale.width, scale.factor) == (4, 64, 64, 1)
+    assert [row.file for row in results.images] == ["r_0", "r_1", "r_2", "r_3"]
+    psnrs = [row.psnr for row in results.images]
+    assert scale.psnr == pytest.approx(sum(psnrs) / 4)
+    assert scale.psnr_std == pytest.approx(torch.tensor(psnrs, dtype=torch.float64).std(unbiased=False).item())
+    assert results.average.psnr == pytest.approx(scale.psnr) and results.average.ssim == pytest.approx(scale.ssim)
+    assert results.num_rays == 4 * 64 * 64 and results.rays_per_second > 0
+    assert results.lpips_available is False and results.lpips_note and scale.lpips is None
+    json_text = (folder / "results.json").read_text()
+    assert "NaN" not in json_text and "Infinity" not in json_text
+
+    # The numbers are those of rendering and scoring image 0 by hand.
+    trained = load_trained_model(run, None, torch.device("cpu"))
+    images = load_scene(BLENDER, "test", multiscale=False)
+    rays, target = images.image_rays(0)
+    rgb = render_image(trained.model, rays, 64, 64, chunk=1000, white_bkgd=True)["rgb"].clamp(0, 1)
+    assert results.images[0].psnr == pytest.approx(psnr(rgb, target), abs=1e-4)
+    assert results.images[0].ssim == pytest.approx(ssim(rgb, target), abs=1e-4)
+
+    names = sorted(p.name for p in (folder / "images").iterdir())
+    assert names == sorted(f"r_{i}_{kind}.png" for i in range(4) for kind in ("gt", "rgb", "depth", "acc"))
+    for kind in ("gt", "rgb", "depth", "acc"):
+        assert iio.imread(folder / "images" / f"r_1_{kind}.png").shape == (64, 64, 3)
+    saved = torch.from_numpy(iio.imread(folder / "images" / "r_0_rgb.png")).float() / 255
+    assert psnr(saved, rgb) > 45  # the PNG is the rendered image, up to 8-bit rounding
+
+
+def test_multiscale_eval_reports_every_scale_and_the_average(runs):
+    results, folder = run_eval(run=runs["multiscale"], limit=2)
+    assert [(s.scale, s.factor, s.width, s.num_images) for s in results.scales] == [
+        (0, 1, 64, 2), (1, 2, 32, 2), (2, 4, 16, 2), (3, 8, 8, 2)
+    ]
+    assert [row.file for row in results.images[:3]] == ["000_d0", "001_d0", "000_d1"]
+    assert results.average.psnr == pytest.approx(sum(s.psnr for s in results.scales) / 4)
+    # 8x8 images are smaller than the 11x11 SSIM window: no SSIM there, so no SSIM average.
+    assert results.scales[3].ssim is None and results.scales[2].ssim is not None
+    assert results.average.ssim is None
+    assert results.num_rays == 2 * (64**2 + 32**2 + 16**2 + 8**2)
+    assert not (folder / "images").exists()
+
+
+def test_scale_limits_the_levels(runs):
+    results, _ = run_eval(run=runs["multiscale"], scale=2, limit=1)
+    assert [s.scale for s in results.scales] == [0, 1]
+    assert results.average.ssim == pytest.approx((results.scales[0].ssim + results.scales[1].ssim) / 2)
+
+
+def test_rerun_replaces_the_folder_and_leaves_no_staging(runs, tmp_path):
+    out = tmp_path / "results"
+    run_eval(ckpt=runs["blender"] / "ckpt" / f"step-{STEP:07d}.pt", out=out, limit=1, save_image=True)
+    run_eval(ckpt=runs["blender"] / "ckpt" / f"step-{STEP:07d}.pt", out=out, limit=2)
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+    assert read_results(out / "results.json").scales[0].num_images == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_failure_midway_leaves_no_results(runs, tmp_path, monkeypatch):
+    calls = []
+
+    def failing_render(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return render_image(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "render_image", failing_render)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_eval(run=runs["blender"], out=tmp_path / "a" / "b", save_image=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_identical_rendering_gives_null_psnr_not_infinity(runs, tmp_path, monkeypatch):
+    def perfect(model, rays, height, width, chunk, white_bkgd, device=None):
+        return {"rgb": torch.ones(height, width, 3), "distance": torch.full((height, width), 4.0),
+                "acc": torch.zeros(height, width)}
+
+    # A white target (the white background of an empty image) rendered exactly.
+    monkeypatch.setattr(evaluation, "render_image", perfect)
+    monkeypatch.setattr(evaluation, "psnr_of", lambda a, b: math.inf)
+    results, folder = run_eval(run=runs["blender"], out=tmp_path / "r", limit=1)
+    row = json.loads((folder / "results.json").read_text())["images"][0]
+    assert row["psnr"] is None and results.scales[0].psnr is None
+
+
+def test_check_scale_and_select_images():
+    assert evaluation.check_scale(None, [0, 1, 0, 1], "multiscale", BLENDER) == 2
+    with pytest.raises(MipNerfError, match="--scale 3: .* with 2 resolution levels; use --scale 2"):
+        evaluation.check_scale(3, [0, 1, 0, 1], "multiscale", MULTISCALE)
+    assert evaluation.select_images([0, 1, 0, 1, 0, 1], 2, limit=2) == [[0, 2], [1, 3]]
+    assert evaluation.select_images([0, 1, 0, 1], 1, limit=None) == [[0, 2]]
+
+
+# ----------------------------------------------------------------------------- bad input through the CLI entry point
+
+
+def test_missing_checkpoint_through_a_real_process(tmp_path):
+    result = cli("eval", "--ckpt", str(tmp_path / "nope.pt"), "--device", "cpu")
+    assert_one_line_error(result, "nope.pt", "not found")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_without_checkpoints(tmp_path, capsys):
+    result = cli_in_process(capsys, "eval", "--run", str(tmp_path), "--device", "cpu")
+    assert_one_line_error(result, "no checkpoint in", "--ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_checkpoint(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs["blender"], run, ignore=shutil.ignore_patterns("eval"))
+    last = run / "ckpt" / "last.pt"
+    data = last.read_bytes()
+    last.unlink()  # last.pt may be a hard link to the step file
+    last.write_bytes(data[: len(data) // 2])
+    result = cli_in_process(capsys, "eval", "--run", str(run), "--device", "cpu")
+    assert_one_line_error(result, "last.pt", "corrupted")
+    assert not (run / "eval").exists()
+
+
+def test_checkpoint_of_another_model_shape(runs, tmp_path, capsys):
+    from mipnerf_cli.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(runs["blender"] / "ckpt" / "last.pt")
+    payload["model_config"] = {**payload["model_config"], "netwidth": 24}
+    save_checkpoint(tmp_path / "other.pt", payload)
+    result = cli_in_process(capsys, "eval", "--ckpt", str(tmp_path / "other.pt"), "--device", "cpu")
+    assert_one_line_error(result, "other.pt", "do not fit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt"]
+
+
+def test_scale_larger_than_the_levels(runs, capsys):
+    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--scale", "4", "--device", "cpu",
+                            "--out", "/nonexistent/x")
+    assert_one_line_error(result, "--scale 4", "1 resolution level")
+    result = cli_in_process(capsys, "eval", "--run", str(runs["multiscale"]), "--scale", "5", "--device", "cpu",
+                            "--out", "/nonexistent/x")
+    assert_one_line_error(result, "--scale 5", "4 resolution levels")
+
+
+def test_data_of_the_other_kind(runs, tmp_path, capsys):
+    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--data", str(MULTISCALE), "--device", "cpu",
+                 "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "multiscale scene", "single-scale")
+    result = cli_in_process(capsys, "eval", "--run", str(runs["multiscale"]), "--data", str(BLENDER), "--device", "cpu",
+                 "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "single-scale (Blender) scene", "trained on a multiscale")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output(runs, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu",
+                            "--out", str(blocker / "eval"))
+    assert_one_line_error(result, "cannot write to", "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_run_and_ckpt_together_and_bad_values(runs, capsys):
+    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]),
+                            "--ckpt", str(runs["blender"] / "ckpt" / "last.pt"))
+    assert_one_line_error(result, "either --run", "--ckpt")
+    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--chunk", "0")
+    assert result.returncode == 1 and "• chunk:" in result.stderr and "Traceback" not in result.stderr
