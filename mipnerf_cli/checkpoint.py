@@ -155,34 +155,49 @@ def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def candidates_newest_first(folder: Path) -> Iterator[Path]:
-    """last.pt, then the step files from newest to oldest."""
-    if (folder / LAST).exists():
-        yield folder / LAST
-    for _, path in reversed(step_checkpoints(folder)):
-        yield path
-
-
 def load_newest_good(folder: Path, report=print) -> tuple[dict[str, Any], Path] | None:
     """The newest checkpoint in `folder` that verifies, saying which bad ones were skipped.
 
-    None when there are no checkpoints at all; MipNerfError when there are some but none is good.
+    last.pt normally is the newest; a step file with a higher number means a kill came
+    between writing that file and updating last.pt, so that file wins. None when there
+    are no checkpoints at all; MipNerfError when there are some but none is good.
     """
-    problems = []
-    for path in candidates_newest_first(folder):
+    problems: list[str] = []
+
+    def attempt(path: Path) -> dict[str, Any] | None:
         try:
-            payload = load_checkpoint(path)
+            return load_checkpoint(path)
         except MipNerfError as error:
             problems.append(str(error))
-            continue
-        for problem in problems:
-            report(f"warning: {problem}")
+            return None
+
+    last_path = folder / LAST
+    last = attempt(last_path) if last_path.exists() else None
+    last_step = int(last["step"]) if last is not None else -1
+    newer = [(step, path) for step, path in reversed(step_checkpoints(folder)) if step > last_step]
+    older = [(step, path) for step, path in reversed(step_checkpoints(folder)) if step < last_step]
+    found = None
+    for _, path in newer:
+        payload = attempt(path)
+        if payload is not None:
+            found = (payload, path)
+            break
+    if found is None and last is not None:
+        found = (last, last_path)
+    for _, path in older if found is None else []:
+        payload = attempt(path)
+        if payload is not None:
+            found = (payload, path)
+            break
+    if found is None:
         if problems:
-            report(f"falling back to {path} (step {payload['step']})")
-        return payload, path
+            raise MipNerfError(f"no usable checkpoint in {folder}: {problems[0]}")
+        return None
+    for problem in problems:
+        report(f"warning: {problem}")
     if problems:
-        raise MipNerfError(f"no usable checkpoint in {folder}: {problems[0]}")
-    return None
+        report(f"falling back to {found[1]} (step {found[0]['step']})")
+    return found
 
 
 def save_step(folder: Path, payload: dict[str, Any], keep: int) -> Path:

@@ -26,7 +26,7 @@ err_console = Console(stderr=True)
 
 def info(message: str) -> None:
     """A line for the user on stdout (rich markup allowed)."""
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, soft_wrap=True)  # long paths stay on one line in logs
 
 
 def _format_fields(fields: dict[str, Any]) -> str:

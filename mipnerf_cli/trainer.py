@@ -571,6 +571,7 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
 
     window, rays_per_s = Window(), None
     bar = ProgressBar(f"train {settings.exp_name}", total=settings.max_steps, completed=step, enabled=show_progress)
+    say = bar.log if show_progress else report
     with StopRequest() as stop, bar:
         while step < settings.max_steps and stop.signal_name is None:
             step += 1
@@ -603,12 +604,12 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                     validation_s += time.perf_counter() - tic
                     if result is not None:
                         files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})
-                        bar.log(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test image(s)")
+                        say(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test image(s)")
 
         if stop.signal_name is not None:
             save()
             where = f"; saved {last_checkpoint}" if last_checkpoint is not None else ""
-            bar.log(f"stopped at step {step}{where}; continue with --resume auto")
+            say(f"stopped at step {step}{where}; continue with --resume auto")
             return TrainResult(step=step, run_dir=files.dir, interrupted_by=stop.signal_name, last_checkpoint=last_checkpoint)
     report(f"done: step {step}, checkpoint {last_checkpoint}")
     return TrainResult(step=step, run_dir=files.dir, last_checkpoint=last_checkpoint)

@@ -180,6 +180,19 @@ def test_newest_good_falls_back_over_damaged_files(tmp_path):
     assert load_newest_good(tmp_path / "empty") is None
 
 
+def test_a_step_file_newer_than_last_wins(tmp_path):
+    # A kill between writing step-N.pt and updating last.pt leaves last.pt one save behind.
+    folder = tmp_path / "ckpt"
+    save_step(folder, payload(step=10), keep=3)
+    save_checkpoint(folder / "step-0000020.pt", payload(step=20))
+    messages = []
+    loaded, path = load_newest_good(folder, report=messages.append)
+    assert (loaded["step"], path.name, messages) == (20, "step-0000020.pt", [])
+    (folder / "step-0000020.pt").write_bytes(b"torn")
+    loaded, path = load_newest_good(folder, report=messages.append)
+    assert (loaded["step"], path.name) == (10, "last.pt") and "falling back to" in messages[-1]
+
+
 def test_all_damaged_is_an_error(tmp_path):
     folder = tmp_path / "ckpt"
     save_step(folder, payload(step=100), keep=3)

@@ -1,0 +1,315 @@
+"""`mipnerf train` in-process: the step, the loop, the run folder, resume rules, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mipnerf_cli import checkpoint, trainer
+from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.settings import resolve_train_settings
+
+pytest.importorskip("mipnerf_cli.core.model")
+pytest.importorskip("mipnerf_cli.core.losses")
+
+from conftest import GOLDEN  # noqa: E402
+
+BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 train/val/test images of 64x64 (RGBA)
+MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same, converted: 4 scales
+
+TINY_MODEL = {"num_samples": 8, "netdepth": 2, "netwidth": 32, "netwidth_condition": 16, "max_deg_point": 6, "deg_view": 2}
+
+
+def tiny(tmp_path, **overrides):
+    values = {
+        "data": BLENDER,
+        "out_dir": tmp_path / "out",
+        "exp_name": "t",
+        "device": "cpu",
+        "batch_size": 128,
+        "max_steps": 6,
+        "check_interval": 3,
+        "log_interval": 1,
+        "lr_init": 5e-3,
+        "lr_final": 5e-4,
+        "lr_delay_steps": 0,
+        "val_views": 1,
+        "val_downscale": 4,
+        "tensorboard": False,
+        "model": dict(TINY_MODEL),
+    }
+    model = overrides.pop("model", {})
+    values.update(overrides)
+    values["model"].update(model)
+    return resolve_train_settings(None, values)
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+def train(settings, **kwargs):
+    return trainer.train(settings, report=kwargs.pop("report", quiet), show_progress=False, **kwargs)
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def test_train_step_is_a_pure_function_of_seed_step_and_state(tmp_path):
+    from mipnerf_cli.data import load_scene, sample_batch
+
+    settings = tiny(tmp_path)
+    images = load_scene(BLENDER, "train")
+    rays, pixels = images.pixel_rays(sample_batch(0, 5, images.num_pixels, 64))
+
+    def one_step(step):
+        model = trainer.build_model(settings)
+        optimizer = trainer.build_optimizer(model, settings)
+        generator = trainer.step_generator(settings.seed, step, torch.device("cpu"))
+        stats = trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, generator)
+        return model, stats
+
+    (a, stats_a), (b, stats_b), (c, _) = one_step(5), one_step(5), one_step(6)
+    assert stats_a.finite and stats_a.loss == stats_b.loss and len(stats_a.level_mses) == 2
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    # Another step number draws other sampling noise, hence other updates.
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_nonfinite_loss_leaves_the_parameters_alone(tmp_path):
+    settings = tiny(tmp_path)
+    model = trainer.build_model(settings)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = trainer.build_optimizer(model, settings)
+    from mipnerf_cli.data import load_scene
+
+    rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
+    stats = trainer.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None)
+    assert not stats.finite
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def test_helpers():
+    assert trainer.rank_slice(torch.arange(8), 1, 2).tolist() == [4, 5, 6, 7]
+    assert trainer.pick_val_views([0, 0, 0, 0], 2) == [0, 2]
+    assert trainer.pick_val_views([0, 1, 2, 0, 1, 2, 0, 1, 2], 2) == [0, 1, 2, 3, 4, 5]
+    assert trainer.pick_val_views([0, 0], 0) == []
+    assert trainer.psnr_from_level_mse(3 * 0.01) == pytest.approx(20.0)
+    assert trainer.step_seed(0, 1) != trainer.step_seed(1, 0)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def test_loss_goes_down_and_the_run_folder_is_complete(tmp_path):
+    settings = tiny(tmp_path, max_steps=300, check_interval=150, log_interval=50, batch_size=256)
+    result = train(settings)
+    run = settings.run_dir
+    assert result.step == 300 and result.exit_code == 0
+    lines = metrics(run)
+    train_lines = [m for m in lines if m["split"] == "train"]
+    assert [m["step"] for m in train_lines] == [50, 100, 150, 200, 250, 300]
+    assert train_lines[-1]["loss"] < 0.5 * train_lines[0]["loss"], train_lines
+    assert set(train_lines[0]) >= {"loss", "psnr", "psnr_levels", "lr", "rays_per_s", "elapsed_s"}
+    val = [m for m in lines if m["split"] == "val"]
+    assert [m["step"] for m in val] == [150, 300] and val[-1]["psnr"] > 10
+    assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["last.pt", "step-0000150.pt", "step-0000300.pt"]
+    assert not (run / ".lock").exists()
+    ckpt = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
+    assert set(ckpt) >= {"format_version", "step", "model", "optimizer", "model_config", "settings", "scene", "rng"}
+    assert ckpt["step"] == 300 and ckpt["scene"]["kind"] == "blender" and ckpt["model_config"]["netwidth"] == 32
+    model, recorded = checkpoint.model_from_checkpoint(ckpt)
+    assert recorded["batch_size"] == 256
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ckpt["model"].values()))
+    config = (run / "config.yaml").read_text()
+    assert "max_steps: 300" in config and "data: ../../../" in config  # relative to the run folder
+
+
+def test_learning_rate_follows_the_reference_schedule(tmp_path):
+    from mipnerf_cli.core.losses import learning_rate_decay
+
+    settings = tiny(tmp_path, max_steps=4, lr_delay_steps=2, lr_delay_mult=0.1)
+    train(settings)
+    lrs = [m["lr"] for m in metrics(settings.run_dir) if m["split"] == "train"]
+    assert lrs == pytest.approx([learning_rate_decay(s, 5e-3, 5e-4, 4, 2, 0.1) for s in (1, 2, 3, 4)])
+
+
+def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
+    straight = tiny(tmp_path, exp_name="straight", max_steps=6, check_interval=3, keep_checkpoints=2)
+    train(straight)
+    middle = straight.run_dir / "ckpt" / "step-0000003.pt"
+    resumed = tiny(tmp_path, exp_name="resumed", max_steps=6, resume_path=str(middle))
+    messages = []
+    assert train(resumed, report=messages.append).step == 6
+    assert any(f"resuming from {middle} at step 3" in m for m in messages)
+    a = checkpoint.load_checkpoint(straight.run_dir / "ckpt" / "last.pt")
+    b = checkpoint.load_checkpoint(resumed.run_dir / "ckpt" / "last.pt")
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [m["step"] for m in metrics(resumed.run_dir) if m["split"] == "train"] == [4, 5, 6]
+
+
+def test_max_steps_may_be_raised_on_resume(tmp_path):
+    train(tiny(tmp_path, max_steps=3))
+    messages = []
+    settings = tiny(tmp_path, max_steps=5, check_interval=5)
+    assert train(settings, report=messages.append).step == 5
+    assert any("max_steps 3 -> 5" in m and "check_interval 3 -> 5" in m for m in messages), messages
+    assert [m["step"] for m in metrics(settings.run_dir) if m["split"] == "train"] == [1, 2, 3, 4, 5]
+
+
+def test_resume_refuses_another_model_shape(tmp_path):
+    train(tiny(tmp_path, max_steps=3))
+    last = tiny(tmp_path).run_dir / "ckpt" / "last.pt"
+    before = last.read_bytes()
+    with pytest.raises(MipNerfError, match=r"model settings differ \(netwidth 32 -> 64\)"):
+        train(tiny(tmp_path, max_steps=6, model={"netwidth": 64}))
+    assert last.read_bytes() == before
+
+
+def test_fresh_start_over_existing_checkpoints_is_refused(tmp_path):
+    train(tiny(tmp_path, max_steps=3))
+    with pytest.raises(MipNerfError, match="already has checkpoints; pass --resume auto"):
+        train(tiny(tmp_path, resume_path="none"))
+
+
+def test_finished_run_is_left_alone(tmp_path):
+    settings = tiny(tmp_path, max_steps=3)
+    train(settings)
+    messages = []
+    assert train(settings, report=messages.append).step == 3
+    assert "already at step 3" in messages[0]
+
+
+def test_resume_auto_falls_back_over_a_corrupt_checkpoint(tmp_path):
+    settings = tiny(tmp_path, max_steps=6, check_interval=2)
+    train(settings)
+    ckpt_dir = settings.run_dir / "ckpt"
+    for name in ("last.pt", "step-0000006.pt"):  # hard links: rewrite, do not edit in place
+        data = (ckpt_dir / name).read_bytes()
+        (ckpt_dir / name).unlink()
+        (ckpt_dir / name).write_bytes(data[: len(data) - 100])
+    messages = []
+    result = train(tiny(tmp_path, max_steps=6, check_interval=2), report=messages.append)
+    assert any("falling back to" in m and "step-0000004.pt" in m for m in messages), messages
+    assert result.step == 6 and checkpoint.load_checkpoint(ckpt_dir / "last.pt")["step"] == 6
+
+
+def test_resume_from_a_file_into_a_new_run(tmp_path):
+    source = tiny(tmp_path, exp_name="a", max_steps=3)
+    train(source)
+    target = tiny(tmp_path, exp_name="b", max_steps=5, resume_path=str(source.run_dir / "ckpt" / "step-0000003.pt"))
+    assert train(target).step == 5
+    assert checkpoint.load_checkpoint(target.run_dir / "ckpt" / "last.pt")["step"] == 5
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    settings = tiny(tmp_path, max_steps=3)
+    train(settings)
+    last = settings.run_dir / "ckpt" / "last.pt"
+    before = last.read_bytes()
+    from mipnerf_cli.core import losses
+
+    real = losses.mipnerf_loss
+
+    def poisoned(*args, **kwargs):
+        loss, level = real(*args, **kwargs)
+        return loss * float("nan"), level
+
+    monkeypatch.setattr(losses, "mipnerf_loss", poisoned)
+    with pytest.raises(MipNerfError, match=r"loss became nan at step 4.*last good checkpoint is .*last\.pt"):
+        train(tiny(tmp_path, max_steps=6))
+    assert last.read_bytes() == before and not (settings.run_dir / ".lock").exists()
+
+
+def test_second_trainer_on_the_same_run_is_refused(tmp_path):
+    settings = tiny(tmp_path, max_steps=3)
+    settings.run_dir.mkdir(parents=True)
+    with checkpoint.RunLock(settings.run_dir):
+        with pytest.raises(MipNerfError, match="another trainer"):
+            train(settings)
+    assert sorted(p.name for p in settings.run_dir.iterdir()) == []  # nothing written meanwhile
+
+
+def test_multiscale_run_scores_every_scale(tmp_path):
+    settings = tiny(tmp_path, data=MULTISCALE, multiscale=True, max_steps=2, check_interval=2)
+    train(settings)
+    val = [m for m in metrics(settings.run_dir) if m["split"] == "val"][0]
+    assert len(val["psnr_levels"]) == 4 and val["images"] == 4
+    assert checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["scene"]["kind"] == "multiscale"
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def run_cli(monkeypatch, capsys, *args):
+    from mipnerf_cli import cli
+
+    monkeypatch.setattr(sys, "argv", ["mipnerf", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", str(MULTISCALE)], "is a multiscale scene (metadata.json); add --multiscale"),
+        (["--data", str(BLENDER), "--multiscale"], "is a single-scale Blender scene; drop --multiscale"),
+        (["--data", str(GOLDEN)], "not a scene: expected metadata.json"),
+        (["--data", str(BLENDER), "--batch-size", "0"], "• batch_size: Input should be greater than 0"),
+        (["--data", str(BLENDER), "--batch-size", "-1"], "• batch_size: Input should be greater than 0"),
+        (["--scene", "nope", "--data-root", "/nonexistent"], "scene folder /nonexistent/nerf_synthetic/nope not found"),
+        (["--data", str(BLENDER), "--config", "no-such"], "config no-such not found"),
+        (["--data", str(BLENDER), "--resume", "/nonexistent.pt"], "checkpoint /nonexistent.pt does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_message(tmp_path, monkeypatch, capsys, args, message):
+    out_dir = tmp_path / "out"
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--out-dir", str(out_dir), *args)
+    assert code == 1 and message in err, err
+    assert "Traceback" not in err and not out_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [("lr_inti: 1\n", "• lr_inti: Extra inputs are not permitted"), ('batch_size: "many"\n', "• batch_size: Input should be a valid integer")],
+)
+def test_bad_yaml_is_named_by_field(tmp_path, monkeypatch, capsys, yaml_text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text)
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--data", str(BLENDER), "--config", str(config), "--out-dir", str(tmp_path / "out"))
+    assert code == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_flags_reach_the_settings(monkeypatch, tmp_path):
+    from mipnerf_cli.cli import app
+
+    got = {}
+
+    def fake_train(settings, show_progress=True):
+        got["settings"] = settings
+        return trainer.TrainResult(step=0, run_dir=tmp_path)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    args = [
+        "train", "--config", "demo", "--data", str(BLENDER), "--out-dir", str(tmp_path), "--exp-name", "x",
+        "--max-steps", "7", "--batch-size", "64", "--check-interval", "5", "--resume", "none",
+        "--device", "cpu", "--no-integration", "--seed", "3",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    s = got["settings"]
+    assert (s.data, s.out_dir, s.exp_name) == (BLENDER, tmp_path, "x")
+    assert (s.max_steps, s.batch_size, s.check_interval, s.resume_path, s.device, s.seed) == (7, 64, 5, None, "cpu", 3)
+    assert s.model.disable_integration and s.model.netwidth == 128  # the demo config's width survives
