@@ -180,3 +180,99 @@ def test_failed_video_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(MipNerfError, match="unknown video format"):
         write_video(tmp_path / "v.avi", [], fps=5)
+
+
+# ----------------------------------------------------------------------------- `mipnerf render`
+
+needs_model = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("mipnerf_cli.core.model") is None, reason="the model is not there yet"
+)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from tiny_runs import make_run
+
+    return make_run(tmp_path_factory.mktemp("runs"), multiscale=False)
+
+
+def _render(run_dir, **values):
+    from mipnerf_cli.settings import RenderSettings
+    from mipnerf_cli.video import render_path
+
+    return render_path(RenderSettings(run=run_dir, device="cpu", progress=False, **values))
+
+
+@needs_model
+def test_render_writes_three_videos_of_the_right_size(run_dir, tmp_path):
+    result = _render(run_dir, frames=3, resolution="24x16", out=tmp_path / "spheric")
+    assert sorted(p.name for p in result.folder.iterdir()) == ["acc.mp4", "depth.mp4", "rgb.mp4"]
+    for name in ("rgb", "depth", "acc"):
+        assert iio.imread(result.folder / f"{name}.mp4").shape == (3, 16, 24, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spheric"]  # no staging folder left
+    # The training cameras of the tiny scene: radius = their mean distance, focal follows the width.
+    meta = json.loads((GOLDEN / "convert/input/tiny/transforms_train.json").read_text())
+    distances = [np.linalg.norm(np.array(f["transform_matrix"])[:3, 3]) for f in meta["frames"]]
+    assert result.radius == pytest.approx(float(np.mean(distances)))
+    assert result.focal == pytest.approx(0.5 * 64 / math.tan(0.5 * meta["camera_angle_x"]) * 24 / 64)
+    assert result.rays_per_second > 0
+
+
+@needs_model
+def test_render_default_location_scale_and_frames(run_dir):
+    result = _render(run_dir, frames=2, scale=4, radius=3.0, format="gif", keep_frames=True)
+    assert result.folder == run_dir / "render" / "spheric"
+    assert (result.width, result.height, result.radius) == (16, 16, 3.0)
+    assert iio.imread(result.folder / "rgb.gif").shape == (2, 16, 16, 3)
+    frames = sorted(p.name for p in (result.folder / "frames").iterdir())
+    assert frames == [f"{m}_{i:04d}.png" for m in ("acc", "depth", "rgb") for i in range(2)]
+
+
+@needs_model
+def test_render_png_frames_only(run_dir, tmp_path):
+    result = _render(run_dir, frames=2, resolution="8x6", format="png", out=tmp_path / "p")
+    assert sorted(p.name for p in result.folder.iterdir()) == ["frames"]
+    assert iio.imread(result.folder / "frames" / "depth_0001.png").shape == (6, 8, 3)
+
+
+@needs_model
+def test_failing_ffmpeg_keeps_the_frames(run_dir, tmp_path, monkeypatch):
+    import mipnerf_cli.images as images_module
+
+    def broken_writer(*args, **kwargs):
+        raise RuntimeError("ffmpeg exited with status 1")
+
+    monkeypatch.setattr(images_module.imageio_v2, "get_writer", broken_writer)
+    with pytest.raises(MipNerfError, match=r"could not write .*rgb\.mp4: ffmpeg exited .*frames are kept in .*frames"):
+        _render(run_dir, frames=2, resolution="8x8", out=tmp_path / "v")
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["frames"]
+    assert len(list((tmp_path / "v" / "frames").iterdir())) == 6
+
+
+@needs_model
+def test_render_bad_input(run_dir, tmp_path, capsys):
+    from tiny_runs import assert_one_line_error, cli_in_process
+
+    result = cli_in_process(capsys, "render", "--ckpt", str(tmp_path / "missing.pt"))
+    assert_one_line_error(result, "missing.pt", "not found")
+    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--resolution", "wide")
+    assert result.returncode == 1 and "• resolution:" in result.stderr and "Traceback" not in result.stderr
+    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--frames", "0")
+    assert result.returncode == 1 and "• frames:" in result.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--frames", "1", "--resolution", "4x4",
+                            "--device", "cpu", "--out", str(blocker / "x"))
+    assert_one_line_error(result, "cannot write to")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@needs_model
+def test_render_through_the_cli(run_dir, tmp_path, capsys):
+    from tiny_runs import cli_in_process
+
+    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--frames", "2", "--resolution", "8x8",
+                            "--device", "cpu", "--no-progress", "--out", str(tmp_path / "s"), "--fps", "10")
+    assert result.returncode == 0, result.stderr
+    assert "2 frames of 8×8" in result.stdout and "rgb.mp4" in result.stdout
+    assert iio.imread(tmp_path / "s" / "rgb.mp4").shape == (2, 8, 8, 3)
