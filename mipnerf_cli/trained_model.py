@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mipnerf_cli.errors import MipNerfError
-
-_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
-
 
 @dataclasses.dataclass
 class TrainedModel:
@@ -48,21 +44,39 @@ def pick_device(name: str) -> torch.device:
 
 def newest_checkpoint(run_dir: Path) -> Path:
     """``<run>/ckpt/last.pt``, else the ``step-*.pt`` with the highest step."""
+    from mipnerf_cli.checkpoint import LAST, step_checkpoints
+
     if not run_dir.is_dir():
         raise MipNerfError(f"run folder {run_dir} not found; pass the folder `mipnerf train` wrote (out/<exp_name>)")
     folder = run_dir / "ckpt"
-    last = folder / "last.pt"
-    if last.is_file():
-        return last
-    steps = []
-    if folder.is_dir():
-        for path in folder.iterdir():
-            match = _STEP_FILE.match(path.name)
-            if match:
-                steps.append((int(match.group(1)), path))
+    if (folder / LAST).is_file():
+        return folder / LAST
+    steps = step_checkpoints(folder)
     if not steps:
         raise MipNerfError(f"no checkpoint in {folder} (expected last.pt or step-*.pt); train first or pass --ckpt FILE")
-    return max(steps)[1]
+    return steps[-1][1]
+
+
+def _load_newest(checkpoint_path: Path, from_run: bool) -> tuple[dict[str, Any], Path]:
+    """Load `checkpoint_path`; for ``--run``, prefer a step file newer than last.pt.
+
+    A step file with a higher step than last.pt means training was killed between writing
+    the two (the trainer resumes from it too). A damaged newest checkpoint is an error,
+    not a silent fallback: the results would be filed under another step.
+    """
+    from mipnerf_cli.checkpoint import LAST, load_checkpoint, step_checkpoints
+
+    try:
+        payload = load_checkpoint(checkpoint_path)
+    except MipNerfError as error:
+        older = [path for _, path in step_checkpoints(checkpoint_path.parent)] if from_run else []
+        hint = f"; to evaluate an older one pass --ckpt {older[-1]}" if older and older[-1] != checkpoint_path else ""
+        raise MipNerfError(f"{error}{hint}") from None
+    if from_run and checkpoint_path.name == LAST:
+        newer = [path for step, path in step_checkpoints(checkpoint_path.parent) if step > int(payload["step"])]
+        if newer:
+            return load_checkpoint(newer[-1]), newer[-1]
+    return payload, checkpoint_path
 
 
 def run_dir_of(checkpoint_path: Path) -> Path:
@@ -100,10 +114,10 @@ def load_trained_model(run: Path | None, ckpt: Path | None, device: torch.device
     Raises MipNerfError naming the file when it is missing, truncated, corrupt or holds
     weights that do not fit the model it describes.
     """
-    from mipnerf_cli.checkpoint import load_checkpoint, model_from_checkpoint
+    from mipnerf_cli.checkpoint import model_from_checkpoint
 
     checkpoint_path, run_dir = resolve_checkpoint(run, ckpt)
-    payload = load_checkpoint(checkpoint_path)
+    payload, checkpoint_path = _load_newest(checkpoint_path, from_run=run is not None)
     try:
         model, settings = model_from_checkpoint(payload, source=checkpoint_path)
     except MipNerfError:

@@ -159,8 +159,19 @@ def test_truncated_checkpoint(runs, tmp_path, capsys):
     last.unlink()  # last.pt may be a hard link to the step file
     last.write_bytes(data[: len(data) // 2])
     result = cli_in_process(capsys, "eval", "--run", str(run), "--device", "cpu")
-    assert_one_line_error(result, "last.pt", "corrupted")
+    assert_one_line_error(result, "last.pt", "corrupted", f"pass --ckpt {run / 'ckpt' / f'step-{STEP:07d}.pt'}")
     assert not (run / "eval").exists()
+
+
+def test_run_prefers_a_step_file_newer_than_last(runs, tmp_path):
+    from mipnerf_cli.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["blender"], run, ignore=shutil.ignore_patterns("eval"))
+    payload = load_checkpoint(run / "ckpt" / "last.pt")
+    save_checkpoint(run / "ckpt" / "step-0000009.pt", {**payload, "step": 9})  # killed before last.pt was updated
+    trained = load_trained_model(run, None, torch.device("cpu"))
+    assert (trained.step, trained.checkpoint_path.name) == (9, "step-0000009.pt")
 
 
 def test_checkpoint_of_another_model_shape(runs, tmp_path, capsys):
