@@ -16,6 +16,7 @@ amplified (inverse-CDF positions inside low-weight bins), this port repeats that
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -62,6 +63,7 @@ def safe_cos(x: torch.Tensor) -> torch.Tensor:
     return torch.cos(_wrap_large(x))
 
 
+@functools.lru_cache(maxsize=None)
 def _reciprocal(divisor: int) -> float:
     """float32 1/divisor. XLA turns division by a broadcast value into multiplication by its
     float32 reciprocal, which rounds differently from true division; the reference's `x / 3`
@@ -292,6 +294,9 @@ def sample_along_rays(
       t_vals: (..., num_samples+1) fenceposts;  (means (..., num_samples, 3), covs (..., num_samples, 3)).
     """
     batch_shape = origins.shape[:-1]
+    # As float32 tensors, so 1/near below is a float32 division as in the reference.
+    near = torch.as_tensor(near, dtype=origins.dtype, device=origins.device)
+    far = torch.as_tensor(far, dtype=origins.dtype, device=origins.device)
     t_vals = _linspace_from_zero(1.0, num_samples + 1, origins)
     if lindisp:
         t_vals = 1.0 / (1.0 / near * (1.0 - t_vals) + 1.0 / far * t_vals)
