@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import torch
 
 from mipnerf_cli.core.rays import RayBundle
@@ -103,11 +104,16 @@ class ImageSet:
         self.pix2cam = self.pix2cam.to(torch.float64)
         self.focal = self.focal.to(torch.float64)
         self.lossmult = self.lossmult.to(torch.float32)
-        self._widths = torch.tensor(self.widths, dtype=torch.int64)
         # direction(col, row) = ray_matrix @ (col + 0.5, row + 0.5, 1)
-        self._ray_matrix = self.cam2world[:, :3, :3] @ self.pix2cam
-        self._origins = self.cam2world[:, :3, 3]
-        self._radii = base_radius_from_ray_matrix(self._ray_matrix)
+        ray_matrix = self.cam2world[:, :3, :3] @ self.pix2cam
+        # numpy views of the per-image tables for the per-step lookups (see _rays).
+        self._ray_matrix_np = ray_matrix.numpy()
+        self._origins_np = self.cam2world[:, :3, 3].numpy()
+        self._radii_np = base_radius_from_ray_matrix(ray_matrix).numpy()
+        self._lossmult_np = self.lossmult.numpy()
+        self._offsets_np = self.offsets.numpy()
+        self._widths_np = np.array(self.widths, dtype=np.int64)
+        self._pixels_np = self.pixels_rgba.numpy()
 
     @property
     def num_pixels(self) -> int:
@@ -122,58 +128,60 @@ class ImageSet:
         """Rays and target colours of any pixels of any images.
 
         flat_index: (B,) integer tensor of flat pixel indices in [0, num_pixels).
-        Returns a RayBundle of B float32 rays and the (B, 3) float32 colours.
+        Returns a RayBundle of B float32 rays and the (B, 3) float32 colours (CPU tensors).
         """
-        index = flat_index.reshape(-1).to(torch.int64)
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_pixels):
+        index = flat_index.reshape(-1).to(device="cpu", dtype=torch.int64).numpy()
+        if index.size and (index.min() < 0 or index.max() >= self.num_pixels):
             raise IndexError(f"pixel index out of range [0, {self.num_pixels})")
-        image = torch.searchsorted(self.offsets, index, right=True) - 1
-        local = index - self.offsets[image]
-        width = self._widths[image]
-        row = torch.div(local, width, rounding_mode="floor")
+        image = np.searchsorted(self._offsets_np, index, side="right") - 1
+        local = index - self._offsets_np[image]
+        width = self._widths_np[image]
+        row = local // width
         col = local - row * width
         return self._rays(image, col, row), self._colours(index)
 
     def image_rays(self, i: int) -> tuple[RayBundle, torch.Tensor]:
         """All H*W rays of image ``i`` in row-major order, and its (H, W, 3) float32 colours."""
         height, width = self.heights[i], self.widths[i]
-        local = torch.arange(height * width, dtype=torch.int64)
-        row = torch.div(local, width, rounding_mode="floor")
+        local = np.arange(height * width, dtype=np.int64)
+        row = local // width
         col = local - row * width
-        image = torch.tensor(i, dtype=torch.int64)
-        colours = self._colours(local + self.offsets[i]).view(height, width, 3)
-        return self._rays(image, col, row), colours
+        colours = self._colours(local + self._offsets_np[i]).view(height, width, 3)
+        return self._rays(np.array([i]), col, row), colours
 
-    def _rays(self, image: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> RayBundle:
-        """Rays for pixels (col, row) of images ``image`` ((B,) or a 0-d tensor for one image)."""
+    def _rays(self, image: np.ndarray, col: np.ndarray, row: np.ndarray) -> RayBundle:
+        """Rays for pixels (col, row) of images ``image`` ((B,), or (1,) for one image).
+
+        The lookups run in numpy: torch hands even a 4096-element gather or searchsorted to
+        its intra-op thread pool, which took 2-20 ms instead of ~0.1 ms on a busy 2-core
+        machine (the trainer calls this every step)."""
         count = col.shape[0]
-        matrix = self._ray_matrix[image]  # (B, 3, 3) or (3, 3)
-        x = (col.to(torch.float64) + 0.5)[:, None]
-        y = (row.to(torch.float64) + 0.5)[:, None]
+        matrix = self._ray_matrix_np[image]  # (B, 3, 3) or (1, 3, 3)
+        x = (col + 0.5)[:, None]
+        y = (row + 0.5)[:, None]
         directions = matrix[..., 0] * x + matrix[..., 1] * y + matrix[..., 2]
-        viewdirs = directions / torch.linalg.vector_norm(directions, dim=-1, keepdim=True)
-        origins = self._origins[image].expand(count, 3)
-        radii = self._radii[image].reshape(-1, 1).expand(count, 1)
-        lossmult = self.lossmult[image].reshape(-1, 1).expand(count, 1)
+        viewdirs = directions / np.sqrt((directions**2).sum(axis=-1, keepdims=True))
+        per_image = np.stack([self._radii_np[image], self._lossmult_np[image]], axis=-1).astype(np.float32)
+        per_image = np.broadcast_to(per_image, (count, 2))
         return RayBundle(
-            origins=origins.to(torch.float32).contiguous(),
-            directions=directions.to(torch.float32),
-            viewdirs=viewdirs.to(torch.float32),
-            radii=radii.to(torch.float32).contiguous(),
+            origins=torch.from_numpy(np.broadcast_to(self._origins_np[image], (count, 3)).astype(np.float32)),
+            directions=torch.from_numpy(directions.astype(np.float32)),
+            viewdirs=torch.from_numpy(viewdirs.astype(np.float32)),
+            radii=torch.from_numpy(per_image[:, 0:1].copy()),
             near=torch.full((count, 1), float(self.near), dtype=torch.float32),
             far=torch.full((count, 1), float(self.far), dtype=torch.float32),
-            lossmult=lossmult.contiguous(),
+            lossmult=torch.from_numpy(per_image[:, 1:2].copy()),
         )
 
-    def _colours(self, index: torch.Tensor) -> torch.Tensor:
+    def _colours(self, index: np.ndarray) -> torch.Tensor:
         """(B, 3) float32 colours of flat pixels ``index``, composited as the reference does
         (float32 ``rgb * a + (1 - a)``) when ``white_bkgd``."""
-        rgba = self.pixels_rgba[index].to(torch.float32) / 255.0
+        rgba = self._pixels_np[index].astype(np.float32) / 255.0
         rgb = rgba[:, :3]
-        if not self.white_bkgd:
-            return rgb.contiguous()
-        alpha = rgba[:, 3:]
-        return rgb * alpha + (1.0 - alpha)
+        if self.white_bkgd:
+            alpha = rgba[:, 3:]
+            rgb = rgb * alpha + (1.0 - alpha)
+        return torch.from_numpy(np.ascontiguousarray(rgb))
 
     def __repr__(self) -> str:
         levels = sorted(set(self.levels))
