@@ -8,19 +8,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_golden
+from reference_weights import GOLDEN_TOL, golden_error
 
 from mipnerf_cli.core import mip
-
-GOLDEN_TOL = 1e-5
-
-
-def golden_error(got: torch.Tensor, want: np.ndarray) -> float:
-    """Max error, absolute for |values| <= 1 and relative above (the project's golden criterion)."""
-    got64 = got.detach().cpu().numpy().astype(np.float64)
-    want64 = np.asarray(want, dtype=np.float64)
-    assert got64.shape == want64.shape
-    assert np.isfinite(got64).all()
-    return float((np.abs(got64 - want64) / np.maximum(1.0, np.abs(want64))).max())
 
 
 def assert_golden(got: torch.Tensor, want: np.ndarray, tol: float = GOLDEN_TOL) -> None:

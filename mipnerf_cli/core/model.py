@@ -1,0 +1,234 @@
+"""The mip-NeRF model: one MLP queried at coarse then resampled fine intervals along each ray.
+
+A port of google/mipnerf `internal/models.py` (MipNerfModel + MLP, commit 84c969e). The
+forward only calls the engine functions of `mip` in the paper's order; the MLP keeps the
+reference's layer layout and creation order (so reference weights map one to one) and its
+initialisation (Glorot-uniform kernels, zero biases).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from mipnerf_cli.core import mip
+from mipnerf_cli.core.rays import RayBundle
+
+__all__ = ["ModelConfig", "LevelOutput", "MLP", "MipNerf"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of MipNerf; the defaults are the reference's (paper) values."""
+
+    num_samples: int = 128  # intervals per ray at every level
+    num_levels: int = 2  # sampling levels: coarse, then resampled fine ones
+    resample_padding: float = 0.01  # added to the blurred weights before resampling
+    stop_level_grad: bool = True  # no gradient from a level's sample positions into the previous level
+    use_viewdirs: bool = True  # condition colour on the view direction
+    lindisp: bool = False  # coarse fenceposts linear in disparity instead of depth
+    ray_shape: str = "cone"  # 'cone' (mip-NeRF) or 'cylinder'
+    min_deg_point: int = 0  # lowest frequency 2**min_deg of the (integrated) encoding of positions
+    max_deg_point: int = 16  # one past the highest frequency degree for positions
+    deg_view: int = 4  # frequencies 2**0 .. 2**(deg_view-1) for view directions
+    density_noise: float = 0.0  # std of Gaussian noise added to raw density when randomized
+    density_bias: float = -1.0  # added to raw density before softplus
+    rgb_padding: float = 0.001  # colours span [-rgb_padding, 1 + rgb_padding]
+    disable_integration: bool = False  # NeRF mode: encode the Gaussian means only (zero covariance)
+    netdepth: int = 8  # layers of the trunk
+    netwidth: int = 256  # width of the trunk and of the bottleneck
+    netdepth_condition: int = 1  # layers of the view-conditioned branch
+    netwidth_condition: int = 128  # width of the view-conditioned branch
+    skip_layer: int = 4  # the trunk input is concatenated after every skip_layer-th layer
+
+    def __post_init__(self) -> None:
+        if self.ray_shape not in ("cone", "cylinder"):
+            raise ValueError(f"ray_shape must be 'cone' or 'cylinder', not {self.ray_shape!r}")
+        for name in ("num_samples", "num_levels", "netdepth", "netwidth", "skip_layer"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
+    @property
+    def point_features(self) -> int:
+        """Width of the encoding of a sample: sin and cos of 3 axes at each degree."""
+        return 2 * 3 * (self.max_deg_point - self.min_deg_point)
+
+    @property
+    def view_features(self) -> int:
+        """Width of the view-direction encoding (the direction itself plus sin and cos), 0 if unused."""
+        return 3 + 2 * 3 * self.deg_view if self.use_viewdirs else 0
+
+
+class LevelOutput(NamedTuple):
+    """What one sampling level renders for N rays."""
+
+    rgb: torch.Tensor  # (N, 3)
+    distance: torch.Tensor  # (N,) expected termination distance (near where nothing is hit)
+    acc: torch.Tensor  # (N,) accumulated opacity
+
+
+def _dense(in_features: int, out_features: int) -> nn.Linear:
+    """A Linear layer initialised like flax's Dense with glorot_uniform kernels (zero bias)."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """The reference's MLP: a ReLU trunk with skip connections, a density head and an optionally
+    view-conditioned colour branch.
+
+    Layers are created in the reference's order (trunk, density head, bottleneck, condition
+    layers, rgb head), which `parameters()` and the state dict follow.
+    """
+
+    def __init__(
+        self,
+        input_features: int,
+        condition_features: int,
+        netdepth: int = 8,
+        netwidth: int = 256,
+        netdepth_condition: int = 1,
+        netwidth_condition: int = 128,
+        skip_layer: int = 4,
+        num_rgb_channels: int = 3,
+        num_density_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        self.skip_layer = skip_layer
+        self.trunk = nn.ModuleList()
+        width = input_features
+        for i in range(netdepth):
+            self.trunk.append(_dense(width, netwidth))
+            width = netwidth + (input_features if self._skips_after(i) else 0)
+        self.density_head = _dense(width, num_density_channels)
+        if condition_features:
+            self.bottleneck = _dense(width, netwidth)
+            self.condition_layers = nn.ModuleList()
+            width = netwidth + condition_features
+            for _ in range(netdepth_condition):
+                self.condition_layers.append(_dense(width, netwidth_condition))
+                width = netwidth_condition
+        else:
+            self.bottleneck = None
+            self.condition_layers = nn.ModuleList()
+        self.rgb_head = _dense(width, num_rgb_channels)
+
+    def _skips_after(self, i: int) -> bool:
+        # The reference's rule: the input rejoins after layers skip_layer, 2*skip_layer, ...
+        return i % self.skip_layer == 0 and i > 0
+
+    def forward(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluate the MLP at every sample.
+
+        Args:
+          x: (..., S, F) encoded samples.
+          condition: (..., Fc) per-ray condition (encoded view direction), shared by the S samples
+            of its ray; None when the model was built without one.
+        Returns:
+          raw_rgb: (..., S, 3);  raw_density: (..., S, 1).
+        """
+        sample_shape = x.shape[:-1]
+        # One matmul over all samples of all rays per layer.
+        inputs = x.reshape(-1, x.shape[-1])
+        h = inputs
+        for i, layer in enumerate(self.trunk):
+            h = torch.relu(layer(h))
+            if self._skips_after(i):
+                h = torch.cat([h, inputs], dim=-1)
+        raw_density = self.density_head(h)
+        if self.bottleneck is not None:
+            if condition is None:
+                raise ValueError("this MLP was built with a condition input; pass one")
+            bottleneck = self.bottleneck(h)
+            condition = condition[..., None, :].expand(*sample_shape, condition.shape[-1])
+            h = torch.cat([bottleneck, condition.reshape(-1, condition.shape[-1])], dim=-1)
+            for layer in self.condition_layers:
+                h = torch.relu(layer(h))
+        raw_rgb = self.rgb_head(h)
+        return raw_rgb.reshape(*sample_shape, -1), raw_density.reshape(*sample_shape, -1)
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + e^x) as jax.nn.softplus computes it (max(x, 0) + log1p(exp(-|x|)))."""
+    return torch.logaddexp(x, x.new_zeros(()))
+
+
+class MipNerf(nn.Module):
+    """mip-NeRF: cone tracing with integrated positional encoding, one MLP for all levels."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.mlp = MLP(
+            input_features=config.point_features,
+            condition_features=config.view_features,
+            netdepth=config.netdepth,
+            netwidth=config.netwidth,
+            netdepth_condition=config.netdepth_condition,
+            netwidth_condition=config.netwidth_condition,
+            skip_layer=config.skip_layer,
+        )
+
+    def forward(
+        self,
+        rays: RayBundle,
+        randomized: bool,
+        white_bkgd: bool,
+        generator: torch.Generator | None = None,
+    ) -> list[LevelOutput]:
+        """Render a batch of rays at every level.
+
+        Args:
+          rays: N rays (origins, directions, viewdirs (N, 3); radii, near, far (N, 1)).
+          randomized: stratified jitter of the coarse samples, random inverse-CDF samples at
+            finer levels, and density noise (if configured): training mode.
+          white_bkgd: composite onto white instead of black.
+          generator: source of all randomness (on the rays' device); default torch's global one.
+        Returns:
+          One LevelOutput per level, coarse first: rgb (N, 3), distance (N,), acc (N,).
+        """
+        cfg = self.config
+        viewdirs_enc = (
+            mip.pos_enc(rays.viewdirs, min_deg=0, max_deg=cfg.deg_view, append_identity=True)
+            if cfg.use_viewdirs
+            else None
+        )
+        outputs: list[LevelOutput] = []
+        t_vals = weights = None
+        for level in range(cfg.num_levels):
+            if level == 0:
+                t_vals, (means, covs) = mip.sample_along_rays(
+                    rays.origins, rays.directions, rays.radii, cfg.num_samples, rays.near, rays.far,
+                    randomized, cfg.lindisp, cfg.ray_shape, generator=generator,
+                )  # fmt: skip
+            else:
+                t_vals, (means, covs) = mip.resample_along_rays(
+                    rays.origins, rays.directions, rays.radii, t_vals, weights,
+                    randomized, cfg.ray_shape, cfg.stop_level_grad, cfg.resample_padding, generator=generator,
+                )  # fmt: skip
+            if cfg.disable_integration:
+                covs = torch.zeros_like(covs)
+            samples_enc = mip.integrated_pos_enc((means, covs), cfg.min_deg_point, cfg.max_deg_point)
+            raw_rgb, raw_density = self.mlp(samples_enc, viewdirs_enc)
+
+            if randomized and cfg.density_noise > 0:
+                # Noise on the raw density regularises it (the reference's option; 0 by default).
+                noise = torch.randn(
+                    raw_density.shape, generator=generator, dtype=raw_density.dtype, device=raw_density.device
+                )
+                raw_density = raw_density + cfg.density_noise * noise
+
+            rgb = torch.sigmoid(raw_rgb) * (1 + 2 * cfg.rgb_padding) - cfg.rgb_padding
+            density = _softplus(raw_density + cfg.density_bias)
+            comp_rgb, distance, acc, weights = mip.volumetric_rendering(
+                rgb, density, t_vals, rays.directions, white_bkgd
+            )
+            outputs.append(LevelOutput(comp_rgb, distance, acc))
+        return outputs
