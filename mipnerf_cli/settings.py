@@ -104,6 +104,7 @@ class TrainSettings(BaseModel):
     keep_checkpoints: int = Field(3, ge=0, description="step-*.pt files kept besides last.pt")
     resume_path: Optional[str] = Field("auto", description="'auto' (last.pt of this run, if any), a checkpoint file, or null")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice); fewer can be faster on a busy machine")
     mixed_precision: bool = Field(True, description="bf16 autocast + tf32 on CUDA (CPU is always float32)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
 

@@ -474,6 +474,8 @@ def train(
     if settings.batch_size % world_size:
         raise MipNerfError(f"batch_size {settings.batch_size} is not divisible by the {world_size} processes")
     device = pick_device(settings.device)
+    if settings.cpu_threads is not None:
+        torch.set_num_threads(settings.cpu_threads)
     kind = check_scene(settings)
     files = RunFiles(settings.run_dir)
     lock = RunLock(files.dir) if is_main else None

@@ -29,6 +29,7 @@ log_interval: 1
 val_views: 0
 tensorboard: false
 device: cpu
+cpu_threads: 1
 model:
   num_samples: 8
   netdepth: 2
