@@ -130,8 +130,10 @@ def test_load_reference_weights_checks_shapes():
 
 
 @pytest.mark.parametrize("white_bkgd", [True, False])
-def test_model_forward_golden(white_bkgd):
-    z = load_golden("model_forward")
+@pytest.mark.parametrize("name", ["model_forward", "train_step"])
+def test_model_forward_golden(name, white_bkgd):
+    # train_step.npz repeats model_forward's rays (other lossmult) and outputs, with its weights.
+    z = {**load_golden("model_forward"), **load_golden(name)}
     with torch.no_grad():
         outputs = golden_model(z)(golden_rays(z), randomized=False, white_bkgd=white_bkgd)
     assert len(outputs) == 2
