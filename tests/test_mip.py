@@ -195,11 +195,27 @@ def test_linspace_matches_jax_rounding():
     assert not torch.equal(u, torch.linspace(0, 1, 25))
 
 
+def test_prefix_sums_follow_xla_order():
+    # XLA's cumsum adds sequentially within blocks of 16, then adds the earlier blocks' total:
+    # 1 + 15 * 2**-24 rounds back to 1 step by step, but the next block's 4 * 2**-24 = 2**-22
+    # is added to 1 in one piece and survives.
+    x = torch.tensor([1.0] + [2.0**-24] * 19)
+    c = mip._cumsum_xla_order(x)
+    assert c[15].item() == 1.0 and c[19].item() == 1.0 + 2.0**-22
+    # Row sums of up to 32 entries are sequential: the small terms all round away.
+    assert mip._sum_xla_order(torch.tensor([[1.0] + [2.0**-24] * 31])).item() == 1.0
+    for length in (1, 5, 16, 17, 31, 33, 64, 129, 300):
+        values = torch.rand(3, length, generator=torch.Generator().manual_seed(length))
+        torch.testing.assert_close(mip._cumsum_xla_order(values), values.double().cumsum(-1).float(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(mip._sum_xla_order(values)[..., 0], values.double().sum(-1).float(), rtol=1e-6, atol=1e-6)
+
+
 def test_pdf_uniform_weights_give_evenly_spread_samples():
     bins = torch.linspace(0, 1, 5).expand(2, 5)
     samples = mip.sorted_piecewise_constant_pdf(bins, torch.ones(2, 4), 5, randomized=False)
-    top = 1 - 2**-23
-    torch.testing.assert_close(samples[0], torch.tensor([0.0, 0.25, 0.5, 0.75, top]) * top**0, atol=1e-6, rtol=0)
+    # u = linspace(0, 1 - 2**-23, 5) and the cdf is the identity on [0, 1].
+    expected = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]) * (1 - 2**-23)
+    torch.testing.assert_close(samples, expected.expand(2, 5), atol=1e-7, rtol=0)
 
 
 def test_pdf_samples_start_at_first_bin_with_weight():
