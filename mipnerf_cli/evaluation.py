@@ -246,7 +246,7 @@ def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str):
 
 def evaluate(settings: EvalSettings) -> tuple[EvalResults, Path]:
     """Render and score the test split; returns the results and the folder they were written to."""
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, settings.cpu_threads)
     trained = load_trained_model(settings.run, settings.ckpt, device)
     folder, kind, images = load_eval_scene(trained, settings.data, settings.split)
     scale = check_scale(settings.scale, images.levels, kind, folder)

@@ -278,6 +278,7 @@ class EvalSettings(BaseModel):
     limit: Optional[int] = Field(None, ge=1, description="score only the first K images of each level")
     chunk: int = Field(8192, gt=0, description="rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     out: Optional[Path] = Field(None, description="output folder (default: <run>/eval/<step>)")
     progress: bool = True
 
@@ -301,6 +302,7 @@ class RenderSettings(BaseModel):
     keep_frames: bool = False
     chunk: int = Field(8192, gt=0, description="rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     out: Optional[Path] = Field(None, description="output folder (default: <run>/render/<path>)")
     progress: bool = True
 

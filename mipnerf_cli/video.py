@@ -85,7 +85,7 @@ def _training_cameras(trained, data: Optional[Path]):
 
 def render_path(settings: RenderSettings) -> RenderOutput:
     """Render the camera path and write frames/videos to ``<run>/render/spheric`` (or `out`)."""
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, settings.cpu_threads)
     trained = load_trained_model(settings.run, settings.ckpt, device)
     camera = path_camera(settings, *_training_cameras(trained, settings.data))
     poses = spheric_poses(settings.frames, camera.radius, settings.elevation)

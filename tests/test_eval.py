@@ -12,7 +12,9 @@ import torch
 
 pytest.importorskip("mipnerf_cli.core.model")
 
-from tiny_runs import BLENDER, MULTISCALE, STEP, assert_one_line_error, cli, cli_in_process, make_run  # noqa: E402
+from tiny_runs import (  # noqa: E402
+    BLENDER, MULTISCALE, STEP, assert_one_line_error, cli, cli_in_process, make_run, one_cpu_thread,  # noqa: F401
+)
 
 from mipnerf_cli import evaluation  # noqa: E402
 from mipnerf_cli.core.metrics import psnr, ssim  # noqa: E402
@@ -219,3 +221,49 @@ def test_run_and_ckpt_together_and_bad_values(runs, capsys):
     assert_one_line_error(result, "either --run", "--ckpt")
     result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--chunk", "0")
     assert result.returncode == 1 and "• chunk:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_lpips_is_unavailable_without_the_package_or_its_weights(monkeypatch, tmp_path):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    scorer, note = evaluation.lpips_scorer()
+    assert scorer is None and "lpips package is not installed" in note
+
+    # Installed, but the AlexNet weights were never downloaded: still nothing is fetched.
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    scorer, note = evaluation.lpips_scorer()
+    assert scorer is None and "never downloaded" in note and str(tmp_path) in note
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
+    """The real pipeline on the tiny multiscale scene: a trained run folder is all eval/render need."""
+    pytest.importorskip("mipnerf_cli.core.losses")
+    from tiny_runs import TINY_MODEL
+
+    config = tmp_path / "tiny.yaml"
+    model_lines = "".join(f"  {key}: {value}\n" for key, value in TINY_MODEL.items())
+    config.write_text(
+        "batch_size: 64\nmax_steps: 4\ncheck_interval: 2\nlog_interval: 1\nval_views: 0\ntensorboard: false\n"
+        "lr_delay_steps: 0\ncpu_threads: 1\nmodel:\n" + model_lines
+    )
+    result = cli_in_process(capsys, "train", "--config", str(config), "--data", str(MULTISCALE), "--multiscale",
+                            "--out-dir", str(tmp_path / "out"), "--exp-name", "e2e", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "out" / "e2e"
+
+    result = cli_in_process(capsys, "eval", "--run", str(run), "--scale", "4", "--limit", "1", "--no-progress",
+                            "--save-image", "--cpu-threads", "1")
+    assert result.returncode == 0, result.stderr
+    results = read_results(run / "eval" / "4" / "results.json")
+    assert results.step == 4 and results.exp_name == "e2e" and len(results.scales) == 4
+    assert results.data == str(MULTISCALE.resolve())
+    assert len(list((run / "eval" / "4" / "images").iterdir())) == 4 * 4
+    assert "average" in result.stdout and "d3 (1/8)" in result.stdout
+
+    result = cli_in_process(capsys, "render", "--run", str(run), "--frames", "3", "--resolution", "16x12",
+                            "--no-progress", "--cpu-threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert iio.imread(run / "render" / "spheric" / "depth.mp4").shape == (3, 12, 16, 3)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN, load_golden
+from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
 
 from mipnerf_cli.core.camera_paths import camera_rays, look_at_origin, mean_camera_distance, spheric_poses
 from mipnerf_cli.core.rays import RayBundle

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import GOLDEN
 
@@ -17,6 +18,15 @@ BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 images of 64x64 per split
 MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same converted: 64, 32, 16, 8 pixels
 TINY_MODEL = {"num_samples": 4, "netdepth": 2, "netwidth": 16, "netwidth_condition": 8, "max_deg_point": 4, "deg_view": 2}
 STEP = 7
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread():
+    """Tiny models on a busy 2-core machine run several times faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_run(out_dir: Path, multiscale: bool, exp_name: str | None = None, model: dict | None = None) -> Path:

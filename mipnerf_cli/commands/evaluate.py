@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mipnerf_cli.commands.model_options import ChunkOption, CkptOption, DataOption, DeviceOption, ProgressOption, RunOption
+from mipnerf_cli.commands.model_options import (
+    ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
+)
 from mipnerf_cli.console import console, info
 
 
@@ -28,6 +30,7 @@ def eval_command(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Score only the first K images of each level.")] = None,
     chunk: ChunkOption = 8192,
     device: DeviceOption = "auto",
+    cpu_threads: CpuThreadsOption = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.", file_okay=False)
     ] = None,
@@ -39,7 +42,7 @@ def eval_command(
 
     settings = EvalSettings(
         run=run, ckpt=ckpt, data=data, scale=scale, split=split, save_image=save_image, limit=limit,
-        chunk=chunk, device=device, out=out, progress=progress,
+        chunk=chunk, device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
     results, folder = evaluate(settings)
     console.print(results_table(results))

@@ -28,3 +28,7 @@ DeviceOption = Annotated[
 ProgressOption = Annotated[
     bool, typer.Option("--progress/--no-progress", help="Show a progress bar (plain lines when not a terminal).")
 ]
+CpuThreadsOption = Annotated[
+    Optional[int],
+    typer.Option("--cpu-threads", help="torch CPU threads; fewer can be faster on a busy machine (default: torch's choice)."),
+]

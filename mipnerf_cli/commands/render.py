@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from mipnerf_cli.commands.model_options import ChunkOption, CkptOption, DataOption, DeviceOption, ProgressOption, RunOption
+from mipnerf_cli.commands.model_options import (
+    ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
+)
 from mipnerf_cli.console import info
 
 
@@ -34,6 +36,7 @@ def render_command(
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the PNG frames next to the videos.")] = False,
     chunk: ChunkOption = 8192,
     device: DeviceOption = "auto",
+    cpu_threads: CpuThreadsOption = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.", file_okay=False)
     ] = None,
@@ -46,7 +49,7 @@ def render_command(
     settings = RenderSettings(
         run=run, ckpt=ckpt, data=data, path=path, frames=frames, fps=fps, scale=scale, radius=radius,
         elevation=elevation, resolution=resolution, format=format, keep_frames=keep_frames, chunk=chunk,
-        device=device, out=out, progress=progress,
+        device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
     result = render_path(settings)
     info(
