@@ -12,12 +12,9 @@ at the end, so ``<run>/eval/<step>/`` is either complete or absent.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import importlib.util
 import math
-import os
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ from mipnerf_cli.core.metrics import ssim as ssim_of
 from mipnerf_cli.core.render import render_image
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
+from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.settings import EvalSettings
 from mipnerf_cli.trained_model import TrainedModel, load_trained_model, pick_device, scene_folder
 
@@ -134,54 +132,6 @@ def lpips_scorer() -> tuple[Optional[Callable[[torch.Tensor, torch.Tensor], floa
     return score, None
 
 
-# ----------------------------------------------------------------------------- output folder
-
-
-@dataclasses.dataclass
-class _Staging:
-    """A hidden folder next to `target` that becomes `target` on commit, or vanishes."""
-
-    target: Path
-    path: Path
-    created_parent: Optional[Path] = None
-
-    @classmethod
-    def open(cls, target: Path) -> "_Staging":
-        parent = target.parent
-        created_parent = None
-        try:
-            if not parent.exists():
-                # Remember the highest folder we create, to remove it again on failure.
-                missing = parent
-                while not missing.parent.exists():
-                    missing = missing.parent
-                parent.mkdir(parents=True)
-                created_parent = missing
-            path = parent / f".{target.name}.partial-{os.getpid()}"
-            if path.exists():
-                shutil.rmtree(path)
-            path.mkdir()
-        except OSError as error:
-            raise MipNerfError(
-                f"cannot write to {parent}: {error.strerror or error}; pass --out DIR to write the results elsewhere"
-            ) from None
-        return cls(target=target, path=path, created_parent=created_parent)
-
-    def commit(self) -> None:
-        old = None
-        if self.target.exists():
-            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
-            os.replace(self.target, old)
-        os.replace(self.path, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self.created_parent is not None:
-            shutil.rmtree(self.created_parent, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -244,6 +194,10 @@ def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str):
     return folder, kind, images
 
 
+def _is_eval_folder(folder: Path) -> bool:
+    return (folder / "results.json").is_file()
+
+
 def evaluate(settings: EvalSettings) -> tuple[EvalResults, Path]:
     """Render and score the test split; returns the results and the folder they were written to."""
     device = pick_device(settings.device, settings.cpu_threads)
@@ -256,7 +210,7 @@ def evaluate(settings: EvalSettings) -> tuple[EvalResults, Path]:
     lpips, lpips_note = lpips_scorer()
 
     target = settings.out if settings.out is not None else trained.run_dir / "eval" / str(trained.step)
-    staging = _Staging.open(target.absolute())
+    staging = StagedFolder.open(target, _is_eval_folder, "an eval result folder (results.json)")
     try:
         results = _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path, device)
         _write_results(staging.path / "results.json", results)

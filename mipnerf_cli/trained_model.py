@@ -51,6 +51,8 @@ def newest_checkpoint(run_dir: Path) -> Path:
     """``<run>/ckpt/last.pt``, else the ``step-*.pt`` with the highest step."""
     from mipnerf_cli.checkpoint import LAST, step_checkpoints
 
+    if run_dir.is_file():
+        raise MipNerfError(f"--run {run_dir} is a file; pass the run folder, or give a checkpoint file with --ckpt")
     if not run_dir.is_dir():
         raise MipNerfError(f"run folder {run_dir} not found; pass the folder `mipnerf train` wrote (out/<exp_name>)")
     folder = run_dir / "ckpt"

@@ -11,7 +11,6 @@ says where.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from mipnerf_cli.core.camera_paths import camera_rays, mean_camera_distance, sph
 from mipnerf_cli.core.render import render_image
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
+from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.settings import RenderSettings
 from mipnerf_cli.trained_model import load_trained_model, pick_device, scene_folder
 
@@ -89,14 +89,15 @@ def render_path(settings: RenderSettings) -> RenderOutput:
     trained = load_trained_model(settings.run, settings.ckpt, device)
     camera = path_camera(settings, *_training_cameras(trained, settings.data))
     poses = spheric_poses(settings.frames, camera.radius, settings.elevation)
-    target = (settings.out if settings.out is not None else trained.run_dir / "render" / settings.path).absolute()
-    staging = _open_staging(target)
+    target = settings.out if settings.out is not None else trained.run_dir / "render" / settings.path
+    staged = StagedFolder.open(target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/)")
+    target, staging = staged.target, staged.path
     frames_dir = staging / "frames"
     try:
         frames_dir.mkdir()
         rays_per_second = _render_frames(settings, trained, camera, poses, frames_dir, device)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        staged.discard()
         raise
 
     files = []
@@ -107,16 +108,16 @@ def render_path(settings: RenderSettings) -> RenderOutput:
                 write_video(video, _read_frames(frames_dir, name, settings.frames), settings.fps)
                 files.append(target / video.name)
         except MipNerfError as error:
-            _commit(staging, target)
+            staged.commit()
             raise MipNerfError(f"{error}; the rendered frames are kept in {target / 'frames'}") from None
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            staged.discard()
             raise
         if not settings.keep_frames:
             shutil.rmtree(frames_dir)
     if settings.format == "png" or settings.keep_frames:
         files.append(target / "frames")
-    _commit(staging, target)
+    staged.commit()
     return RenderOutput(
         folder=target, files=files, width=camera.width, height=camera.height, focal=camera.focal,
         radius=camera.radius, num_frames=settings.frames, rays_per_second=rays_per_second,
@@ -147,30 +148,11 @@ def _render_frames(settings, trained, camera: PathCamera, poses: torch.Tensor, f
     return rays_done / seconds if seconds > 0 else 0.0
 
 
+def _is_render_folder(folder: Path) -> bool:
+    ours = {f"{name}.{ext}" for name in MAPS for ext in ("mp4", "gif")} | {"frames"}
+    return all(entry.name in ours for entry in folder.iterdir())
+
+
 def _read_frames(frames_dir: Path, name: str, count: int):
     for index in range(count):
         yield iio.imread(frames_dir / f"{name}_{index:04d}.png")
-
-
-def _open_staging(target: Path) -> Path:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.partial-{os.getpid()}"
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir()
-    except OSError as error:
-        raise MipNerfError(
-            f"cannot write to {target.parent}: {error.strerror or error}; pass --out DIR to write elsewhere"
-        ) from None
-    return staging
-
-
-def _commit(staging: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

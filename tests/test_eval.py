@@ -267,3 +267,22 @@ def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
                             "--no-progress", "--cpu-threads", "1")
     assert result.returncode == 0, result.stderr
     assert iio.imread(run / "render" / "spheric" / "depth.mp4").shape == (3, 12, 16, 3)
+
+
+def test_out_never_replaces_a_file_or_a_foreign_folder(runs, tmp_path, capsys):
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(precious))
+    assert_one_line_error(result, "notes.txt exists and is not a folder")
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "thesis.tex").write_text("keep me too")
+    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(documents))
+    assert_one_line_error(result, "documents already holds other files", "--out")
+    assert precious.read_text() == "keep me" and (documents / "thesis.tex").read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents", "notes.txt"]
+    assert [p.name for p in documents.iterdir()] == ["thesis.tex"]
+    # An empty folder is fine.
+    (tmp_path / "empty").mkdir()
+    run_eval(run=runs["blender"], out=tmp_path / "empty", limit=1)
+    assert (tmp_path / "empty" / "results.json").is_file()

@@ -277,3 +277,16 @@ def test_render_through_the_cli(run_dir, tmp_path, capsys):
     assert result.returncode == 0, result.stderr
     assert "2 frames of 8×8" in result.stdout and "rgb.mp4" in result.stdout
     assert iio.imread(tmp_path / "s" / "rgb.mp4").shape == (2, 8, 8, 3)
+
+
+@needs_model
+def test_render_never_replaces_a_foreign_folder(run_dir, tmp_path):
+    (tmp_path / "holiday.mp4").write_text("not ours")
+    with pytest.raises(MipNerfError, match="already holds other files"):
+        _render(run_dir, frames=1, resolution="4x4", out=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["holiday.mp4"]
+    # Our own earlier output is replaced.
+    first = _render(run_dir, frames=1, resolution="4x4", out=tmp_path / "r", format="gif")
+    _render(run_dir, frames=2, resolution="4x4", out=first.folder)
+    assert sorted(p.name for p in first.folder.iterdir()) == ["acc.mp4", "depth.mp4", "rgb.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday.mp4", "r"]

@@ -32,7 +32,7 @@ def eval_command(
     device: DeviceOption = "auto",
     cpu_threads: CpuThreadsOption = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.", file_okay=False)
+        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.")
     ] = None,
     progress: ProgressOption = True,
 ) -> None:

@@ -9,15 +9,14 @@ import typer
 
 RunOption = Annotated[
     Optional[Path],
-    typer.Option("--run", help="Run folder written by `mipnerf train`; its newest checkpoint (ckpt/last.pt) is used.",
-                 file_okay=False),
+    typer.Option("--run", help="Run folder written by `mipnerf train`; its newest checkpoint (ckpt/last.pt) is used."),
 ]
 CkptOption = Annotated[
-    Optional[Path], typer.Option("--ckpt", help="A checkpoint file (instead of --run).", dir_okay=False)
+    Optional[Path], typer.Option("--ckpt", help="A checkpoint file (instead of --run).")
 ]
 DataOption = Annotated[
     Optional[Path],
-    typer.Option("--data", help="Scene folder. Default: the scene the checkpoint was trained on.", file_okay=False),
+    typer.Option("--data", help="Scene folder. Default: the scene the checkpoint was trained on."),
 ]
 ChunkOption = Annotated[
     int, typer.Option("--chunk", help="Rays per forward pass; lower it if the device runs out of memory.")

@@ -38,7 +38,7 @@ def render_command(
     device: DeviceOption = "auto",
     cpu_threads: CpuThreadsOption = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.", file_okay=False)
+        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.")
     ] = None,
     progress: ProgressOption = True,
 ) -> None:
