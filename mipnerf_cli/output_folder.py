@@ -9,6 +9,7 @@ of the user's.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -41,6 +42,7 @@ class StagedFolder:
             raise MipNerfError(
                 f"{target} already holds other files (it is not {what}); pass --out with a new or empty folder"
             )
+        _remove_stale_staging(target)
         created: list[Path] = []
         try:
             created = create_parents(target)
@@ -66,3 +68,24 @@ class StagedFolder:
         """Remove the hidden folder and the parents created for it."""
         shutil.rmtree(self.path, ignore_errors=True)
         remove_empty(self._created_parents)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Delete hidden folders for `target` left by a writer that was killed (its pid is gone)."""
+    if not target.parent.is_dir():
+        return
+    for prefix in (f".{target.name}.partial-", f".{target.name}.old.partial-"):
+        for entry in target.parent.glob(f"{glob.escape(prefix)}*"):
+            pid_text = entry.name[len(prefix):].split("-", 1)[0]
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+                shutil.rmtree(entry, ignore_errors=True)

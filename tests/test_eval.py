@@ -286,3 +286,16 @@ def test_out_never_replaces_a_file_or_a_foreign_folder(runs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     run_eval(run=runs["blender"], out=tmp_path / "empty", limit=1)
     assert (tmp_path / "empty" / "results.json").is_file()
+
+
+def test_staging_left_by_a_killed_eval_is_cleaned_up(runs, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f".r.partial-{dead.pid}-0000"
+    leftover.mkdir()
+    (leftover / "results.json").write_text("{")
+    run_eval(run=runs["blender"], out=tmp_path / "r", limit=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
