@@ -18,6 +18,11 @@ from mipnerf_cli import __version__
 from mipnerf_cli.commands import bench, convert, demo_scene, evaluate, plot, render, train
 from mipnerf_cli.errors import MipNerfError
 
+try:  # recent typer releases vendor click; older ones use the click package
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 app = typer.Typer(
     name="mipnerf",
     help="mip-NeRF in PyTorch: convert Blender scenes, train, evaluate and render.",
@@ -69,7 +74,21 @@ def main() -> None:
 
     debug = os.environ.get("MIPNERF_DEBUG", "") not in ("", "0")
     try:
-        app(prog_name="mipnerf")
+        # standalone_mode=False hands click's usage errors to us, so they become one line too
+        exit_code = app(prog_name="mipnerf", standalone_mode=False)
+    except NoArgsIsHelpError as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except UsageError as error:
+        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+        sys.stderr.write(f"error: {error.format_message()}{hint}\n")
+        sys.exit(error.exit_code)
+    except ClickException as error:
+        sys.stderr.write(f"error: {error.format_message()}\n")
+        sys.exit(1)
+    except typer.Abort:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
     except MipNerfError as error:
         if debug:
             raise
@@ -83,3 +102,4 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    sys.exit(exit_code if isinstance(exit_code, int) else 0)

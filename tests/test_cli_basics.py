@@ -20,3 +20,18 @@ def test_short_help_and_version():
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"mipnerf {__version__}"
+
+
+def test_usage_errors_are_one_line_without_traceback():
+    for args in (("nope",), ("convert",), ("eval", "--scale", "abc")):
+        result = run(*args)
+        assert result.returncode == 2, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_no_arguments_prints_help():
+    result = run()
+    assert "Usage" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
