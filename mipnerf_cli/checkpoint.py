@@ -24,7 +24,7 @@ import pickle
 import re
 import socket
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import yaml
@@ -37,7 +37,7 @@ from mipnerf_cli import checkpoint
 from mipnerf_cli.checkpoint import FORMAT_VERSION, RunLock
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.settings import TrainSettings, settings_for_file
+from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
 
 
 # ----------------------------------------------------------------------------- one step
@@ -163,7 +163,7 @@ def check_scene(settings: TrainSettings) -> str:
     data = settings.data
     if not data.exists():
         hint = "" if settings.scene is None else f" (from --scene {settings.scene} under --data-root {settings.data_root})"
-        raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {_data_env()}")
+        raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {DATA_ROOT_ENV}")
     kind = scene_kind(data)
     if kind == "multiscale" and not settings.multiscale:
         raise MipNerfError(f"{data} is a multiscale scene (metadata.json); add --multiscale to train on it")
@@ -172,12 +172,6 @@ def check_scene(settings: TrainSettings) -> str:
             f"{data} is a single-scale Blender scene; drop --multiscale, or convert it first with `mipnerf convert`"
         )
     return kind
-
-
-def _data_env() -> str:
-    from mipnerf_cli.settings import DATA_ROOT_ENV
-
-    return DATA_ROOT_ENV
 
 
 def build_model(settings: TrainSettings) -> nn.Module:
@@ -393,9 +387,9 @@ class Start:
 def find_start(settings: TrainSettings, files: RunFiles, report: Callable[[str], None]) -> Start:
     """Where training begins: step 0, or a verified checkpoint (`resume_path`)."""
     resume = settings.resume_path
+    has_checkpoints = bool(checkpoint.step_checkpoints(files.ckpt_dir)) or (files.ckpt_dir / checkpoint.LAST).exists()
     if resume is None:
-        existing = checkpoint.step_checkpoints(files.ckpt_dir) or (files.ckpt_dir / checkpoint.LAST).exists()
-        if existing:
+        if has_checkpoints:
             raise MipNerfError(
                 f"{files.dir} already has checkpoints; pass --resume auto to continue it, "
                 "or another --exp-name to start a new run"
@@ -415,11 +409,41 @@ def find_start(settings: TrainSettings, files: RunFiles, report: Callable[[str],
             payload, source = found
         else:
             payload, source = checkpoint.load_checkpoint(path), path
+        if has_checkpoints and source.absolute().parent != files.ckpt_dir.absolute():
+            raise MipNerfError(
+                f"{files.dir} already has checkpoints of its own; to start from {source}, "
+                "pick another --exp-name (or --resume auto to continue this run)"
+            )
     refuse_model_change(payload["model_config"], model_config_dict(settings), source)
     changes = changed_settings(payload.get("settings") or {}, settings.model_dump(mode="json"))
     if changes:
         report(f"resuming with changed settings: {'; '.join(changes)}")
     return Start(step=int(payload["step"]), elapsed_s=float(payload.get("elapsed_s", 0.0)), payload=payload, source=source)
+
+
+def set_aside_later_checkpoints(ckpt_dir: Path, start: Start, report: Callable[[str], None]) -> None:
+    """Rename the run's checkpoints that are not behind the starting point (damaged ones
+    skipped by --resume auto, or the future abandoned by --resume <an older step file>),
+    so that rotation and later resumes only ever see this trajectory."""
+    later = [path for step, path in checkpoint.step_checkpoints(ckpt_dir) if step > start.step]
+    last = ckpt_dir / checkpoint.LAST
+    if last.exists() and not (start.source is not None and _same_file(last, start.source)):
+        try:
+            if int(checkpoint.load_checkpoint(last)["step"]) > start.step:
+                later.append(last)
+        except MipNerfError:
+            later.append(last)
+    for path in later:
+        aside = path.with_name(path.name + ".set-aside")
+        os.replace(path, aside)
+        report(f"set aside {path.name} as {aside.name} (not on the path from step {start.step})")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> dict[str, Any]:
@@ -504,6 +528,7 @@ def train(
                 files.dir.mkdir(parents=True, exist_ok=True)
                 _acquire(lock, report)
             checkpoint.remove_stale_temporaries(files.ckpt_dir)
+            set_aside_later_checkpoints(files.ckpt_dir, start, report)
             files.write_config(settings)
             files.open_metrics(keep_until_step=start.step)
             if settings.tensorboard:

@@ -224,6 +224,33 @@ def test_resume_auto_falls_back_over_a_corrupt_checkpoint(tmp_path):
     result = train(tiny(tmp_path, max_steps=6, check_interval=2), report=messages.append)
     assert any("falling back to" in m and "step-0000004.pt" in m for m in messages), messages
     assert result.step == 6 and checkpoint.load_checkpoint(ckpt_dir / "last.pt")["step"] == 6
+    # The damaged files were renamed, not deleted, and no longer count as checkpoints.
+    assert {"last.pt.set-aside", "step-0000006.pt.set-aside"} <= {p.name for p in ckpt_dir.iterdir()}
+    assert [step for step, _ in checkpoint.step_checkpoints(ckpt_dir)] == [2, 4, 6]
+
+
+def test_resume_from_an_older_step_of_the_same_run_sets_the_later_ones_aside(tmp_path):
+    straight = tiny(tmp_path, exp_name="straight", max_steps=6, check_interval=3)
+    train(straight)
+    settings = tiny(tmp_path, max_steps=6, check_interval=2)
+    train(settings)
+    ckpt_dir = settings.run_dir / "ckpt"
+    messages = []
+    again = tiny(tmp_path, max_steps=6, check_interval=3, resume_path=str(ckpt_dir / "step-0000002.pt"))
+    train(again, report=messages.append)
+    assert sum("set aside" in m for m in messages) == 3  # step-4, step-6 and last.pt (step 6)
+    assert [step for step, _ in checkpoint.step_checkpoints(ckpt_dir)] == [2, 3, 6]
+    a = checkpoint.load_checkpoint(straight.run_dir / "ckpt" / "last.pt")
+    b = checkpoint.load_checkpoint(ckpt_dir / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_resume_from_another_run_into_a_run_with_checkpoints_is_refused(tmp_path):
+    other = tiny(tmp_path, exp_name="other", max_steps=3)
+    train(other)
+    train(tiny(tmp_path, max_steps=3))
+    with pytest.raises(MipNerfError, match="already has checkpoints of its own"):
+        train(tiny(tmp_path, max_steps=6, resume_path=str(other.run_dir)))
 
 
 def test_resume_from_a_file_into_a_new_run(tmp_path):
