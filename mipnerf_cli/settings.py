@@ -80,6 +80,7 @@ class TrainSettings(BaseModel):
     data_root: Path = Field(default_factory=_default_data_root, description=f"holds nerf_synthetic/ and multiscale/ (env {DATA_ROOT_ENV})")
     multiscale: bool = Field(False, description="train on a converted multiscale scene")
     white_bkgd: bool = Field(True, description="composite on white (Blender scenes)")
+    downscale: int = Field(1, ge=1, description="train on images this many times smaller (Blender scenes; the reference's `factor`)")
 
     # -- optimisation
     seed: int = Field(0, ge=0)
@@ -110,7 +111,7 @@ class TrainSettings(BaseModel):
 
     # -- validation (PSNR curve in metrics.jsonl)
     val_views: int = Field(1, ge=0, description="test views rendered every check_interval (0: none)")
-    val_downscale: int = Field(4, ge=1, description="validation images are this many times smaller (Blender scenes; multiscale data has its own levels)")
+    val_downscale: int = Field(4, ge=1, description="validation images are this many times smaller than the training ones (Blender scenes; multiscale data has its own levels)")
     val_chunk: int = Field(8192, gt=0, description="rays per forward pass when rendering")
 
     model: ModelSettings = Field(default_factory=ModelSettings)

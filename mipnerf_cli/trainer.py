@@ -167,6 +167,8 @@ def check_scene(settings: TrainSettings) -> str:
     kind = scene_kind(data)
     if kind == "multiscale" and not settings.multiscale:
         raise MipNerfError(f"{data} is a multiscale scene (metadata.json); add --multiscale to train on it")
+    if kind == "multiscale" and settings.downscale != 1:
+        raise MipNerfError(f"{data} is a multiscale scene with its own scales; drop --downscale (it applies to Blender scenes)")
     if kind == "blender" and settings.multiscale:
         raise MipNerfError(
             f"{data} is a single-scale Blender scene; drop --multiscale, or convert it first with `mipnerf convert`"
@@ -349,7 +351,7 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
     for split in ("test", "val"):
         try:
             # Multiscale data brings its own smaller levels; downscaling applies to Blender scenes.
-            downscale = 1 if settings.multiscale else settings.val_downscale
+            downscale = 1 if settings.multiscale else settings.downscale * settings.val_downscale
             return load_scene(settings.data, split, multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=downscale)
         except MipNerfError as error:
             problems.append(str(error))
@@ -510,7 +512,9 @@ def train(
         if start.step >= settings.max_steps:
             report(f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on")
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
-        train_set = load_scene(settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd)
+        train_set = load_scene(
+            settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=settings.downscale
+        )
         val_set = load_val_set(settings, report) if is_main else None
         model = build_model(settings).to(device)
         optimizer = build_optimizer(model, settings)

@@ -316,6 +316,7 @@ def run_cli(monkeypatch, capsys, *args):
         (["--data", str(MULTISCALE)], "is a multiscale scene (metadata.json); add --multiscale"),
         (["--data", str(BLENDER), "--multiscale"], "is a single-scale Blender scene; drop --multiscale"),
         (["--data", str(GOLDEN)], "not a scene: expected metadata.json"),
+        (["--data", str(MULTISCALE), "--multiscale", "--downscale", "2"], "drop --downscale"),
         (["--data", str(BLENDER), "--batch-size", "0"], "• batch_size: Input should be greater than 0"),
         (["--data", str(BLENDER), "--batch-size", "-1"], "• batch_size: Input should be greater than 0"),
         (["--scene", "nope", "--data-root", "/nonexistent"], "scene folder /nonexistent/nerf_synthetic/nope not found"),
@@ -355,11 +356,33 @@ def test_flags_reach_the_settings(monkeypatch, tmp_path):
     args = [
         "train", "--config", "demo", "--data", str(BLENDER), "--out-dir", str(tmp_path), "--exp-name", "x",
         "--max-steps", "7", "--batch-size", "64", "--check-interval", "5", "--resume", "none",
-        "--device", "cpu", "--no-integration", "--seed", "3",
+        "--device", "cpu", "--no-integration", "--seed", "3", "--downscale", "2",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     s = got["settings"]
     assert (s.data, s.out_dir, s.exp_name) == (BLENDER, tmp_path, "x")
     assert (s.max_steps, s.batch_size, s.check_interval, s.resume_path, s.device, s.seed) == (7, 64, 5, None, "cpu", 3)
-    assert s.model.disable_integration and s.model.netwidth == 128  # the demo config's width survives
+    assert s.downscale == 2 and s.model.disable_integration
+    assert s.model.netwidth == 64 and s.model.num_samples == 24  # the demo config's model survives the flags
+
+
+def test_tensorboard_events_when_it_is_installed(tmp_path, monkeypatch):
+    import types
+
+    scalars = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, step))
+
+        def close(self):
+            scalars.append(("closed", None))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    train(tiny(tmp_path, max_steps=2, check_interval=2, tensorboard=True))
+    assert ("train/loss", 1) in scalars and ("train/psnr_levels_1", 2) in scalars and ("val/psnr", 2) in scalars
+    assert scalars[-1] == ("closed", None)

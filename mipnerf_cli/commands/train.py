@@ -33,6 +33,9 @@ def train_command(
     ] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Runs go to OUT_DIR/EXP_NAME (default: out).")] = None,
     exp_name: Annotated[Optional[str], typer.Option("--exp-name", help="Run name (default: the scene's name).")] = None,
+    downscale: Annotated[
+        Optional[int], typer.Option("--downscale", help="Train on images N times smaller (Blender scenes), e.g. 8 for lego on a CPU.")
+    ] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Train up to this step (default: 1,000,000).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rays per step (default: 4096).")] = None,
     check_interval: Annotated[
@@ -67,6 +70,7 @@ def train_command(
         "data_root": data_root,
         "out_dir": out_dir,
         "exp_name": exp_name,
+        "downscale": downscale,
         "max_steps": max_steps,
         "batch_size": batch_size,
         "check_interval": check_interval,
