@@ -38,6 +38,7 @@ from mipnerf_cli.checkpoint import FORMAT_VERSION, RunLock
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
+from mipnerf_cli.trained_model import pick_device
 
 
 # ----------------------------------------------------------------------------- one step
@@ -89,10 +90,10 @@ def rank_slice(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tenso
 
 
 def autocast_context(device: torch.device, enabled: bool):
-    # CPU stays float32: bf16 autocast crashed some CPUs.
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
+    # CPU stays float32: bf16 autocast crashed some CPUs. GPUs without bf16 stay float32
+    # too (float16 would need loss scaling).
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -141,19 +142,12 @@ def psnr_from_level_mse(level_mse: float) -> float:
     The reference logs -10 log10 of the term itself, 4.77 dB below the usual image PSNR;
     dividing by 3 makes training and validation PSNR comparable.
     """
-    mse = level_mse / 3.0
-    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+    from mipnerf_cli.core.losses import mse_to_psnr
+
+    return float(mse_to_psnr(level_mse / 3.0))
 
 
 # ----------------------------------------------------------------------------- set-up helpers
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MipNerfError("device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def check_scene(settings: TrainSettings) -> str:
@@ -361,6 +355,7 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
 
 def validate(model: nn.Module, val_set, views: list[int], settings: TrainSettings, device, should_stop) -> dict[str, Any] | None:
     """PSNR over the chosen views, overall and per scale; None if interrupted."""
+    from mipnerf_cli.core.metrics import psnr
     from mipnerf_cli.core.render import render_rays
 
     by_level: dict[int, list[float]] = {}
@@ -369,8 +364,7 @@ def validate(model: nn.Module, val_set, views: list[int], settings: TrainSetting
             return None
         rays, target = val_set.image_rays(i)
         out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, device=device, autocast=settings.mixed_precision)
-        mse = float(((out["rgb"].view_as(target) - target) ** 2).mean())
-        by_level.setdefault(val_set.levels[i], []).append(-10.0 * math.log10(max(mse, 1e-12)))
+        by_level.setdefault(val_set.levels[i], []).append(psnr(out["rgb"].view_as(target), target))
     level_psnrs = [sum(v) / len(v) for _, v in sorted(by_level.items())]
     return {"psnr": sum(level_psnrs) / len(level_psnrs), "psnr_levels": level_psnrs}
 
@@ -499,9 +493,7 @@ def train(
     report = report or (info if is_main else (lambda message: None))
     if settings.batch_size % world_size:
         raise MipNerfError(f"batch_size {settings.batch_size} is not divisible by the {world_size} processes")
-    device = pick_device(settings.device)
-    if settings.cpu_threads is not None:
-        torch.set_num_threads(settings.cpu_threads)
+    device = pick_device(settings.device, settings.cpu_threads)
     kind = check_scene(settings)
     files = RunFiles(settings.run_dir)
     lock = RunLock(files.dir) if is_main else None
@@ -597,7 +589,11 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
         nonlocal saved_step, last_checkpoint
         if is_main and saved_step != step:
             payload = make_payload(step, model, optimizer, settings, kind, files.dir, elapsed())
-            last_checkpoint = checkpoint.save_step(files.ckpt_dir, payload, settings.keep_checkpoints)
+            try:
+                last_checkpoint = checkpoint.save_step(files.ckpt_dir, payload, settings.keep_checkpoints)
+            except MipNerfError as error:
+                kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was saved"
+                raise MipNerfError(f"{error}; training stopped at step {step}, {kept}") from None
         saved_step = step
 
     window, rays_per_s = Window(), None

@@ -280,6 +280,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert last.read_bytes() == before and not (settings.run_dir / ".lock").exists()
 
 
+def test_failed_save_stops_with_the_last_good_checkpoint_named(tmp_path, monkeypatch):
+    settings = tiny(tmp_path, max_steps=6, check_interval=3)
+    real = checkpoint.write_atomic
+    calls = []
+
+    def full_disk_on_the_second_save(path, data):
+        calls.append(path.name)
+        if path.name == "step-0000006.pt":
+            raise MipNerfError(f"could not write {path}: No space left on device; nothing was written")
+        real(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_atomic", full_disk_on_the_second_save)
+    with pytest.raises(MipNerfError, match=r"No space left.*stopped at step 6, the last good checkpoint is .*step-0000003\.pt"):
+        train(settings)
+    monkeypatch.undo()
+    assert checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["step"] == 3
+
+
 def test_second_trainer_on_the_same_run_is_refused(tmp_path):
     settings = tiny(tmp_path, max_steps=3)
     settings.run_dir.mkdir(parents=True)
