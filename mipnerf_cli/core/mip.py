@@ -16,6 +16,7 @@ amplified (inverse-CDF positions inside low-weight bins), this port repeats that
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -280,6 +281,7 @@ def sample_along_rays(
     ray_shape: str,
     *,
     generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Stratified sampling of num_samples intervals along each ray, then cast_rays.
 
@@ -290,6 +292,8 @@ def sample_along_rays(
         (the first within [near, first midpoint], the last within [last midpoint, far]).
       lindisp: space fenceposts linearly in disparity instead of depth.
       generator: source of the jitter (on the rays' device); default torch's global one.
+      uniform: (..., num_samples+1) the jitter's U[0, 1) draws, drawn beforehand (then the
+        generator is not used); what `torch.rand` would draw here with the same generator.
     Returns:
       t_vals: (..., num_samples+1) fenceposts;  (means (..., num_samples, 3), covs (..., num_samples, 3)).
     """
@@ -307,7 +311,9 @@ def sample_along_rays(
         mids = 0.5 * (t_vals[..., 1:] + t_vals[..., :-1])
         upper = torch.cat([mids, t_vals[..., -1:]], dim=-1)
         lower = torch.cat([t_vals[..., :1], mids], dim=-1)
-        t_rand = torch.rand(t_vals.shape, generator=generator, dtype=t_vals.dtype, device=t_vals.device)
+        if uniform is None:
+            uniform = torch.rand(t_vals.shape, generator=generator, dtype=t_vals.dtype, device=t_vals.device)
+        t_rand = uniform
         t_vals = lower + (upper - lower) * t_rand
     means, covs = cast_rays(t_vals, origins, directions, radii, ray_shape)
     return t_vals, (means, covs)
@@ -325,6 +331,7 @@ def resample_along_rays(
     resample_padding: float,
     *,
     generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Hierarchical resampling: draw new fenceposts from the blurred weights of a coarser pass.
 
@@ -334,19 +341,20 @@ def resample_along_rays(
       stop_grad: detach the new fenceposts (no gradient into the coarser pass).
       resample_padding: added to the blurred weights, so no interval gets probability 0.
       generator: source of the randomized inverse-CDF samples (on the rays' device).
+      uniform: (..., S+1) pre-drawn jitter for sorted_piecewise_constant_pdf (randomized only).
     Returns:
       new_t_vals: (..., S+1) (as many fenceposts as before);  (means (..., S, 3), covs (..., S, 3)).
     """
-    # A 2-tap max then a 2-tap mean ("blurpool") widens every peak by one interval each side.
-    weights_pad = torch.cat([weights[..., :1], weights, weights[..., -1:]], dim=-1)
-    weights_max = torch.maximum(weights_pad[..., :-1], weights_pad[..., 1:])
-    weights_blur = 0.5 * (weights_max[..., :-1] + weights_max[..., 1:])
-    weights = weights_blur + resample_padding
-    new_t_vals = sorted_piecewise_constant_pdf(
-        t_vals, weights, t_vals.shape[-1], randomized, generator=generator
-    )
-    if stop_grad:
-        new_t_vals = new_t_vals.detach()
+    # With stop_grad the sampling is recorded for no backward pass at all (same values).
+    with torch.no_grad() if stop_grad else contextlib.nullcontext():
+        # A 2-tap max then a 2-tap mean ("blurpool") widens every peak by one interval each side.
+        weights_pad = torch.cat([weights[..., :1], weights, weights[..., -1:]], dim=-1)
+        weights_max = torch.maximum(weights_pad[..., :-1], weights_pad[..., 1:])
+        weights_blur = 0.5 * (weights_max[..., :-1] + weights_max[..., 1:])
+        weights = weights_blur + resample_padding
+        new_t_vals = sorted_piecewise_constant_pdf(
+            t_vals, weights, t_vals.shape[-1], randomized, generator=generator, uniform=uniform
+        )
     means, covs = cast_rays(new_t_vals, origins, directions, radii, ray_shape)
     return new_t_vals, (means, covs)
 
@@ -382,13 +390,20 @@ def _sum_xla_order(x: torch.Tensor) -> torch.Tensor:
     """(..., B) -> (..., 1) sums over the last axis: left to right within blocks of 32, then the
     block sums left to right (XLA's order for ray batches up to about 64 x 32; for larger
     arrays XLA picks other orders by shape)."""
-    total = None
-    for start in range(0, x.shape[-1], _SUM_BLOCK):
-        block = x[..., start : start + _SUM_BLOCK]
-        block_sum = block[..., 0:1]
-        for k in range(1, block.shape[-1]):
-            block_sum = block_sum + block[..., k : k + 1]
-        total = block_sum if total is None else total + block_sum
+    length = x.shape[-1]
+    if length <= _SUM_BLOCK:
+        total = x[..., 0:1]
+        for k in range(1, length):
+            total = total + x[..., k : k + 1]
+        return total
+    # All blocks are summed side by side (31 additions instead of one per element: same
+    # order, so the same bits). A zero-padded tail adds exact zeros after its last element.
+    pad = (-length) % _SUM_BLOCK
+    blocks = torch.nn.functional.pad(x, (0, pad)).reshape(*x.shape[:-1], -1, _SUM_BLOCK)
+    block_sums = _sum_xla_order(blocks)[..., 0]
+    total = block_sums[..., 0:1]
+    for k in range(1, block_sums.shape[-1]):
+        total = total + block_sums[..., k : k + 1]
     return total
 
 
@@ -399,6 +414,7 @@ def sorted_piecewise_constant_pdf(
     randomized: bool,
     *,
     generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inverse-CDF sampling of the piecewise-constant density given by weights over sorted bins.
 
@@ -408,6 +424,7 @@ def sorted_piecewise_constant_pdf(
       randomized: stratified u (one uniform draw in each [i/n, (i+1)/n)) instead of the
         deterministic u = linspace(0, 1 - 2**-23, n).
       generator: source of the random u (on the bins' device).
+      uniform: (..., n) the U[0, 1) draws of the jitter, drawn beforehand (randomized only).
     Returns:
       (..., n) sorted samples.
     """
@@ -428,7 +445,9 @@ def sorted_piecewise_constant_pdf(
     if randomized:
         stride = 1 / num_samples
         u = torch.arange(num_samples, dtype=cdf.dtype, device=cdf.device) * stride
-        jitter = torch.rand((*batch_shape, num_samples), generator=generator, dtype=cdf.dtype, device=cdf.device)
+        jitter = uniform
+        if jitter is None:
+            jitter = torch.rand((*batch_shape, num_samples), generator=generator, dtype=cdf.dtype, device=cdf.device)
         u = u + jitter * (stride - _FLOAT32_EPS)
         # u lies in [0, 1): it may be 0 but never 1.
         u = torch.clamp_max(u, 1 - _FLOAT32_EPS)
@@ -473,8 +492,10 @@ def volumetric_rendering(
     density_delta = density[..., 0] * delta
 
     alpha = 1 - torch.exp(-density_delta)
+    # torch.cumsum (float64 accumulation on CPU) instead of XLA's blocked order: one kernel
+    # instead of dozens, and the rendering weights move by < 1e-7.
     trans = torch.exp(
-        -torch.cat([torch.zeros_like(density_delta[..., :1]), _cumsum_xla_order(density_delta[..., :-1])], dim=-1)
+        -torch.cat([torch.zeros_like(density_delta[..., :1]), torch.cumsum(density_delta[..., :-1], dim=-1)], dim=-1)
     )
     weights = alpha * trans
 

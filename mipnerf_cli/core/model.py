@@ -123,36 +123,68 @@ class MLP(nn.Module):
         return i % self.skip_layer == 0 and i > 0
 
     def forward(
-        self, x: torch.Tensor, condition: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, condition: torch.Tensor | None = None, density_only: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Evaluate the MLP at every sample.
 
         Args:
           x: (..., S, F) encoded samples.
           condition: (..., Fc) per-ray condition (encoded view direction), shared by the S samples
             of its ray; None when the model was built without one.
+          density_only: skip the colour branch (raw_rgb is None then).
         Returns:
-          raw_rgb: (..., S, 3);  raw_density: (..., S, 1).
+          raw_rgb: (..., S, 3) or None;  raw_density: (..., S, 1).
+
+        The same function as the reference's concatenating MLP, arranged for speed (one matmul
+        over all samples of all rays per layer, bias fused into it, ReLU in place): a layer fed
+        a concatenation [a, b] multiplies a and b by the two column blocks of its kernel and
+        adds, so nothing is copied and no gradient is formed for the encoded inputs, and the
+        view-direction block of the condition layer is applied once per ray, not per sample.
         """
         sample_shape = x.shape[:-1]
-        # One matmul over all samples of all rays per layer.
         inputs = x.reshape(-1, x.shape[-1])
-        h = inputs
+        h, rejoin = inputs, None  # rejoin: the inputs concatenated after h, if the last layer skipped
         for i, layer in enumerate(self.trunk):
-            h = torch.relu(layer(h))
-            if self._skips_after(i):
-                h = torch.cat([h, inputs], dim=-1)
-        raw_density = self.density_head(h)
+            h = torch.relu_(_dense_on_concat(layer, h, rejoin))
+            rejoin = inputs if self._skips_after(i) else None
+        raw_density = _dense_on_concat(self.density_head, h, rejoin).reshape(*sample_shape, -1)
+        if density_only:
+            return None, raw_density
         if self.bottleneck is not None:
             if condition is None:
                 raise ValueError("this MLP was built with a condition input; pass one")
-            bottleneck = self.bottleneck(h)
-            condition = condition[..., None, :].expand(*sample_shape, condition.shape[-1])
-            h = torch.cat([bottleneck, condition.reshape(-1, condition.shape[-1])], dim=-1)
-            for layer in self.condition_layers:
-                h = torch.relu(layer(h))
-        raw_rgb = self.rgb_head(h)
-        return raw_rgb.reshape(*sample_shape, -1), raw_density.reshape(*sample_shape, -1)
+            bottleneck = _dense_on_concat(self.bottleneck, h, rejoin)
+            layers = [*self.condition_layers, self.rgb_head]
+            first, width = layers[0], bottleneck.shape[-1]
+            # The condition's share of the first layer: once per ray, broadcast over its samples.
+            condition = condition.expand(*sample_shape[:-1], condition.shape[-1])
+            per_ray = torch.addmm(
+                first.bias, condition.reshape(-1, condition.shape[-1]), first.weight[:, width:].t()
+            )
+            h = torch.mm(bottleneck, first.weight[:, :width].t())
+            h = h.view(per_ray.shape[0], -1, h.shape[-1]).add_(per_ray[:, None, :]).view(-1, h.shape[-1])
+            if first is self.rgb_head:
+                return h.reshape(*sample_shape, -1), raw_density
+            h = torch.relu_(h)
+            for layer in layers[1:-1]:
+                h = torch.relu_(torch.addmm(layer.bias, h, layer.weight.t()))
+        else:
+            h = _dense_on_concat(self.rgb_head, h, rejoin)
+            return h.reshape(*sample_shape, -1), raw_density
+        raw_rgb = torch.addmm(self.rgb_head.bias, h, self.rgb_head.weight.t())
+        return raw_rgb.reshape(*sample_shape, -1), raw_density
+
+
+def _dense_on_concat(layer: nn.Linear, h: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+    """layer(cat([h, extra], -1)) (or layer(h) when extra is None) without the concatenation.
+
+    h: (M, Fh);  extra: (M, Fe) or None;  returns (M, out). Two matmuls into one buffer; the
+    gradient of `extra` is only formed if it requires one.
+    """
+    if extra is None:
+        return torch.addmm(layer.bias, h, layer.weight.t())
+    width = h.shape[-1]
+    return torch.addmm(layer.bias, extra, layer.weight[:, width:].t()).addmm_(h, layer.weight[:, :width].t())
 
 
 def _softplus(x: torch.Tensor) -> torch.Tensor:
@@ -176,12 +208,44 @@ class MipNerf(nn.Module):
             skip_layer=config.skip_layer,
         )
 
+    def draw_noise(
+        self,
+        batch_shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Every random number a randomized forward pass over rays of `batch_shape` uses, drawn
+        in the order the pass itself would draw them (so the values are the same).
+
+        Returns one dict per level: "uniform" (*batch_shape, S+1), the U[0, 1) sampling jitter,
+        and, when density_noise > 0, "density" (*batch_shape, S, 1) standard normal draws.
+        Slicing every tensor along the ray axes gives the noise of a subset of the rays: this
+        is how a batch evaluated in pieces still sees the numbers of one whole-batch pass.
+        """
+        cfg = self.config
+        noise = []
+        for _ in range(cfg.num_levels):
+            level = {
+                "uniform": torch.rand(
+                    (*batch_shape, cfg.num_samples + 1), generator=generator, dtype=dtype, device=device
+                )
+            }
+            if cfg.density_noise > 0:
+                level["density"] = torch.randn(
+                    (*batch_shape, cfg.num_samples, 1), generator=generator, dtype=dtype, device=device
+                )
+            noise.append(level)
+        return noise
+
     def forward(
         self,
         rays: RayBundle,
         randomized: bool,
         white_bkgd: bool,
         generator: torch.Generator | None = None,
+        noise: list[dict[str, torch.Tensor]] | None = None,
+        last_level_only: bool = False,
     ) -> list[LevelOutput]:
         """Render a batch of rays at every level.
 
@@ -191,10 +255,18 @@ class MipNerf(nn.Module):
             finer levels, and density noise (if configured): training mode.
           white_bkgd: composite onto white instead of black.
           generator: source of all randomness (on the rays' device); default torch's global one.
+          noise: the pass's random numbers drawn beforehand (`draw_noise`, sliced to these
+            rays); the generator is then unused. Only read when randomized.
+          last_level_only: return only the last level; the earlier ones then skip their colour
+            branch (only their densities steer the resampling), which rendering never needs.
         Returns:
           One LevelOutput per level, coarse first: rgb (N, 3), distance (N,), acc (N,).
         """
         cfg = self.config
+        if randomized and noise is None:
+            noise = self.draw_noise(
+                rays.origins.shape[:-1], generator, device=rays.origins.device, dtype=rays.origins.dtype
+            )
         viewdirs_enc = (
             mip.pos_enc(rays.viewdirs, min_deg=0, max_deg=cfg.deg_view, append_identity=True)
             if cfg.use_viewdirs
@@ -203,32 +275,35 @@ class MipNerf(nn.Module):
         outputs: list[LevelOutput] = []
         t_vals = weights = None
         for level in range(cfg.num_levels):
+            uniform = noise[level]["uniform"] if randomized else None
             if level == 0:
                 t_vals, (means, covs) = mip.sample_along_rays(
                     rays.origins, rays.directions, rays.radii, cfg.num_samples, rays.near, rays.far,
-                    randomized, cfg.lindisp, cfg.ray_shape, generator=generator,
+                    randomized, cfg.lindisp, cfg.ray_shape, uniform=uniform,
                 )  # fmt: skip
             else:
                 t_vals, (means, covs) = mip.resample_along_rays(
                     rays.origins, rays.directions, rays.radii, t_vals, weights,
-                    randomized, cfg.ray_shape, cfg.stop_level_grad, cfg.resample_padding, generator=generator,
+                    randomized, cfg.ray_shape, cfg.stop_level_grad, cfg.resample_padding, uniform=uniform,
                 )  # fmt: skip
             if cfg.disable_integration:
                 covs = torch.zeros_like(covs)
             samples_enc = mip.integrated_pos_enc((means, covs), cfg.min_deg_point, cfg.max_deg_point)
-            raw_rgb, raw_density = self.mlp(samples_enc, viewdirs_enc)
+            colour_unused = last_level_only and level < cfg.num_levels - 1
+            raw_rgb, raw_density = self.mlp(samples_enc, viewdirs_enc, density_only=colour_unused)
 
             if randomized and cfg.density_noise > 0:
                 # Noise on the raw density regularises it (the reference's option; 0 by default).
-                noise = torch.randn(
-                    raw_density.shape, generator=generator, dtype=raw_density.dtype, device=raw_density.device
-                )
-                raw_density = raw_density + cfg.density_noise * noise
+                raw_density = raw_density + cfg.density_noise * noise[level]["density"]
 
-            rgb = torch.sigmoid(raw_rgb) * (1 + 2 * cfg.rgb_padding) - cfg.rgb_padding
             density = _softplus(raw_density + cfg.density_bias)
+            if colour_unused:
+                rgb = density.new_zeros(()).expand(*density.shape[:-1], 3)
+            else:
+                rgb = torch.sigmoid(raw_rgb) * (1 + 2 * cfg.rgb_padding) - cfg.rgb_padding
             comp_rgb, distance, acc, weights = mip.volumetric_rendering(
                 rgb, density, t_vals, rays.directions, white_bkgd
             )
-            outputs.append(LevelOutput(comp_rgb, distance, acc))
+            if not colour_unused:
+                outputs.append(LevelOutput(comp_rgb, distance, acc))
         return outputs
