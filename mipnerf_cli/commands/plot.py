@@ -1,8 +1,33 @@
-"""`mipnerf plot` (not implemented yet)."""
+"""`mipnerf plot`: draw a run's quality curve to a PNG."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mipnerf_cli.console import info
 from mipnerf_cli.errors import MipNerfError
 
 
-def plot_command() -> None:
-    """Not implemented yet."""
-    raise MipNerfError("not implemented yet")
+def plot_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `mipnerf train` (holds metrics.jsonl).")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="PNG to write. Default: RUN_DIR/quality.png.")
+    ] = None,
+) -> None:
+    """Plot test-view PSNR (and training PSNR) against steps and training time."""
+    from mipnerf_cli.images import write_png
+    from mipnerf_cli.plotting import plot_curves, read_metrics
+
+    if not run_dir.is_dir():
+        raise MipNerfError(f"{run_dir}: folder not found; give a run folder written by `mipnerf train`")
+    curves = read_metrics(run_dir / "metrics.jsonl")
+    out = out or run_dir / "quality.png"
+    if out.suffix.lower() != ".png":
+        raise MipNerfError(f"--out {out}: the plot is a PNG; give a file name ending in .png")
+    image = plot_curves(curves, run_dir.resolve().name)
+    write_png(out, image[..., ::-1])
+    last = f"test PSNR {curves.val_psnr[-1]:.2f} dB at step {curves.val_step[-1]}" if curves.val_psnr else "no test PSNR yet"
+    info(f"{last}; plot written to {out}")
