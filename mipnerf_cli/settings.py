@@ -107,6 +107,9 @@ class TrainSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice); fewer can be faster on a busy machine")
     mixed_precision: bool = Field(True, description="bf16 autocast + tf32 on CUDA (CPU is always float32)")
+    fast_path: bool = Field(True, description="CPU: each batch in cache-sized blocks of rays over worker threads (same results within float rounding)")
+    fast_micro_batch: int = Field(16, gt=0, description="rays per block of the CPU fast path")
+    fast_workers: int = Field(0, ge=0, description="threads of the CPU fast path (0: one per torch CPU thread)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
 
     # -- validation (PSNR curve in metrics.jsonl)

@@ -113,17 +113,27 @@ def train_step(
     The optimizer is not stepped when the loss is not finite (StepStats.finite False), so
     the parameters stay as they were.
     """
+    from mipnerf_cli.core import fast
     from mipnerf_cli.core.losses import mipnerf_loss
+    from mipnerf_cli.core.model import MipNerf
 
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    with autocast_context(pixels.device, autocast):
-        outputs = model(rays, randomized=settings.randomized, white_bkgd=settings.white_bkgd, generator=generator)
-    outputs = [type(level)(*(t.float() for t in level)) for level in outputs]
     lossmult = torch.ones_like(rays.lossmult) if settings.disable_multiscale_loss else rays.lossmult
-    loss, level_mses = mipnerf_loss(outputs, pixels, lossmult, coarse_loss_mult=settings.coarse_loss_mult)
-    loss.backward()
+    if settings.fast_path and pixels.device.type == "cpu" and isinstance(model, MipNerf):
+        # The perf engineer's CPU fast path (core/fast.py): the same loss and gradients.
+        loss, level_mses = fast.forward_backward(
+            model, rays, pixels, lossmult, randomized=settings.randomized, white_bkgd=settings.white_bkgd,
+            coarse_loss_mult=settings.coarse_loss_mult, generator=generator,
+            options=fast.FastOptions(settings.fast_micro_batch, settings.fast_workers),
+        )  # fmt: skip
+    else:
+        with autocast_context(pixels.device, autocast):
+            outputs = model(rays, randomized=settings.randomized, white_bkgd=settings.white_bkgd, generator=generator)
+        outputs = [type(level)(*(t.float() for t in level)) for level in outputs]
+        loss, level_mses = mipnerf_loss(outputs, pixels, lossmult, coarse_loss_mult=settings.coarse_loss_mult)
+        loss.backward()
     loss_value = float(loss.detach())
     if not math.isfinite(loss_value):
         return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=False)

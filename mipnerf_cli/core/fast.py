@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from mipnerf_cli.core import losses
 from mipnerf_cli.core.model import LevelOutput, MipNerf
 from mipnerf_cli.core.rays import RayBundle
 
@@ -158,45 +159,47 @@ def forward_backward(
         noise = model.draw_noise((num_rays,), generator, device=rays.origins.device, dtype=rays.origins.dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     mask_sum = lossmult.sum()
-    level_weights = torch.full((model.config.num_levels,), coarse_loss_mult, dtype=pixels.dtype, device=pixels.device)
-    level_weights[-1] = 1.0
     workers = options.resolved_workers()
     plan = _blocks(num_rays, max(1, options.micro_batch), workers)
 
     def job(blocks: list[tuple[int, int]]):
         grads: list[torch.Tensor | None] = [None] * len(params)
-        level_sums = None
+        loss_sum = level_sums = None
         for start, stop in blocks:
             outputs = model(
                 rays[start:stop], randomized=randomized, white_bkgd=white_bkgd,
                 noise=_slice_noise(noise, start, stop),
             )  # fmt: skip
-            target, weight = pixels[start:stop, :3], lossmult[start:stop]
-            sums = torch.stack([(weight * (out.rgb.float() - target) ** 2).sum() for out in outputs])
-            loss = (sums * level_weights).sum() / mask_sum
-            block_grads = torch.autograd.grad(loss, params, allow_unused=True)
+            # The loss is a sum over rays over the whole batch's lossmult sum: a block's share is
+            # its own loss (normalised by its own sum) times its fraction of the batch's sum.
+            weight = lossmult[start:stop]
+            share = weight.sum() / mask_sum
+            loss, level_losses = losses.mipnerf_loss(outputs, pixels[start:stop], weight, coarse_loss_mult)
+            block_grads = torch.autograd.grad(loss * share, params, allow_unused=True)
             for i, g in enumerate(block_grads):
                 if g is not None:
                     grads[i] = g if grads[i] is None else grads[i].add_(g)
-            sums = sums.detach()
-            level_sums = sums if level_sums is None else level_sums + sums
-        return grads, level_sums
+            loss_share = loss.detach() * share
+            level_shares = level_losses.detach() * share
+            loss_sum = loss_share if loss_sum is None else loss_sum + loss_share
+            level_sums = level_shares if level_sums is None else level_sums + level_shares
+        return grads, loss_sum, level_sums
 
     with _single_threaded_kernels(len(plan)):
         results = _run(plan, job)
-    level_sums = sum(r[1] for r in results[1:]) + results[0][1] if len(results) > 1 else results[0][1]
+    _, loss, level_losses = results[0]
+    for _, loss_sum, level_sums in results[1:]:
+        loss, level_losses = loss + loss_sum, level_losses + level_sums
     for i, p in enumerate(params):
         total = None
-        for grads, _ in results:
+        for grads, _, _ in results:
             g = grads[i]
             if g is not None:
                 total = g if total is None else total + g
         if total is None:
             continue
         p.grad = total if p.grad is None else p.grad + total
-    level_losses = level_sums / mask_sum
-    loss = (level_losses * level_weights).sum()
-    return loss.detach(), level_losses.detach()
+    return loss, level_losses
 
 
 def render_last_level(

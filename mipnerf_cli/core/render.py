@@ -23,6 +23,19 @@ def _autocast_context(device: torch.device, autocast: bool):
     return contextlib.nullcontext()
 
 
+def _last_level(model: nn.Module, rays: RayBundle, white_bkgd: bool):
+    """The model's last level for a chunk; a MipNerf skips the earlier levels' colour branch,
+    and on a CPU goes through the fast path (blocks of rays over worker threads)."""
+    from mipnerf_cli.core import fast
+    from mipnerf_cli.core.model import MipNerf
+
+    if isinstance(model, MipNerf):
+        if rays.origins.device.type == "cpu":
+            return fast.render_last_level(model, rays, white_bkgd)
+        return model(rays, randomized=False, white_bkgd=white_bkgd, last_level_only=True)[-1]
+    return model(rays, randomized=False, white_bkgd=white_bkgd)[-1]
+
+
 @torch.no_grad()
 def render_rays(
     model: nn.Module,
@@ -59,7 +72,7 @@ def render_rays(
             stop = min(start + chunk, num_rays)
             batch = rays[start:stop].to(device=device, dtype=torch.float32)
             with _autocast_context(device, autocast):
-                fine = model(batch, randomized=False, white_bkgd=white_bkgd)[-1]
+                fine = _last_level(model, batch, white_bkgd)
             out["rgb"][start:stop] = fine.rgb.float().cpu()
             out["distance"][start:stop] = fine.distance.float().cpu()
             out["acc"][start:stop] = fine.acc.float().cpu()
