@@ -8,6 +8,7 @@ traceback instead.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Annotated, Optional
@@ -49,13 +50,30 @@ def _root(
     """mip-NeRF in PyTorch: convert Blender scenes, train, evaluate and render."""
 
 
-app.command("convert")(convert.convert_command)
-app.command("demo-scene")(demo_scene.demo_scene_command)
-app.command("train")(train.train_command)
-app.command("eval")(evaluate.eval_command)
-app.command("render")(render.render_command)
-app.command("bench")(bench.bench_command)
-app.command("plot")(plot.plot_command)
+def _interruptible(command):
+    """`command` with Ctrl+C turned into typer.Abort, which main() reports as "interrupted".
+
+    typer catches a KeyboardInterrupt raised inside a command and returns exit code 130
+    without a word; an Abort passes through to main() instead.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise typer.Abort() from None
+
+    return run
+
+
+app.command("convert")(_interruptible(convert.convert_command))
+app.command("demo-scene")(_interruptible(demo_scene.demo_scene_command))
+app.command("train")(_interruptible(train.train_command))
+app.command("eval")(_interruptible(evaluate.eval_command))
+app.command("render")(_interruptible(render.render_command))
+app.command("bench")(_interruptible(bench.bench_command))
+app.command("plot")(_interruptible(plot.plot_command))
 
 
 def format_validation_error(error) -> str:
