@@ -141,21 +141,23 @@ def forward_backward(
     coarse_loss_mult: float,
     generator: torch.Generator | None = None,
     options: FastOptions = FastOptions(),
+    noise: list[dict[str, torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training loss of a batch and its gradient, accumulated into the parameters' .grad.
 
-    What `mipnerf_loss(model(rays, randomized, white_bkgd, generator), pixels, lossmult,
+    What `mipnerf_loss(model(rays, randomized, white_bkgd, generator, noise), pixels, lossmult,
     coarse_loss_mult)` followed by `loss.backward()` computes, evaluated block by block.
 
     rays: N rays (flat);  pixels: (N, 3);  lossmult: (N, 1).
+    noise: the batch's random numbers drawn beforehand (`MipNerf.draw_noise` for these N rays,
+      e.g. a rank's rows of a global batch's noise); drawn from `generator` when None.
     Returns (loss (), level_losses (L,)), detached.
     """
     num_rays = pixels.shape[0]
     if rays.origins.dim() != 2 or len(rays) != num_rays:
         raise ValueError(f"the fast path takes a flat batch of rays, got {tuple(rays.origins.shape)} for {num_rays} pixels")
     keep_freed_memory()
-    noise = None
-    if randomized:
+    if randomized and noise is None:
         noise = model.draw_noise((num_rays,), generator, device=rays.origins.device, dtype=rays.origins.dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     mask_sum = lossmult.sum()
