@@ -8,6 +8,7 @@ traceback instead.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import sys
@@ -77,13 +78,36 @@ app.command("plot")(_interruptible(plot.plot_command))
 
 
 def format_validation_error(error) -> str:
-    """One `• field: message` line per problem of a pydantic ValidationError."""
+    """One `• field: message` line per problem of a pydantic ValidationError, with the
+    value that was given, or for an unknown key the setting it was probably meant to be."""
     lines = []
     for problem in error.errors():
-        field = ".".join(str(part) for part in problem.get("loc", ())) or "settings"
+        loc = tuple(problem.get("loc", ()))
+        field = ".".join(str(part) for part in loc) or "settings"
         message = problem.get("msg", "invalid value")
+        value = problem.get("input")
+        if problem.get("type") == "extra_forbidden" and loc:
+            close = difflib.get_close_matches(str(loc[-1]), _setting_names(error.title, loc), n=1)
+            guess = f"did you mean {close[0]}? " if close else ""
+            message += f" (no such setting; {guess}fix or remove it)"
+        elif isinstance(value, (str, int, float)) and len(repr(value)) <= 40:
+            message += f" (got {value!r})"
         lines.append(f"• {field}: {message}")
     return "\n".join(lines)
+
+
+def _setting_names(model_name: str, loc: tuple) -> list[str]:
+    """The keys allowed next to ``loc[-1]`` in the settings model called `model_name`."""
+    import pydantic
+
+    from mipnerf_cli import settings
+
+    model = getattr(settings, model_name, None)
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        annotation = field.annotation if field is not None else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel) else None
+    return list(model.model_fields) if model is not None else []
 
 
 def main() -> None:
@@ -115,7 +139,11 @@ def main() -> None:
     except pydantic.ValidationError as error:
         if debug:
             raise
-        sys.stderr.write("error: invalid settings\n" + format_validation_error(error) + "\n")
+        problems = format_validation_error(error)
+        if "\n" in problems:
+            sys.stderr.write("error: invalid settings\n" + problems + "\n")
+        else:  # one problem, one line
+            sys.stderr.write(f"error: invalid setting {problems}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
