@@ -1,8 +1,192 @@
-"""`mipnerf bench` (not implemented yet)."""
+"""`mipnerf bench`: training and rendering throughput, FLOP rates, MFU and memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 from mipnerf_cli.errors import MipNerfError
 
 
-def bench_command() -> None:
-    """Not implemented yet."""
-    raise MipNerfError("not implemented yet")
+def _model_config(config: str):
+    """(name, ModelConfig) of --config: paper (the reference defaults), a packaged config, a yaml file."""
+    from mipnerf_cli.core.model import ModelConfig
+    from mipnerf_cli.settings import ModelSettings, find_config, load_yaml_settings
+
+    if config == "paper":
+        return "paper", ModelConfig()
+    path = find_config(config)
+    values = load_yaml_settings(path).get("model") or {}
+    if not isinstance(values, dict):
+        raise MipNerfError(f"config {path}: `model:` must be a mapping of setting: value")
+    return (config if "/" not in config else path.name), ModelSettings.model_validate(values).to_model_config()
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise MipNerfError(f"--memory-sizes {text!r}: give image sides separated by commas, e.g. 100,800") from None
+    if any(size < 1 or size > 8000 for size in sizes):
+        raise MipNerfError(f"--memory-sizes {text!r}: every side must be between 1 and 8000")
+    return sizes
+
+
+def _format_table(result) -> None:
+    from rich.table import Table
+
+    from mipnerf_cli.console import console
+
+    table = Table(title=f"mipnerf bench: {result.config} config on {result.machine} ({result.device})")
+    for column in ("", "rays/s", "median", "samples/s", "GFLOP/s", "MFU", "of MLP-shape peak", "peak memory"):
+        table.add_column(column, justify="right" if column else "left")
+    for name in ("train", "render"):
+        phase = getattr(result, name)
+        if phase is None:
+            continue
+        table.add_row(
+            name,
+            f"{phase.rays_per_s:,.1f}",
+            f"{phase.rays_per_s_median:,.1f}",
+            f"{phase.samples_per_s:,.0f}",
+            f"{phase.gflops:,.1f}",
+            "–" if phase.mfu is None else f"{100 * phase.mfu:.0f}%",
+            "–" if phase.mlp_shape_utilisation is None else f"{100 * phase.mlp_shape_utilisation:.0f}%",
+            f"{phase.peak_memory_bytes / 2**20:,.0f} MiB",
+        )
+    console.print(table)
+    flops = result.flops
+    console.print(
+        f"model: {flops['forward_per_sample'] / 1e6:.3f} MFLOP per sample forward, {flops['samples_per_ray']} samples "
+        f"per ray: {flops['train_per_ray'] / 1e9:.3f} GFLOP per trained ray, {flops['render_per_ray'] / 1e9:.3f} per rendered ray",
+        highlight=False,
+    )
+    if result.matmul_peak:
+        peak = result.matmul_peak
+        shape = "x".join(str(x) for x in peak["mlp_shape"])
+        console.print(
+            f"fp32 matmul peak: {peak['mlp_gflops']:.1f} GFLOP/s at the MLP shape {shape}, "
+            f"{peak['square_2048_gflops']:.1f} at 2048³ (MFU is relative to the better one)",
+            highlight=False,
+        )
+    fast = result.fast_path
+    path = (
+        f"fast path: blocks of {fast['micro_batch']} rays (render {fast['render_micro_batch']}) over {fast['workers']} worker thread(s)"
+        if fast["enabled"]
+        else "plain path (whole batch per forward)"
+    )
+    extras = [x for x, on in (("torch.compile", fast["compile"]), ("bf16 autocast + tf32", fast["mixed_precision"])) if on]
+    console.print(f"{path}{'; ' + ', '.join(extras) if extras else ''}; torch {result.torch_version}, {result.threads} threads", highlight=False)
+    for row in result.memory:
+        console.print(
+            f"render {row['image']}: peak {row['peak_memory_bytes'] / 2**20:,.0f} MiB ({row['memory_kind']}; "
+            f"{row['rays_rendered']:,} of {row['rays']:,} rays rendered; the image's rays and outputs "
+            f"take {row['rays_and_outputs_bytes'] / 2**20:,.1f} MiB of it)",
+            highlight=False,
+        )
+    if result.load_average:
+        console.print(f"load average while measuring: {' '.join(str(x) for x in result.load_average)}", highlight=False)
+
+
+def bench_command(
+    what: Annotated[str, typer.Option("--what", help="train, render or all.")] = "all",
+    config: Annotated[
+        str, typer.Option("--config", help="paper (the reference model), a packaged config (demo, lego) or a yaml file; its `model:` section is used.")
+    ] = "paper",
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    batch: Annotated[int, typer.Option("--batch", help="Rays per training step (the anchor uses 256).")] = 256,
+    chunk: Annotated[int, typer.Option("--chunk", help="Rays per rendered chunk (the anchor uses 2048).")] = 2048,
+    steps: Annotated[int, typer.Option("--steps", help="Measured iterations per phase, after the warm-up.")] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", help="Unmeasured iterations first.")] = 1,
+    fast: Annotated[bool, typer.Option("--fast/--plain", help="The CPU fast path (the default, as training uses it) or the plain one.")] = True,
+    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Rays per block of the CPU fast path (0: its default).")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Worker threads of the CPU fast path (0: one per torch thread).")] = 0,
+    cpu_threads: Annotated[Optional[int], typer.Option("--cpu-threads", help="torch CPU threads (default: torch's choice).")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="Wrap the model in torch.compile (compile time is not measured; warm-up pays it).")] = False,
+    mixed_precision: Annotated[
+        bool, typer.Option("--mixed-precision/--fp32", help="CUDA only: bf16 autocast + tf32 matmuls (CPU is always float32).")
+    ] = True,
+    peak: Annotated[bool, typer.Option("--peak/--no-peak", help="Measure the fp32 matmul peak (for MFU).")] = True,
+    memory_sizes: Annotated[
+        str, typer.Option("--memory-sizes", help="Also render the first chunks of square images of these sides (e.g. 100,800) and report peak memory.")
+    ] = "",
+    anchor_train: Annotated[Optional[float], typer.Option("--anchor-train", help="The anchor's training rays/s, for the ratio in --markdown.")] = None,
+    anchor_render: Annotated[Optional[float], typer.Option("--anchor-render", help="The anchor's rendering rays/s, for the ratio in --markdown.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (progress goes to stderr).")] = False,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Append a row per phase to this file's results table (e.g. BENCHMARKS.md).")] = None,
+) -> None:
+    """Measure rays/s, samples/s, GFLOP/s, MFU and peak memory of training and rendering.
+
+    The workload is the anchor's (shared/bench/anchor_mipnerf_pl.py): random rays from a
+    sphere of radius 4, near 2, far 6, Adam 5e-4, randomized sampling, white background.
+    """
+    import torch
+
+    from mipnerf_cli.benchmark import BenchOptions, append_markdown, markdown_rows, run_bench
+
+    if what not in ("train", "render", "all"):
+        raise MipNerfError(f"--what {what!r}: choose train, render or all")
+    if device not in ("cpu", "cuda"):
+        raise MipNerfError(f"--device {device!r}: choose cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MipNerfError("--device cuda: no CUDA device is available here; use --device cpu")
+    for name, value, least in (("--batch", batch, 1), ("--chunk", chunk, 1), ("--steps", steps, 1), ("--warmup", warmup, 0),
+                               ("--micro-batch", micro_batch, 0), ("--workers", workers, 0)):
+        if value < least:
+            raise MipNerfError(f"{name} {value}: must be at least {least}")
+    if cpu_threads is not None:
+        if cpu_threads < 1:
+            raise MipNerfError(f"--cpu-threads {cpu_threads}: must be at least 1")
+        torch.set_num_threads(cpu_threads)
+    config_name, model_config = _model_config(config)
+    options = BenchOptions(
+        what=what, model=model_config, config_name=config_name, device=device, batch=batch, chunk=chunk,
+        steps=steps, warmup=warmup, fast=fast, micro_batch=micro_batch, workers=workers, compile=compile,
+        mixed_precision=mixed_precision, peak=peak, memory_sizes=_parse_sizes(memory_sizes),
+    )  # fmt: skip
+    result = _run_with_progress(options, as_json, chunk)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        _format_table(result)
+    if markdown is not None:
+        command = "mipnerf " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]) if sys.argv[1:] else "mipnerf bench"
+        rows = markdown_rows(result, {"train": anchor_train, "render": anchor_render}, command)
+        try:
+            append_markdown(markdown, rows)
+        except OSError as error:
+            raise MipNerfError(f"cannot write {markdown}: {error}") from None
+        if not as_json:
+            from mipnerf_cli.console import info
+
+            info(f"appended {len(rows.splitlines())} row(s) to {markdown}")
+
+
+def _run_with_progress(options, as_json: bool, chunk: int):
+    """run_bench with a progress bar (stdout) or status lines on stderr (--json)."""
+    from mipnerf_cli.benchmark import run_bench
+    from mipnerf_cli.console import ProgressBar
+
+    phases = {"train": 1 if options.what in ("train", "all") else 0, "render": 1 if options.what in ("render", "all") else 0}
+    total = (1 if options.peak else 0) + sum(phases.values()) * (options.warmup + options.steps) + len(options.memory_sizes)
+    if as_json:
+        def report(phase: str, message: str) -> None:
+            sys.stderr.write(f"bench {phase} {message}\n")
+            sys.stderr.flush()
+
+        return run_bench(options, report)
+    started = [False]
+    with ProgressBar("bench", total=total, line_interval_s=5.0) as bar:
+        def report(phase: str, message: str) -> None:
+            bar.update(advance=1 if started[0] else 0, now=f"{phase} {message}")
+            started[0] = True
+
+        result = run_bench(options, report)
+        bar.update(advance=1, now="done")
+    return result

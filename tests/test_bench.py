@@ -1,0 +1,163 @@
+"""`mipnerf bench` and mipnerf_cli/benchmark.py: FLOP count, fields, markdown rows (no timings asserted)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from reference_weights import reference_layer_order
+from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
+from typer.testing import CliRunner
+
+from mipnerf_cli import benchmark
+from mipnerf_cli.cli import app
+from mipnerf_cli.core.model import MipNerf, ModelConfig
+
+TINY = ModelConfig(
+    num_samples=4, netdepth=3, netwidth=8, netdepth_condition=1, netwidth_condition=4, skip_layer=2,
+    max_deg_point=2, deg_view=1,
+)  # fmt: skip
+TINY_YAML = """model:
+  num_samples: 4
+  netdepth: 2
+  netwidth: 8
+  netwidth_condition: 4
+  max_deg_point: 2
+  deg_view: 1
+"""
+
+
+def test_flop_count_of_a_tiny_config_by_hand():
+    # Encoded point 2*3*2 = 12 features, view 3 + 2*3*1 = 9. Trunk 12->8, 8->8, 8->8; after layer 2
+    # (2 % 2 == 0) the input rejoins: heads see 8 + 12 = 20. density 20->1, bottleneck 20->8,
+    # condition 8 + 9 -> 4, rgb 4->3; 2 * in * out each.
+    by_hand = 2 * (12 * 8 + 8 * 8 + 8 * 8 + 20 * 1 + 20 * 8 + 17 * 4 + 4 * 3)
+    flops = benchmark.model_flops(TINY)
+    assert flops.forward_per_sample == by_hand == 968
+    assert flops.samples_per_ray == 8
+    assert flops.forward_per_ray == 968 * 8 == flops.render_per_ray
+    assert flops.train_per_ray == 3 * 968 * 8
+
+
+def test_paper_config_costs_0_94_gflop_per_trained_ray():
+    flops = benchmark.model_flops(ModelConfig())
+    assert flops.forward_per_sample == 1_220_608
+    assert flops.train_per_ray == 937_426_944
+    assert flops.render_per_ray == 312_475_648
+
+
+@pytest.mark.parametrize("config", [ModelConfig(), TINY, dataclasses.replace(TINY, use_viewdirs=False, netdepth=5)])
+def test_flop_layers_are_the_models_layers(config):
+    model = MipNerf(config)
+    shapes = [(layer.in_features, layer.out_features) for layer in reference_layer_order(model)]
+    assert [(d.in_features, d.out_features) for d in benchmark.dense_layers(config)] == shapes
+
+
+def test_anchor_rays_follow_the_anchor_workload():
+    rays = benchmark.anchor_rays(64, seed=1)
+    assert torch.allclose(rays.origins.norm(dim=-1), torch.full((64,), 4.0))
+    aim = rays.origins + rays.directions  # the targets, within [-1, 1]^3
+    assert aim.abs().max() <= 1.0 + 1e-5
+    assert torch.allclose(rays.viewdirs.norm(dim=-1), torch.ones(64))
+    assert (rays.near == 2).all() and (rays.far == 6).all()
+    assert torch.equal(benchmark.anchor_rays(64, seed=1).origins, rays.origins)
+
+
+def test_image_rays_cover_the_image():
+    rays = benchmark.image_rays(4)
+    assert len(rays) == 16
+    centre = rays.viewdirs.mean(dim=0)
+    assert torch.allclose(centre / centre.norm(), torch.tensor([0.0, 0.0, -1.0]), atol=1e-6)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["bench", *args], catch_exceptions=False)
+
+
+PHASE_FIELDS = {
+    "rays_per_s", "rays_per_s_median", "samples_per_s", "gflops", "flops_per_ray", "iterations",
+    "rays_per_iteration", "seconds", "peak_memory_bytes", "mfu", "mlp_shape_utilisation",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fast", ["--fast", "--plain"])
+def test_bench_json_has_every_field(tmp_path, fast):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    result = invoke("--config", str(config), "--batch", "8", "--chunk", "16", "--steps", "2", "--warmup", "1",
+                    "--no-peak", "--json", "--memory-sizes", "4,8", fast)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for phase in ("train", "render"):
+        assert set(data[phase]) == PHASE_FIELDS
+        assert data[phase]["rays_per_s"] > 0 and data[phase]["iterations"] == 2
+        assert data[phase]["peak_memory_bytes"] > 0
+        assert data[phase]["mfu"] is None  # no peak measured
+    assert data["train"]["rays_per_iteration"] == 8 and data["render"]["rays_per_iteration"] == 16
+    assert data["flops"]["forward_per_sample"] == 2 * (12 * 8 + 8 * 8 + 8 * 1 + 8 * 8 + 17 * 4 + 4 * 3)
+    assert data["train"]["gflops"] == pytest.approx(data["train"]["rays_per_s"] * data["flops"]["train_per_ray"] / 1e9)
+    assert data["fast_path"]["enabled"] is (fast == "--fast")
+    assert [row["image"] for row in data["memory"]] == ["4x4", "8x8"]
+    assert data["machine"] and data["config"] == "tiny.yaml" and data["date"]
+
+
+def test_bench_with_peak_reports_mfu_and_writes_markdown(tmp_path):
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text("# Benchmarks\n\n| machine | config | what | anchor rays/s | ours rays/s | ratio | MFU | date | load | command |\n"
+                        "|---|---|---|---|---|---|---|---|---|---|\n| old | row | | | | | | | | |\n\n## Notes\ntext\n")  # fmt: skip
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    result = invoke("--config", str(config), "--what", "train", "--batch", "8", "--steps", "1", "--warmup", "0",
+                    "--anchor-train", "2.5", "--markdown", str(markdown))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "rays/s" in result.stdout and "matmul peak" in result.stdout
+    lines = markdown.read_text().splitlines()
+    row = lines[5]  # right after the existing row, inside the table
+    assert row.startswith("| ") and "| tiny.yaml | train | 2.5 |" in row and "×" in row and "%" in row
+    assert lines[6] == "" and lines[7] == "## Notes"
+    assert "render" not in markdown.read_text()
+
+
+def test_markdown_table_is_created_when_missing(tmp_path):
+    path = tmp_path / "B.md"
+    result = benchmark.BenchResult(
+        machine="m", device="cpu", config="paper", torch_version="x", threads=2, fast_path={}, flops={},
+        matmul_peak=None, train=None, render=benchmark.PhaseResult(10.0, 10.0, 2560.0, 3.1, 1, 1, 1, 1.0, 1, mfu=0.5),
+        memory=[], date="2024-01-02T00:00:00", load_average=[1.0, 2.0, 3.0],
+    )  # fmt: skip
+    benchmark.append_markdown(path, benchmark.markdown_rows(result, {"render": 5.0}, "mipnerf bench"))
+    text = path.read_text()
+    assert benchmark.MARKDOWN_HEADER in text
+    assert "| m | paper | render | 5.0 | 10.0 | 2.00× | 50% | 2024-01-02 | 1.0 2.0 3.0 | `mipnerf bench` |" in text
+
+
+def test_peak_memory_is_measured():
+    memory = benchmark.PeakMemory(torch.device("cpu"))
+    memory.start()
+    block = torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB touched
+    assert memory.peak_bytes() >= 64 << 20
+    del block
+
+
+def test_matmul_rate_is_positive():
+    assert benchmark.matmul_rate(64, 32, 16, torch.device("cpu"), min_seconds=0.01) > 0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--what", "everything"], "--what"),
+        (["--device", "tpu"], "--device"),
+        (["--steps", "0"], "--steps"),
+        (["--config", "no-such-config"], "no-such-config"),
+        (["--memory-sizes", "a,b"], "--memory-sizes"),
+    ],
+)
+def test_bad_input_is_one_line(capsys, args, message):
+    from tiny_runs import cli_in_process
+
+    done = cli_in_process(capsys, "bench", *args, "--no-peak")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
