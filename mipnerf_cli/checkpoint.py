@@ -35,6 +35,7 @@ MAGIC = b"MIPNERF\x01"
 TRAILER_SIZE = len(MAGIC) + 32
 STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 LAST = "last.pt"
+USE_ANOTHER = "; use an older checkpoint of the run"
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -106,11 +107,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 f"checkpoint {path} contains pickled Python objects, not just tensors and plain data; "
                 "refusing to load it (only weights_only checkpoints are accepted)"
             ) from None
-        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)})") from None
+        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)}){USE_ANOTHER}") from None
     except Exception as error:  # torch raises RuntimeError/EOFError/... for damaged archives
-        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)})") from None
+        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)}){USE_ANOTHER}") from None
     if not has_trailer:
-        raise MipNerfError(f"checkpoint {path} has no checksum: it is truncated or was not written by `mipnerf train`")
+        raise MipNerfError(
+            f"checkpoint {path} has no checksum: it is truncated or was not written by `mipnerf train`{USE_ANOTHER}"
+        )
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise MipNerfError(f"checkpoint {path} is not a mipnerf checkpoint (no format_version)")
     if payload["format_version"] != FORMAT_VERSION:
@@ -135,9 +138,25 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as error:
-        raise MipNerfError(f"{source}: the weights do not fit its model_config ({_first_line(error)})") from None
+        detail = _weights_mismatch(model, ckpt["model"]) or _first_line(error)
+        raise MipNerfError(
+            f"{source}: the weights do not fit its model_config ({detail}); the file was changed or not "
+            "written by `mipnerf train`, use a checkpoint as the trainer wrote it"
+        ) from None
     model.eval()
     return model, ckpt["settings"]
+
+
+def _weights_mismatch(model, weights: dict[str, Any]) -> str:
+    """The first difference between a model's parameters and a state_dict, in a few words."""
+    expected = model.state_dict()
+    for name, tensor in weights.items():
+        if name not in expected:
+            return f"unexpected weight {name}"
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            return f"{name} is {tuple(tensor.shape)} in the file, {tuple(expected[name].shape)} in the model"
+    missing = [name for name in expected if name not in weights]
+    return f"missing weight {missing[0]}" if missing else ""
 
 
 # ----------------------------------------------------------------------------- the ckpt folder

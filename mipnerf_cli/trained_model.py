@@ -77,7 +77,7 @@ def _load_newest(checkpoint_path: Path, from_run: bool) -> tuple[dict[str, Any],
         payload = load_checkpoint(checkpoint_path)
     except MipNerfError as error:
         older = [path for _, path in step_checkpoints(checkpoint_path.parent)] if from_run else []
-        hint = f"; to evaluate an older one pass --ckpt {older[-1]}" if older and older[-1] != checkpoint_path else ""
+        hint = f"; to use an older one pass --ckpt {older[-1]}" if older and older[-1] != checkpoint_path else ""
         raise MipNerfError(f"{error}{hint}") from None
     if from_run and checkpoint_path.name == LAST:
         newer = [path for step, path in step_checkpoints(checkpoint_path.parent) if step > int(payload["step"])]
@@ -98,7 +98,7 @@ def resolve_checkpoint(run: Path | None, ckpt: Path | None) -> tuple[Path, Path]
         raise MipNerfError("pass either --run DIR (its newest checkpoint) or --ckpt FILE, not both or neither")
     if ckpt is not None:
         if not ckpt.is_file():
-            raise MipNerfError(f"checkpoint {ckpt} not found")
+            raise MipNerfError(f"checkpoint {ckpt} not found; pass a .pt file, or --run RUN_DIR for a run's newest one")
         return ckpt.absolute(), run_dir_of(ckpt)
     run = run.absolute()
     return newest_checkpoint(run), run

@@ -61,8 +61,13 @@ def path_camera(settings: RenderSettings, train_cam2world: torch.Tensor, train_f
     if settings.resolution is not None:
         width, height = settings.resolution
     else:
-        width = max(1, round(train_width / settings.scale))
-        height = max(1, round(train_height / settings.scale))
+        if round(train_width / settings.scale) < 1 or round(train_height / settings.scale) < 1:
+            raise MipNerfError(
+                f"--scale {settings.scale:g}: the training images are {train_width}x{train_height}, so the frames "
+                f"would be smaller than one pixel; use --scale {min(train_width, train_height)} or less, or --resolution WxH"
+            )
+        width = round(train_width / settings.scale)
+        height = round(train_height / settings.scale)
     # The field of view stays the training one whatever the size: focal scales with the width.
     focal = train_focal * width / train_width
     radius = settings.radius if settings.radius is not None else mean_camera_distance(train_cam2world)

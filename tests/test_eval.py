@@ -139,30 +139,7 @@ def test_check_scale_and_select_images():
 
 
 # ----------------------------------------------------------------------------- bad input through the CLI entry point
-
-
-def test_missing_checkpoint_through_a_real_process(tmp_path):
-    result = cli("eval", "--ckpt", str(tmp_path / "nope.pt"), "--device", "cpu")
-    assert_one_line_error(result, "nope.pt", "not found")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_run_without_checkpoints(tmp_path, capsys):
-    result = cli_in_process(capsys, "eval", "--run", str(tmp_path), "--device", "cpu")
-    assert_one_line_error(result, "no checkpoint in", "--ckpt")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_truncated_checkpoint(runs, tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(runs["blender"], run, ignore=shutil.ignore_patterns("eval"))
-    last = run / "ckpt" / "last.pt"
-    data = last.read_bytes()
-    last.unlink()  # last.pt may be a hard link to the step file
-    last.write_bytes(data[: len(data) // 2])
-    result = cli_in_process(capsys, "eval", "--run", str(run), "--device", "cpu")
-    assert_one_line_error(result, "last.pt", "corrupted", f"pass --ckpt {run / 'ckpt' / f'step-{STEP:07d}.pt'}")
-    assert not (run / "eval").exists()
+# (missing, truncated or mismatched checkpoints and --scale beyond the data: tests/test_bad_input.py)
 
 
 def test_run_prefers_a_step_file_newer_than_last(runs, tmp_path):
@@ -174,26 +151,6 @@ def test_run_prefers_a_step_file_newer_than_last(runs, tmp_path):
     save_checkpoint(run / "ckpt" / "step-0000009.pt", {**payload, "step": 9})  # killed before last.pt was updated
     trained = load_trained_model(run, None, torch.device("cpu"))
     assert (trained.step, trained.checkpoint_path.name) == (9, "step-0000009.pt")
-
-
-def test_checkpoint_of_another_model_shape(runs, tmp_path, capsys):
-    from mipnerf_cli.checkpoint import load_checkpoint, save_checkpoint
-
-    payload = load_checkpoint(runs["blender"] / "ckpt" / "last.pt")
-    payload["model_config"] = {**payload["model_config"], "netwidth": 24}
-    save_checkpoint(tmp_path / "other.pt", payload)
-    result = cli_in_process(capsys, "eval", "--ckpt", str(tmp_path / "other.pt"), "--device", "cpu")
-    assert_one_line_error(result, "other.pt", "do not fit")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt"]
-
-
-def test_scale_larger_than_the_levels(runs, capsys):
-    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--scale", "4", "--device", "cpu",
-                            "--out", "/nonexistent/x")
-    assert_one_line_error(result, "--scale 4", "1 resolution level")
-    result = cli_in_process(capsys, "eval", "--run", str(runs["multiscale"]), "--scale", "5", "--device", "cpu",
-                            "--out", "/nonexistent/x")
-    assert_one_line_error(result, "--scale 5", "4 resolution levels")
 
 
 def test_data_of_the_other_kind(runs, tmp_path, capsys):

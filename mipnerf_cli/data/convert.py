@@ -56,7 +56,9 @@ def find_scenes(blender_dir: Path) -> list[Path]:
     (sorted). MipNerfError if the folder is missing or holds no scene."""
     blender_dir = Path(blender_dir)
     if not blender_dir.exists():
-        raise MipNerfError(f"{blender_dir}: folder not found")
+        raise MipNerfError(
+            f"{blender_dir}: folder not found; pass a Blender scene folder (with transforms_train.json) or a folder of scenes"
+        )
     if not blender_dir.is_dir():
         raise MipNerfError(f"{blender_dir}: not a folder; pass a Blender scene folder or a folder of scenes")
     if transforms_path(blender_dir, "train").is_file():

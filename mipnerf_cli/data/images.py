@@ -70,7 +70,9 @@ def read_rgba(path: Path) -> np.ndarray:
         raise
     except (OSError, SyntaxError, ValueError, zlib.error, Image.DecompressionBombError) as error:
         reason = str(error).strip().rstrip(".") or type(error).__name__
-        raise MipNerfError(f"{path}: cannot decode the image ({reason}); the file is truncated or corrupt") from None
+        raise MipNerfError(
+            f"{path}: cannot decode the image ({reason}); the file is truncated or corrupt, re-export or replace it"
+        ) from None
     return pixels
 
 

@@ -103,7 +103,7 @@ def read_blender_split(scene_dir: Path, split: str) -> BlenderSplit:
             raise MipNerfError(f"{where} must be an object with 'file_path' and 'transform_matrix'")
         for key in ("file_path", "transform_matrix"):
             if key not in frame:
-                raise MipNerfError(f"{where} has no '{key}'")
+                raise MipNerfError(f"{where} has no '{key}' (every frame needs 'file_path' and 'transform_matrix')")
         file_path = frame["file_path"]
         if not isinstance(file_path, str) or not file_path:
             raise MipNerfError(f"{where}.file_path must be a non-empty string")
@@ -115,6 +115,16 @@ def read_blender_split(scene_dir: Path, split: str) -> BlenderSplit:
     return BlenderSplit(json_path, float(camera_angle_x), frames)
 
 
+def _frame_png_size(split: BlenderSplit, index: int) -> tuple[int, int]:
+    path = split.frames[index].image_path
+    if not path.exists():
+        raise MipNerfError(
+            f"{path}: image file not found (frames[{index}] of {split.json_path.name}); "
+            "restore the file or remove its frame from the json"
+        )
+    return png_size(path)
+
+
 def check_image_sizes(split: BlenderSplit, divisor: int = 1, what: str = "") -> tuple[int, int]:
     """The common (H, W) of a split's PNGs, read from their headers.
 
@@ -122,9 +132,9 @@ def check_image_sizes(split: BlenderSplit, divisor: int = 1, what: str = "") -> 
     H or W is not a multiple of ``divisor`` (``what`` says why it must be).
     """
     first = split.frames[0].image_path
-    size = png_size(first)
-    for frame in split.frames[1:]:
-        other = png_size(frame.image_path)
+    size = _frame_png_size(split, 0)
+    for i, frame in enumerate(split.frames[1:], start=1):
+        other = _frame_png_size(split, i)
         if other != size:
             raise MipNerfError(
                 f"{frame.image_path}: image is {other[0]}x{other[1]} (HxW) but {first.name} is "
