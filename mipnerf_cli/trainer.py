@@ -2,12 +2,16 @@
 
 One step is a pure function of (seed, step, parameters, optimizer state): the batch of
 pixels comes from ``data.sample_batch(seed, step)`` and the stratified-sampling noise from
-a generator seeded with (seed, step, rank). That is why a checkpoint needs no sampler state
+a generator seeded with (seed, step). That is why a checkpoint needs no sampler state
 and a run killed after any save and resumed ends bit-identical to an uninterrupted one.
 
-Multi-process hooks: :func:`train` takes ``rank``/``world_size``; each rank takes its
-slice of the global batch (:func:`rank_slice`), only rank 0 writes to the run folder,
-and checkpoints hold the plain model's state_dict whatever wrapper ``wrap_model`` adds.
+Several processes (torchrun, :mod:`mipnerf_cli.distributed`): ``batch_size`` is the global
+batch. Every rank draws the whole step's pixels and noise from (seed, step) and takes its
+rows (:func:`rank_rows`); each rank's loss is weighted by its share of the batch's lossmult
+sum, so the averaged gradient is the one of the global batch and W ranks follow the
+1-process trajectory up to float summation order. Rank 0 alone writes to the run folder;
+all ranks stop together (Ctrl+C, a non-finite loss) and checkpoints hold the plain model's
+state_dict, so a run can be resumed on any number of ranks.
 
 Run folder ``<out_dir>/<exp_name>/``: ``config.yaml`` (resolved settings, paths relative to
 the folder), ``ckpt/step-NNNNNNN.pt`` + ``ckpt/last.pt``, ``metrics.jsonl``, ``.lock``,
@@ -36,6 +40,7 @@ from torch import nn
 from mipnerf_cli import checkpoint
 from mipnerf_cli.checkpoint import FORMAT_VERSION, RunLock
 from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.distributed import SINGLE, Context, PeerError
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
 from mipnerf_cli.trained_model import pick_device
@@ -70,23 +75,64 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
     )
 
 
-def step_seed(seed: int, step: int, rank: int = 0) -> int:
+def step_seed(seed: int, step: int) -> int:
     # A hash rather than seed * K + step, so that neighbouring seeds never share a stream.
-    digest = hashlib.sha256(f"mipnerf:{seed}:{step}:{rank}".encode()).digest()
+    # (The trailing ":0" keeps the streams of runs made when the noise was drawn per rank.)
+    digest = hashlib.sha256(f"mipnerf:{seed}:{step}:0".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
-    """The sampling-noise generator of one step: a pure function of (seed, step, rank)."""
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """The sampling-noise generator of one step: a pure function of (seed, step)."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(step_seed(seed, step, rank))
+    generator.manual_seed(step_seed(seed, step))
     return generator
+
+
+def rank_rows(batch_size: int, rank: int, world_size: int) -> slice:
+    """Rank `rank`'s contiguous rows of a global batch (batch_size divisible by world_size)."""
+    share = batch_size // world_size
+    return slice(rank * share, (rank + 1) * share)
 
 
 def rank_slice(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """Rank `rank`'s contiguous share of the global batch (batch divisible by world_size)."""
-    share = indices.shape[0] // world_size
-    return indices[rank * share : (rank + 1) * share]
+    return indices[rank_rows(indices.shape[0], rank, world_size)]
+
+
+def noise_rows(noise: list[dict[str, torch.Tensor]] | None, rows: slice) -> list[dict[str, torch.Tensor]] | None:
+    """The rows of a batch's pre-drawn sampling noise (`MipNerf.draw_noise`) that a rank uses."""
+    if noise is None:
+        return None
+    return [{key: value[rows] for key, value in level.items()} for level in noise]
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """How one of several ranks takes part in a step of the global batch.
+
+    share: this rank's sum(lossmult) over the global batch's sum(lossmult). Each rank's loss
+      is normalised by its own lossmult sum, so the global loss is the sum of the ranks'
+      losses times their shares (not their mean: the sums differ between ranks).
+
+    A model wrapped in DistributedDataParallel has its gradients averaged during backward;
+    a plain model (the CPU fast path evaluates the plain MipNerf block by block, out of DDP's
+    reach) has them summed after it by :func:`_sum_weighted_gradients`.
+    """
+
+    context: Context
+    share: torch.Tensor  # () float32 on the model's device
+
+
+def _sum_weighted_gradients(parameters: list[nn.Parameter], shard: Shard) -> None:
+    """grad <- sum over ranks of share * grad, in one flat all-reduce (what DDP does in buckets)."""
+    grads = [p.grad for p in parameters]
+    flat = torch.cat([g.reshape(-1) for g in grads]).mul_(shard.share)
+    shard.context.all_reduce_sum_(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def autocast_context(device: torch.device, enabled: bool):
@@ -106,10 +152,15 @@ def train_step(
     settings: TrainSettings,
     generator: torch.Generator | None,
     autocast: bool = False,
+    noise: list[dict[str, torch.Tensor]] | None = None,
+    shard: Shard | None = None,
 ) -> StepStats:
     """One optimisation step on a batch.
 
     rays: RayBundle of B rays; pixels: (B, 3) float32 targets, both on the model's device.
+    noise: the batch's sampling noise drawn beforehand (`MipNerf.draw_noise`, B rows), else
+    drawn from `generator`. With a `shard`, the rays are this rank's part of a global batch
+    and the step (gradient, loss, the finite check) is the global batch's on every rank.
     The optimizer is not stepped when the loss is not finite (StepStats.finite False), so
     the parameters stay as they were.
     """
@@ -121,19 +172,33 @@ def train_step(
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     lossmult = torch.ones_like(rays.lossmult) if settings.disable_multiscale_loss else rays.lossmult
+    wrapped = isinstance(model, nn.parallel.DistributedDataParallel)
     if settings.fast_path and pixels.device.type == "cpu" and isinstance(model, MipNerf):
         # The perf engineer's CPU fast path (core/fast.py): the same loss and gradients.
         loss, level_mses = fast.forward_backward(
             model, rays, pixels, lossmult, randomized=settings.randomized, white_bkgd=settings.white_bkgd,
             coarse_loss_mult=settings.coarse_loss_mult, generator=generator,
-            options=fast.FastOptions(settings.fast_micro_batch, settings.fast_workers),
+            options=fast.FastOptions(settings.fast_micro_batch, settings.fast_workers), noise=noise,
         )  # fmt: skip
     else:
         with autocast_context(pixels.device, autocast):
-            outputs = model(rays, randomized=settings.randomized, white_bkgd=settings.white_bkgd, generator=generator)
+            outputs = model(
+                rays, randomized=settings.randomized, white_bkgd=settings.white_bkgd, generator=generator, noise=noise
+            )
         outputs = [type(level)(*(t.float() for t in level)) for level in outputs]
         loss, level_mses = mipnerf_loss(outputs, pixels, lossmult, coarse_loss_mult=settings.coarse_loss_mult)
-        loss.backward()
+        if shard is not None and wrapped:
+            # DDP averages the W ranks' gradients; weighting by W * share makes that average
+            # the gradient of the global batch's loss.
+            (loss * (shard.share * shard.context.world_size)).backward()
+        else:
+            loss.backward()
+    if shard is not None:
+        if not wrapped:
+            _sum_weighted_gradients([p for p in model.parameters() if p.grad is not None], shard)
+        # The global loss terms, on every rank: the finite check and the logs agree everywhere.
+        totals = shard.context.all_reduce_sum_(torch.cat([loss.detach()[None], level_mses.detach()]) * shard.share)
+        loss, level_mses = totals[0], totals[1:]
     loss_value = float(loss.detach())
     if not math.isfinite(loss_value):
         return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=False)
@@ -297,18 +362,22 @@ class StopRequest:
     an interrupted save leaves only a temporary file, removed at the next start.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.signal_name: str | None = None
+        self.quiet = quiet  # ranks other than 0 get torchrun's copy of the signal and say nothing
         self._previous: dict[int, Any] = {}
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            sys.stderr.write(message)
+            sys.stderr.flush()
 
     def _handle(self, signum, frame) -> None:
         if self.signal_name is not None and signum == signal.SIGINT:
-            sys.stderr.write("\ninterrupted again: leaving now without saving\n")
-            sys.stderr.flush()
+            self._say("\ninterrupted again: leaving now without saving\n")
             os._exit(130)
         self.signal_name = signal.Signals(signum).name
-        sys.stderr.write(f"\n{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)\n")
-        sys.stderr.flush()
+        self._say(f"\n{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)\n")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -484,33 +553,44 @@ def _relative(path: Path, folder: Path) -> str:
 
 def train(
     settings: TrainSettings,
-    rank: int = 0,
-    world_size: int = 1,
-    wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    context: Context | None = None,
     report: Callable[[str], None] | None = None,
     show_progress: bool = True,
 ) -> TrainResult:
     """Train (or continue) the run described by resolved `settings`; see the module docstring.
 
+    context: this process's place among the torchrun processes (default: alone).
     Every check that can refuse the run happens before anything is written; the run
     folder is created only once they pass. Raises MipNerfError for bad input, a
-    non-finite loss or a failed save.
+    non-finite loss or a failed save (PeerError on ranks other than 0, which report nothing).
     """
     from mipnerf_cli.console import info
     from mipnerf_cli.data import load_scene
 
-    is_main = rank == 0
+    context = context or SINGLE
+    is_main = context.is_main
     report = report or (info if is_main else (lambda message: None))
-    if settings.batch_size % world_size:
-        raise MipNerfError(f"batch_size {settings.batch_size} is not divisible by the {world_size} processes")
+    if settings.batch_size % context.world_size:
+        refusal = MipNerfError if is_main else PeerError
+        raise refusal(
+            f"batch_size {settings.batch_size} is the global batch and must be divisible by the "
+            f"{context.world_size} processes; use a multiple of {context.world_size}"
+        )
     device = pick_device(settings.device, settings.cpu_threads)
-    kind = check_scene(settings)
+    if context.device is not None:
+        device = context.device
     files = RunFiles(settings.run_dir)
     lock = RunLock(files.dir) if is_main else None
     try:
-        if lock is not None and files.dir.is_dir():
-            _acquire(lock, report)
-        start = find_start(settings, files, report)
+
+        def decide_start() -> tuple[str, Start]:
+            kind = check_scene(settings)
+            if lock is not None and files.dir.is_dir():
+                _acquire(lock, report)
+            return kind, find_start(settings, files, report)
+
+        # Rank 0 reads the checkpoint and hands it out: the other machines need no copy of the run folder.
+        kind, start = context.broadcast(context.on_main(decide_start))
         if start.step >= settings.max_steps:
             report(f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on")
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
@@ -527,9 +607,9 @@ def train(
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = settings.mixed_precision
             torch.backends.cudnn.allow_tf32 = settings.mixed_precision
-        step_model = wrap_model(model) if wrap_model is not None else model
+        step_model = wrap_for_ranks(model, settings, device, context)
 
-        if lock is not None:
+        def open_run_folder() -> None:
             if not lock.held:
                 files.dir.mkdir(parents=True, exist_ok=True)
                 _acquire(lock, report)
@@ -539,11 +619,31 @@ def train(
             files.open_metrics(keep_until_step=start.step)
             if settings.tensorboard:
                 files.open_tensorboard()
-        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, rank, world_size, report, show_progress and is_main)
+
+        context.on_main(open_run_folder)
+        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, context, report, show_progress and is_main)
     finally:
         files.close()
         if lock is not None:
             lock.release()
+
+
+def wrap_for_ranks(model: nn.Module, settings: TrainSettings, device: torch.device, context: Context) -> nn.Module:
+    """The module the steps run: the model itself, or its DistributedDataParallel wrapper.
+
+    The CPU fast path evaluates the plain model block by block, which DDP's backward hooks
+    cannot follow; there the ranks start from rank 0's weights and train_step sums the
+    gradients itself. Checkpoints always take the plain model's state_dict.
+    """
+    from mipnerf_cli.core.model import MipNerf
+
+    if not context.distributed:
+        return model
+    if settings.fast_path and device.type == "cpu" and isinstance(model, MipNerf):
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, src=0)
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _acquire(lock: RunLock, report) -> None:
@@ -579,11 +679,13 @@ class Window:
         }
 
 
-def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, rank, world_size, report, show_progress) -> TrainResult:
-    from mipnerf_cli.console import ProgressBar
-    from mipnerf_cli.data import sample_batch
+STOP_SIGNALS = (None, "SIGINT", "SIGTERM")  # agreed between ranks by index (the largest wins)
 
-    is_main = rank == 0
+
+def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, context: Context, report, show_progress) -> TrainResult:
+    from mipnerf_cli.console import ProgressBar
+
+    is_main = context.is_main
     autocast = settings.mixed_precision and device.type == "cuda"
     views = pick_val_views(val_set.levels, settings.val_views) if val_set is not None else []
     step = start.step
@@ -595,32 +697,38 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
     def elapsed() -> float:
         return start.elapsed_s + time.perf_counter() - clock_start - validation_s
 
+    def save_on_main() -> None:
+        nonlocal last_checkpoint
+        if saved_step == step:
+            return
+        payload = make_payload(step, model, optimizer, settings, kind, files.dir, elapsed())
+        try:
+            last_checkpoint = checkpoint.save_step(files.ckpt_dir, payload, settings.keep_checkpoints)
+        except MipNerfError as error:
+            kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was saved"
+            raise MipNerfError(f"{error}; training stopped at step {step}, {kept}") from None
+
     def save() -> None:
-        nonlocal saved_step, last_checkpoint
-        if is_main and saved_step != step:
-            payload = make_payload(step, model, optimizer, settings, kind, files.dir, elapsed())
-            try:
-                last_checkpoint = checkpoint.save_step(files.ckpt_dir, payload, settings.keep_checkpoints)
-            except MipNerfError as error:
-                kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was saved"
-                raise MipNerfError(f"{error}; training stopped at step {step}, {kept}") from None
+        # The other ranks wait for the save: if it fails, every rank stops.
+        nonlocal saved_step
+        context.on_main(save_on_main)
         saved_step = step
 
     window, rays_per_s = Window(), None
     bar = ProgressBar(f"train {settings.exp_name}", total=settings.max_steps, completed=step, enabled=show_progress)
     say = bar.log if show_progress else report
-    with StopRequest() as stop, bar:
-        while step < settings.max_steps and stop.signal_name is None:
+    stopped_by = None
+    with StopRequest(quiet=not is_main) as stop, bar:
+        while step < settings.max_steps and stopped_by is None:
             step += 1
             tic = time.perf_counter()
-            indices = sample_batch(settings.seed, step, train_set.num_pixels, settings.batch_size)
-            rays, pixels = train_set.pixel_rays(rank_slice(indices, rank, world_size))
+            rays, pixels, noise, shard = step_batch(settings, step, train_set, model, device, context)
             lr = learning_rate(step, settings)
-            generator = step_generator(settings.seed, step, device, rank)
-            stats = train_step(step_model, optimizer, rays.to(device), pixels.to(device), lr, settings, generator, autocast)
+            generator = step_generator(settings.seed, step, device) if noise is None else None
+            stats = train_step(step_model, optimizer, rays, pixels, lr, settings, generator, autocast, noise=noise, shard=shard)
             if not stats.finite:
                 where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
-                raise MipNerfError(
+                raise (MipNerfError if is_main else PeerError)(
                     f"the loss became {stats.loss} at step {step} (lr {lr:.3g}); stopped without saving, {where}; "
                     "resume with --resume auto and a lower lr_init, or set grad_max_norm"
                 )
@@ -642,14 +750,45 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                     if result is not None:
                         files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})
                         say(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test image(s)")
+            # Every rank stops after the same step, whichever of them got the signal.
+            stopped_by = STOP_SIGNALS[context.max(STOP_SIGNALS.index(stop.signal_name))]
 
-        if stop.signal_name is not None:
+        if stopped_by is not None:
             save()
             where = f"; saved {last_checkpoint}" if last_checkpoint is not None else ""
             say(f"stopped at step {step}{where}; continue with --resume auto")
-            return TrainResult(step=step, run_dir=files.dir, interrupted_by=stop.signal_name, last_checkpoint=last_checkpoint)
+            context.barrier()
+            return TrainResult(step=step, run_dir=files.dir, interrupted_by=stopped_by, last_checkpoint=last_checkpoint)
     report(f"done: step {step}, checkpoint {last_checkpoint}")
+    # Nobody leaves before rank 0 has validated and closed its files (torchrun reads an early exit as the end).
+    context.barrier()
     return TrainResult(step=step, run_dir=files.dir, last_checkpoint=last_checkpoint)
+
+
+def step_batch(settings: TrainSettings, step: int, train_set, model: nn.Module, device: torch.device, context: Context):
+    """This rank's rays (RayBundle on `device`), pixels (N, 3), sampling noise and Shard for `step`.
+
+    The global batch and its noise are drawn whole from (seed, step) on every rank (a few
+    hundred kB; the noise as `MipNerf.draw_noise` draws it for the global batch) and each
+    rank keeps its rows, so the rays a rank sees, and their noise, are those a single
+    process sees in the same rows. One process: the whole batch, shard None.
+    """
+    from mipnerf_cli.data import sample_batch
+
+    indices = sample_batch(settings.seed, step, train_set.num_pixels, settings.batch_size)
+    rays, pixels = train_set.pixel_rays(indices)
+    noise = None
+    if settings.randomized:
+        if hasattr(model, "draw_noise"):
+            noise = model.draw_noise((settings.batch_size,), step_generator(settings.seed, step, device), device=device)
+        elif context.distributed:
+            raise ValueError(f"{type(model).__name__} cannot draw its noise up front (draw_noise), which sharding needs")
+    if not context.distributed:
+        return rays.to(device), pixels.to(device), noise, None
+    rows = rank_rows(settings.batch_size, context.rank, context.world_size)
+    lossmult = torch.ones_like(rays.lossmult) if settings.disable_multiscale_loss else rays.lossmult
+    share = (lossmult[rows].sum() / lossmult.sum()).to(device)
+    return rays[rows].to(device), pixels[rows].to(device), noise_rows(noise, rows), Shard(context, share)
 
 
 def _format_psnrs(result: dict[str, Any]) -> str:

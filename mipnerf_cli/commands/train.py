@@ -7,10 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import DeviceOption
 
 
 def train_command(
+    ctx: typer.Context,
     scene: Annotated[
         Optional[str],
         typer.Option("--scene", help="Scene name, looked up as <data-root>/nerf_synthetic/NAME (or multiscale/NAME)."),
@@ -55,11 +58,15 @@ def train_command(
     ] = False,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the initial weights, batches and sampling noise.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (plain lines when not a terminal).")] = True,
+    nproc: NprocOption = None,
 ) -> None:
     """Train mip-NeRF; writes OUT_DIR/EXP_NAME/{config.yaml, ckpt/, metrics.jsonl}.
 
     Ctrl+C saves a checkpoint and exits (130); run the same command again to continue.
+    Under torchrun (or with --nproc N) the batch is split over the processes: --batch-size
+    stays the global batch.
     """
+    from mipnerf_cli.commands import launch
     from mipnerf_cli.settings import resolve_train_settings
     from mipnerf_cli.trainer import train
 
@@ -80,6 +87,16 @@ def train_command(
         "model": {"disable_integration": True} if no_integration else None,
     }
     settings = resolve_train_settings(config, overrides)
-    result = train(settings, show_progress=progress)
+    if nproc is not None and nproc > 1:
+        # Refuse here what every process would refuse, before starting any.
+        launch.refuse_nested_launch()
+        if settings.batch_size % nproc:
+            raise MipNerfError(
+                f"batch_size {settings.batch_size} is the global batch and must be divisible by --nproc {nproc}; "
+                f"use a multiple of {nproc}"
+            )
+        launch.check_devices(nproc, settings.device)
+        launch.exec_torchrun(ctx, nproc)
+    result = launch.in_process_group(settings.device, lambda context: train(settings, context=context, show_progress=progress))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
