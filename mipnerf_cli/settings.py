@@ -110,6 +110,7 @@ class TrainSettings(BaseModel):
     fast_path: bool = Field(True, description="CPU: each batch in cache-sized blocks of rays over worker threads (same results within float rounding)")
     fast_micro_batch: int = Field(16, gt=0, description="rays per block of the CPU fast path")
     fast_workers: int = Field(0, ge=0, description="threads of the CPU fast path (0: one per torch CPU thread)")
+    compile: bool = Field(False, description="torch.compile the model (for CUDA; on a CPU it gains ~1% for minutes of compiling)")
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
 
     # -- validation (PSNR curve in metrics.jsonl)

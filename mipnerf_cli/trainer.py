@@ -599,6 +599,8 @@ def train(
         )
         val_set = load_val_set(settings, report) if is_main else None
         model = build_model(settings).to(device)
+        if settings.compile:
+            model.compile(dynamic=False)  # in place: the state_dict keeps its plain keys
         optimizer = build_optimizer(model, settings)
         if start.payload is not None:
             model.load_state_dict(start.payload["model"])

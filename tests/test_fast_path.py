@@ -189,3 +189,23 @@ def test_fast_and_plain_training_give_the_same_loss_after_20_steps():
     assert plain[-1] < plain[0]  # it trains
     assert abs(plain[-1] - fast_losses[-1]) <= 1e-4
     assert max(abs(a - b) for a, b in zip(plain, fast_losses)) <= 1e-4
+
+
+@pytest.mark.slow
+def test_compiled_whole_batch_path_matches_eager():
+    # The CUDA path (whole batch per step, torch.compile; bf16 autocast only on CUDA) run on a CPU.
+    settings = TrainSettings(batch_size=12, fast_path=False, compile=True, model=ModelSettings(**dataclasses.asdict(TINY)))
+    rays, pixels = rays_and_pixels(12, seed=6)
+    losses = []
+    for compiled in (False, True):
+        model = model_for(TINY)
+        if compiled:
+            model.compile(dynamic=False)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        run = [
+            trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, trainer.step_generator(0, step, torch.device("cpu"))).loss
+            for step in range(1, 4)
+        ]
+        losses.append(run)
+        assert all(not key.startswith("_orig_mod") for key in model.state_dict())
+    assert max(abs(a - b) for a, b in zip(*losses)) <= 1e-4

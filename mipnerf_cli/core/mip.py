@@ -64,6 +64,7 @@ def safe_cos(x: torch.Tensor) -> torch.Tensor:
     return torch.cos(_wrap_large(x))
 
 
+@torch.compiler.assume_constant_result  # a constant for torch.compile, not a graph break
 @functools.lru_cache(maxsize=None)
 def _reciprocal(divisor: int) -> float:
     """float32 1/divisor. XLA turns division by a broadcast value into multiplication by its
