@@ -130,10 +130,6 @@ class Context:
         value = self.on_main(action)
         return value if self.is_main else action()  # type: ignore[return-value]
 
-    def split(self, count: int) -> list[int]:
-        """Indices of this rank's items when `count` items are dealt round-robin (item k to rank k % W)."""
-        return list(range(self.rank, count, self.world_size))
-
 
 SINGLE = Context()
 

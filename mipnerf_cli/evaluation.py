@@ -8,6 +8,10 @@ and its network weights are already on disk: nothing is downloaded.
 
 Everything lands in a hidden staging folder next to the target and is renamed into place
 at the end, so ``<run>/eval/<step>/`` is either complete or absent.
+
+Under torchrun the images are dealt round-robin to the ranks; each renders and scores its
+own, and rank 0 gathers the scores (and the renders, with --save-image) in the
+single-process order and writes everything: the results are the single-process ones.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from mipnerf_cli.console import ProgressBar
 from mipnerf_cli.core.metrics import psnr as psnr_of
 from mipnerf_cli.core.metrics import ssim as ssim_of
 from mipnerf_cli.core.render import render_image
+from mipnerf_cli.distributed import SINGLE, Context
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
 from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.settings import EvalSettings
-from mipnerf_cli.trained_model import TrainedModel, load_trained_model, pick_device, scene_folder
+from mipnerf_cli.trained_model import TrainedModel, load_trained_model_on_ranks, pick_device, scene_folder
 
 RESULTS_FORMAT_VERSION = 1
 SSIM_WINDOW = 11
@@ -96,8 +101,9 @@ class EvalResults(BaseModel):
     scales: list[ScaleResult]
     average: AverageResult
     num_rays: int
-    render_seconds: float
-    rays_per_second: float
+    render_seconds: float = Field(description="rendering time (of the slowest process when several rendered)")
+    rays_per_second: float = Field(description="rays rendered per second, all processes together")
+    processes: int = Field(1, description="processes that shared the images (torchrun ranks)")
     images: list[ImageResult]
     created: str
 
@@ -198,78 +204,86 @@ def _is_eval_folder(folder: Path) -> bool:
     return (folder / "results.json").is_file()
 
 
-def evaluate(settings: EvalSettings) -> tuple[EvalResults, Path]:
-    """Render and score the test split; returns the results and the folder they were written to."""
+def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Optional[EvalResults], Path]:
+    """Render and score the test split; returns the results and the folder they were written to.
+
+    context: this process's place among the torchrun processes (default: alone); ranks other
+    than 0 return None for the results.
+    """
+    context = context or SINGLE
     device = pick_device(settings.device, settings.cpu_threads)
-    trained = load_trained_model(settings.run, settings.ckpt, device)
-    folder, kind, images = load_eval_scene(trained, settings.data, settings.split)
-    scale = check_scale(settings.scale, images.levels, kind, folder)
-    groups = select_images(images.levels, scale, settings.limit)
-    if not any(groups):
-        raise MipNerfError(f"{folder}: the {settings.split} split has no images")
+    if context.device is not None:
+        device = context.device
+    trained = load_trained_model_on_ranks(settings.run, settings.ckpt, device, context)
+
+    def load():
+        folder, kind, images = load_eval_scene(trained, settings.data, settings.split)
+        scale = check_scale(settings.scale, images.levels, kind, folder)
+        groups = select_images(images.levels, scale, settings.limit)
+        if not any(groups):
+            raise MipNerfError(f"{folder}: the {settings.split} split has no images")
+        return folder, kind, images, groups
+
+    folder, kind, images, groups = context.main_first(load)
     lpips, lpips_note = lpips_scorer()
 
     target = settings.out if settings.out is not None else trained.run_dir / "eval" / str(trained.step)
-    staging = StagedFolder.open(target, _is_eval_folder, "an eval result folder (results.json)")
+    staging = context.on_main(lambda: StagedFolder.open(target, _is_eval_folder, "an eval result folder (results.json)"))
     try:
-        results = _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path, device)
-        _write_results(staging.path / "results.json", results)
+        results = _score(
+            settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path if staging else None, device, context
+        )
+        if staging is not None:
+            _write_results(staging.path / "results.json", results)
     except BaseException:
-        staging.discard()
+        if staging is not None:
+            staging.discard()
         raise
+    if staging is None:
+        return None, target
     staging.commit()
     return results, staging.target
 
 
-def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Path, device) -> EvalResults:
-    image_dir = out_dir / "images"
-    if settings.save_image:
-        image_dir.mkdir()
-    rows: list[ImageResult] = []
-    scales: list[ScaleResult] = []
+def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Optional[Path], device, context: Context) -> Optional[EvalResults]:
+    """Render and score the images of `groups`; the results on rank 0, None on the other ranks."""
+    if settings.save_image and out_dir is not None:
+        (out_dir / "images").mkdir()
+    # (level, image index) in the single-process order; item k goes to rank k % W.
+    order = [(level, i) for level, indices in enumerate(groups) for i in indices]
+    level_rows: dict[int, list[ImageResult]] = {level: [] for level in range(len(groups))}
+    rank_seconds = [0.0] * context.world_size
     num_rays = 0
-    render_seconds = 0.0
-    total = sum(len(group) for group in groups)
-    with ProgressBar("eval", total=total, enabled=settings.progress, line_interval_s=5.0) as bar:
-        for level, indices in enumerate(groups):
-            level_rows = []
-            for i in indices:
-                rays, target = images.image_rays(i)
-                height, width = images.heights[i], images.widths[i]
-                start = time.perf_counter()
-                out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd, device=device)
-                render_seconds += time.perf_counter() - start
-                num_rays += height * width
-                rgb = out["rgb"].clamp(0.0, 1.0)
-                row = ImageResult(
-                    file=images.names[i],
-                    scale=level,
-                    psnr=psnr_of(rgb, target),
-                    ssim=ssim_of(rgb, target) if min(height, width) >= SSIM_WINDOW else None,
-                    lpips=lpips(rgb, target) if lpips is not None else None,
-                )
-                level_rows.append(row)
-                if settings.save_image:
-                    _save_images(image_dir, _image_stem(images.names[i], level, images.multiscale), out, target, images)
-                bar.update(1, scale=level, psnr=row.psnr if row.psnr is not None else float("inf"))
-            if not level_rows:
+    with ProgressBar("eval", total=len(order), enabled=settings.progress and context.is_main, line_interval_s=5.0) as bar:
+        for first in range(0, len(order), context.world_size):
+            k = first + context.rank
+            mine = _score_image(settings, trained, images, lpips, device, *order[k]) if k < len(order) else None
+            gathered = context.gather(mine)
+            if gathered is None:
                 continue
-            first = indices[0]
-            scales.append(
-                ScaleResult(
-                    scale=level,
-                    factor=2**level,
-                    height=images.heights[first],
-                    width=images.widths[first],
-                    num_images=len(level_rows),
-                    psnr=_mean([r.psnr for r in level_rows]),
-                    psnr_std=_std([r.psnr for r in level_rows]),
-                    ssim=_mean([r.ssim for r in level_rows]),
-                    ssim_std=_std([r.ssim for r in level_rows]),
-                    lpips=_mean([r.lpips for r in level_rows]),
-                )
-            )
-            rows.extend(level_rows)
+            for rank, item in enumerate(gathered):
+                if item is None:
+                    continue
+                row, seconds, out = item
+                level, i = order[first + rank]
+                rank_seconds[rank] += seconds
+                num_rays += images.heights[i] * images.widths[i]
+                level_rows[level].append(row)
+                if out is not None:
+                    stem = _image_stem(images.names[i], level, images.multiscale)
+                    _save_images(out_dir / "images", stem, out, images.image_rays(i)[1], images)
+                bar.update(1, scale=level, psnr=row.psnr if row.psnr is not None else float("inf"))
+    if not context.is_main:
+        return None
+    scales: list[ScaleResult] = []
+    rows: list[ImageResult] = []
+    for level, indices in enumerate(groups):
+        if not level_rows[level]:
+            continue
+        first_image = indices[0]
+        scales.append(_scale_result(level, images.heights[first_image], images.widths[first_image], level_rows[level]))
+        rows.extend(level_rows[level])
+    render_seconds = max(rank_seconds)
     return EvalResults(
         exp_name=trained.exp_name,
         checkpoint=str(trained.checkpoint_path),
@@ -290,8 +304,42 @@ def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, o
         num_rays=num_rays,
         render_seconds=render_seconds,
         rays_per_second=num_rays / render_seconds if render_seconds > 0 else 0.0,
+        processes=context.world_size,
         images=rows,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _score_image(settings, trained, images, lpips, device, level: int, i: int):
+    """(ImageResult, render seconds, the render if it is to be saved else None) for image i."""
+    rays, target = images.image_rays(i)
+    height, width = images.heights[i], images.widths[i]
+    start = time.perf_counter()
+    out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd, device=device)
+    seconds = time.perf_counter() - start
+    rgb = out["rgb"].clamp(0.0, 1.0)
+    row = ImageResult(
+        file=images.names[i],
+        scale=level,
+        psnr=psnr_of(rgb, target),
+        ssim=ssim_of(rgb, target) if min(height, width) >= SSIM_WINDOW else None,
+        lpips=lpips(rgb, target) if lpips is not None else None,
+    )
+    return row, seconds, (out if settings.save_image else None)
+
+
+def _scale_result(level: int, height: int, width: int, rows: list[ImageResult]) -> ScaleResult:
+    return ScaleResult(
+        scale=level,
+        factor=2**level,
+        height=height,
+        width=width,
+        num_images=len(rows),
+        psnr=_mean([r.psnr for r in rows]),
+        psnr_std=_std([r.psnr for r in rows]),
+        ssim=_mean([r.ssim for r in rows]),
+        ssim_std=_std([r.ssim for r in rows]),
+        lpips=_mean([r.lpips for r in rows]),
     )
 
 

@@ -170,3 +170,15 @@ def scene_folder(trained: TrainedModel, data: Path | None) -> Path:
     if not path.exists():
         raise MipNerfError(f"scene folder {path} not found; pass --data PATH")
     return path
+
+
+def load_trained_model_on_ranks(run: Path | None, ckpt: Path | None, device: torch.device, context) -> TrainedModel:
+    """`load_trained_model` for every torchrun process (`context`: a distributed.Context).
+
+    Rank 0 reads the checkpoint (so its errors are reported once, and the other machines
+    need no copy of the run folder) and hands the model to the others, each on its `device`.
+    """
+    if not context.distributed:
+        return load_trained_model(run, ckpt, device)
+    trained = context.broadcast(context.on_main(lambda: load_trained_model(run, ckpt, torch.device("cpu"))))
+    return dataclasses.replace(trained, model=trained.model.to(device), device=device)

@@ -6,6 +6,9 @@ the origin), 36 degrees above the horizon, looking at the origin, with the train
 length divided by `scale`. Frames are written as PNGs first and encoded into rgb/depth/acc
 videos afterwards, so a failing ffmpeg costs no rendering: the frames stay and the error
 says where.
+
+Under torchrun the frames are dealt round-robin to the ranks; rank 0 gathers each round's
+renders in frame order and writes the frames and videos, the same files as one process.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from mipnerf_cli.console import ProgressBar
 from mipnerf_cli.core.camera_paths import camera_rays, mean_camera_distance, spheric_poses
 from mipnerf_cli.core.render import render_image
+from mipnerf_cli.distributed import SINGLE, Context
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.output_folder import StagedFolder
@@ -88,22 +92,43 @@ def _training_cameras(trained, data: Optional[Path]):
             float(images.near), float(images.far))
 
 
-def render_path(settings: RenderSettings) -> RenderOutput:
-    """Render the camera path and write frames/videos to ``<run>/render/spheric`` (or `out`)."""
+def render_path(settings: RenderSettings, context: Context | None = None) -> Optional[RenderOutput]:
+    """Render the camera path and write frames/videos to ``<run>/render/spheric`` (or `out`).
+
+    context: this process's place among the torchrun processes (default: alone); ranks other
+    than 0 render their frames and return None.
+    """
+    context = context or SINGLE
     device = pick_device(settings.device, settings.cpu_threads)
-    trained = load_trained_model(settings.run, settings.ckpt, device)
-    camera = path_camera(settings, *_training_cameras(trained, settings.data))
+    if context.device is not None:
+        device = context.device
+
+    def prepare():
+        # Rank 0 alone reads the checkpoint and the training cameras and hands them out.
+        cpu = torch.device("cpu") if context.distributed else device
+        trained = load_trained_model(settings.run, settings.ckpt, cpu)
+        return trained, path_camera(settings, *_training_cameras(trained, settings.data))
+
+    trained, camera = context.broadcast(context.on_main(prepare))
+    if context.distributed:
+        trained = dataclasses.replace(trained, model=trained.model.to(device), device=device)
     poses = spheric_poses(settings.frames, camera.radius, settings.elevation)
     target = settings.out if settings.out is not None else trained.run_dir / "render" / settings.path
-    staged = StagedFolder.open(target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/)")
-    target, staging = staged.target, staged.path
-    frames_dir = staging / "frames"
+    staged = context.on_main(
+        lambda: StagedFolder.open(target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/)")
+    )
+    frames_dir = staged.path / "frames" if staged is not None else None
     try:
-        frames_dir.mkdir()
-        rays_per_second = _render_frames(settings, trained, camera, poses, frames_dir, device)
+        if frames_dir is not None:
+            frames_dir.mkdir()
+        rays_per_second = _render_frames(settings, trained, camera, poses, frames_dir, device, context)
     except BaseException:
-        staged.discard()
+        if staged is not None:
+            staged.discard()
         raise
+    if staged is None:
+        return None
+    target, staging = staged.target, staged.path
 
     files = []
     if settings.format != "png":
@@ -129,28 +154,47 @@ def render_path(settings: RenderSettings) -> RenderOutput:
     )
 
 
-def _render_frames(settings, trained, camera: PathCamera, poses: torch.Tensor, frames_dir: Path, device) -> float:
+def _render_frames(settings, trained, camera: PathCamera, poses: torch.Tensor, frames_dir: Optional[Path], device,
+                   context: Context = SINGLE) -> float:
+    """Render every pose; rank 0 writes the frames to `frames_dir`. Returns rays/s, all ranks together."""
     depth_limits = None
-    rays_done, seconds = 0, 0.0
-    with ProgressBar("render", total=len(poses), enabled=settings.progress, line_interval_s=5.0) as bar:
-        for index, pose in enumerate(poses):
-            rays = camera_rays(pose, camera.width, camera.height, camera.focal, camera.near, camera.far)
-            start = time.perf_counter()
-            out = render_image(trained.model, rays, camera.height, camera.width, settings.chunk,
-                               trained.white_bkgd, device=device)
-            seconds += time.perf_counter() - start
-            rays_done += len(rays)
-            if depth_limits is None:
-                # One depth range for the whole video (the first frame's, with a margin), so
-                # colours do not flicker from frame to frame.
-                lo, hi = depth_range(out["distance"], out["acc"], fallback=(camera.near, camera.far))
-                margin = 0.1 * (hi - lo)
-                depth_limits = (max(camera.near, lo - margin), min(camera.far, hi + margin))
-            write_png(frames_dir / f"rgb_{index:04d}.png", to_uint8(out["rgb"]))
-            write_png(frames_dir / f"depth_{index:04d}.png", colorize_depth(out["distance"], out["acc"], *depth_limits))
-            write_png(frames_dir / f"acc_{index:04d}.png", colorize_acc(out["acc"]))
-            bar.update(1, rays_per_s=rays_done / seconds if seconds > 0 else 0.0)
+    rays_done = 0
+    rank_seconds = [0.0] * context.world_size
+    with ProgressBar("render", total=len(poses), enabled=settings.progress and context.is_main, line_interval_s=5.0) as bar:
+        for first in range(0, len(poses), context.world_size):
+            index = first + context.rank
+            mine = None
+            if index < len(poses):
+                rays = camera_rays(poses[index], camera.width, camera.height, camera.focal, camera.near, camera.far)
+                start = time.perf_counter()
+                out = render_image(trained.model, rays, camera.height, camera.width, settings.chunk,
+                                   trained.white_bkgd, device=device)
+                mine = (out, time.perf_counter() - start)
+            gathered = context.gather(mine)
+            for rank, item in enumerate(gathered or []):
+                if item is not None:
+                    out, seconds = item
+                    rank_seconds[rank] += seconds
+                    depth_limits = _write_frame(frames_dir, first + rank, out, camera, depth_limits)
+                    rays_done += camera.width * camera.height
+                    seconds = max(rank_seconds)
+                    bar.update(1, rays_per_s=rays_done / seconds if seconds > 0 else 0.0)
+    seconds = max(rank_seconds)
     return rays_done / seconds if seconds > 0 else 0.0
+
+
+def _write_frame(frames_dir: Path, index: int, out: dict[str, torch.Tensor], camera: PathCamera, depth_limits):
+    """Write frame `index`'s rgb/depth/acc PNGs; returns the video's depth limits (set by frame 0)."""
+    if depth_limits is None:
+        # One depth range for the whole video (the first frame's, with a margin), so
+        # colours do not flicker from frame to frame.
+        lo, hi = depth_range(out["distance"], out["acc"], fallback=(camera.near, camera.far))
+        margin = 0.1 * (hi - lo)
+        depth_limits = (max(camera.near, lo - margin), min(camera.far, hi + margin))
+    write_png(frames_dir / f"rgb_{index:04d}.png", to_uint8(out["rgb"]))
+    write_png(frames_dir / f"depth_{index:04d}.png", colorize_depth(out["distance"], out["acc"], *depth_limits))
+    write_png(frames_dir / f"acc_{index:04d}.png", colorize_acc(out["acc"]))
+    return depth_limits
 
 
 def _is_render_folder(folder: Path) -> bool:

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from mipnerf_cli.commands import launch
+from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import (
     ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
 )
@@ -15,6 +17,7 @@ from mipnerf_cli.console import console, info
 
 
 def eval_command(
+    ctx: typer.Context,
     run: RunOption = None,
     ckpt: CkptOption = None,
     data: DataOption = None,
@@ -35,6 +38,7 @@ def eval_command(
         Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.")
     ] = None,
     progress: ProgressOption = True,
+    nproc: NprocOption = None,
 ) -> None:
     """Render the test images with a trained model and write <run>/eval/<step>/results.json."""
     from mipnerf_cli.evaluation import evaluate
@@ -44,7 +48,13 @@ def eval_command(
         run=run, ckpt=ckpt, data=data, scale=scale, split=split, save_image=save_image, limit=limit,
         chunk=chunk, device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
-    results, folder = evaluate(settings)
+    if nproc is not None and nproc > 1:
+        launch.refuse_nested_launch()
+        launch.check_devices(nproc, settings.device)
+        raise typer.Exit(launch.run_torchrun(ctx, nproc))
+    results, folder = launch.in_process_group(settings.device, lambda context: evaluate(settings, context=context))
+    if results is None:
+        return  # another rank than 0: rank 0 reports
     console.print(results_table(results))
     if not results.lpips_available:
         info(f"LPIPS not computed: {results.lpips_note}")

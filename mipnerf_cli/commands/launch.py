@@ -2,8 +2,10 @@
 
 `mipnerf train --nproc 4 ...` is a shortcut for
 ``python -m torch.distributed.run --standalone --nproc-per-node 4 -m mipnerf_cli train ...``:
-the command line is rebuilt from the options the user gave (``--nproc`` left out) and this
-process becomes torchrun. Several machines need torchrun itself (README, "Multi-GPU").
+the command line is rebuilt from the options the user gave (``--nproc`` left out) and
+torchrun's own entry point runs in this process, so that Ctrl+C (torchrun forwards it to
+the workers, which save and stop) and a refused run end with the workers' exit code and no
+launcher traceback. Several machines need torchrun itself (README, "Multi-GPU").
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def in_process_group(device: str, body: Callable[[distributed.Context], T]) -> T
 
 
 def torchrun_argv(ctx: typer.Context, nproc: int) -> list[str]:
-    """The torchrun command line that runs this command in `nproc` processes on this machine.
+    """The torchrun arguments that run this command in `nproc` processes on this machine.
 
     The options the user set (on the command line or through the environment) are passed
     on as they were parsed; defaults stay defaults; ``--nproc`` itself is left out.
@@ -75,10 +77,7 @@ def torchrun_argv(ctx: typer.Context, nproc: int) -> list[str]:
         values = value if isinstance(value, (list, tuple)) and getattr(param, "multiple", False) else [value]
         for item in values:
             args += [param.opts[0], str(item)]
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        "-m", "mipnerf_cli", ctx.info_name or ctx.command.name, *args,
-    ]  # fmt: skip
+    return ["--standalone", f"--nproc-per-node={nproc}", "-m", "mipnerf_cli", ctx.info_name or ctx.command.name, *args]
 
 
 def refuse_nested_launch() -> None:
@@ -97,12 +96,24 @@ def check_devices(nproc: int, device: str) -> None:
         raise MipNerfError(f"--nproc {nproc}: this machine has {count} CUDA device(s); use --nproc {count} or fewer")
 
 
-def exec_torchrun(ctx: typer.Context, nproc: int) -> None:
-    """Replace this process by torchrun running the same command in `nproc` processes (never returns)."""
-    argv = torchrun_argv(ctx, nproc)
-    env = dict(os.environ)
+def run_torchrun(ctx: typer.Context, nproc: int) -> int:
+    """Run this command in `nproc` processes under torchrun; returns the exit code for the user.
+
+    0 when every process succeeded; 130/143 when stopped by SIGINT/SIGTERM (the workers got
+    it too, and rank 0 saved); else the first failed process's code (rank 0 printed why).
+    """
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
     # torchrun gives each process one thread unless told otherwise; a CPU run can use its share of the cores.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
+    try:
+        torchrun.main(torchrun_argv(ctx, nproc))
+    except SignalException as stop:
+        return 128 + int(stop.sigval)
+    except ChildFailedError as failed:
+        _, failure = failed.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0

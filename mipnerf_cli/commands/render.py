@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from mipnerf_cli.commands import launch
+from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import (
     ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
 )
@@ -14,6 +16,7 @@ from mipnerf_cli.console import info
 
 
 def render_command(
+    ctx: typer.Context,
     run: RunOption = None,
     ckpt: CkptOption = None,
     data: DataOption = None,
@@ -41,6 +44,7 @@ def render_command(
         Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.")
     ] = None,
     progress: ProgressOption = True,
+    nproc: NprocOption = None,
 ) -> None:
     """Render rgb, depth and accumulation videos along a camera path into <run>/render/<path>/."""
     from mipnerf_cli.settings import RenderSettings
@@ -51,7 +55,13 @@ def render_command(
         elevation=elevation, resolution=resolution, format=format, keep_frames=keep_frames, chunk=chunk,
         device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
-    result = render_path(settings)
+    if nproc is not None and nproc > 1:
+        launch.refuse_nested_launch()
+        launch.check_devices(nproc, settings.device)
+        raise typer.Exit(launch.run_torchrun(ctx, nproc))
+    result = launch.in_process_group(settings.device, lambda context: render_path(settings, context=context))
+    if result is None:
+        return  # another rank than 0: rank 0 reports
     info(
         f"{result.num_frames} frames of {result.width}×{result.height} (focal {result.focal:.1f}, radius "
         f"{result.radius:.3f}) at {result.rays_per_second:,.0f} rays/s"

@@ -96,7 +96,7 @@ def train_command(
                 f"use a multiple of {nproc}"
             )
         launch.check_devices(nproc, settings.device)
-        launch.exec_torchrun(ctx, nproc)
+        raise typer.Exit(launch.run_torchrun(ctx, nproc))
     result = launch.in_process_group(settings.device, lambda context: train(settings, context=context, show_progress=progress))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
