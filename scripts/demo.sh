@@ -25,8 +25,9 @@ mipnerf demo-scene "$SCENE" --overwrite
 step "2/5 convert it to the multiscale format (full, 1/2, 1/4, 1/8)"
 mipnerf convert "$SCENE" "$MULTI" --overwrite
 step "3/5 train mip-NeRF on all four scales (configs/demo.yaml)"
-if ! mipnerf train --multiscale --config demo --data "$MULTI/demo" --out-dir "$OUT" --exp-name demo-multiscale; then
-    status=$?
+status=0
+mipnerf train --multiscale --config demo --data "$MULTI/demo" --out-dir "$OUT" --exp-name demo-multiscale || status=$?
+if [ "$status" != 0 ]; then
     if [ "$status" = 1 ]; then
         echo "hint: if the message above says the model settings differ (configs/demo.yaml changed since" >&2
         echo "      the last demo), remove the old run first: rm -rf $RUN" >&2
@@ -39,7 +40,7 @@ step "5/5 render a 360 degree video"
 mipnerf render --run "$RUN" --path spheric --frames "$FRAMES" --fps 24 --cpu-threads "$THREADS"
 
 elapsed=$(( $(date +%s) - start ))
-results=$(ls -td "$RUN"/eval/*/ | head -n 1)results.json
+results=$(ls -td "$RUN"/eval/*/ | sed -n 1p)results.json
 step "done in ${elapsed}s"
 echo "run folder:   $RUN   (config.yaml, metrics.jsonl, ckpt/)"
 echo "results:      $results"

@@ -48,7 +48,7 @@ mipnerf render --run "$RUN" --path spheric --frames "$FRAMES" --fps 20 --scale 2
 step "6/6 plot the quality curve"
 mipnerf plot "$RUN"
 
-results=$(ls -td "$RUN"/eval/*/ | head -n 1)results.json
+results=$(ls -td "$RUN"/eval/*/ | sed -n 1p)results.json
 step "done in $(( $(date +%s) - start ))s"
 echo "run folder:   $RUN   (config.yaml, metrics.jsonl, ckpt/, quality.png)"
 echo "results:      $results"

@@ -44,5 +44,5 @@ mipnerf plot "$OUT/$name"
 mipnerf plot "$OUT/$name-multiscale"
 step "done in $(( $(date +%s) - start ))s"
 for run in "$OUT/$name" "$OUT/$name-multiscale"; do
-    echo "$run: $(ls -td "$run"/eval/*/ | head -n 1)results.json, $run/render/spheric/rgb.mp4, $run/quality.png"
+    echo "$run: $(ls -td "$run"/eval/*/ | sed -n 1p)results.json, $run/render/spheric/rgb.mp4, $run/quality.png"
 done
