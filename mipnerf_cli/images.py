@@ -85,12 +85,30 @@ def _temporary_path(path: Path) -> Path:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 (H, W, 3) or (H, W) image as PNG, atomically."""
+    """Write a uint8 (H, W, 3) or (H, W) image as PNG, atomically; MipNerfError naming the
+    file when it cannot be written (disk full, permissions).
+
+    Encoded by OpenCV into memory, then written in one go: no imageio plugin object is left
+    half-open (and complaining on stderr at exit) when Ctrl+C lands in the middle.
+    """
     path = Path(path)
-    tmp = _temporary_path(path)
+    pixels = np.ascontiguousarray(image)
+    if pixels.ndim == 3 and pixels.shape[-1] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise MipNerfError(f"could not encode {path} as PNG (shape {image.shape}, dtype {image.dtype})")
     try:
-        iio.imwrite(tmp, image, extension=".png")
+        tmp = _temporary_path(path)
+    except OSError as error:
+        raise MipNerfError(f"could not write {path}: {error.strerror or error}") from None
+    try:
+        with open(tmp, "wb") as file:
+            file.write(encoded.tobytes())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise MipNerfError(f"could not write {path}: {error.strerror or error}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

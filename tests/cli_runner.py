@@ -29,6 +29,10 @@ import json, os, sys, traceback
 import mipnerf_cli.cli
 # What the commands import lazily; importing here is what makes each child fast.
 import mipnerf_cli.trainer, mipnerf_cli.evaluation, mipnerf_cli.video, mipnerf_cli.data.convert
+try:
+    import torch._dynamo  # seconds: torch.optim imports it on the first optimizer
+except ImportError:
+    pass
 
 reply = os.fdopen(os.dup(1), "w")
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints must not garble the replies
@@ -93,6 +97,11 @@ class Mipnerf:
                 [sys.executable, "-c", FORK_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                 env=_environment(),
             )
+        self._started_server = self._server is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._server is None and self._started_server
 
     def __call__(self, *args, cwd: Path | None = None) -> CliResult:
         args = [str(arg) for arg in args]
@@ -119,16 +128,22 @@ class Mipnerf:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.stdin.close()
-            self._server.wait(timeout=30)
+            self._server.kill()  # it holds nothing worth a clean exit, and torch's takes seconds
+            self._server.wait()
             self._server = None
+
+
+_shared: Mipnerf | None = None
 
 
 @pytest.fixture(scope="session")
 def mipnerf():
-    runner = Mipnerf()
-    yield runner
-    runner.close()
+    """The session's one runner (one server process, however many test files use it)."""
+    global _shared
+    if _shared is None or _shared.closed:
+        _shared = Mipnerf()
+    yield _shared
+    _shared.close()
 
 
 # ----------------------------------------------------------------------------- what a refusal must look like
