@@ -353,7 +353,12 @@ def _save_images(image_dir: Path, stem: str, out: dict[str, torch.Tensor], targe
 
 def _write_results(path: Path, results: EvalResults) -> None:
     # Non-finite floats (a perfect image's PSNR) are written as null: JSON has no inf.
-    path.write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    try:
+        path.write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        # `path` is inside the hidden staging folder, a sibling of the output folder.
+        where = path.parent.parent
+        raise MipNerfError(f"could not write results.json in {where}: {error.strerror or error}; nothing was kept") from None
 
 
 def read_results(path: Path) -> EvalResults:

@@ -323,8 +323,19 @@ class RunFiles:
 
     def log(self, record: dict[str, Any]) -> None:
         if self._metrics_handle is not None:
-            self._metrics_handle.write(json.dumps(record) + "\n")
-            self._metrics_handle.flush()
+            try:
+                self._metrics_handle.write(json.dumps(record) + "\n")
+                self._metrics_handle.flush()
+            except OSError as error:  # a full disk: say so in one line, the checkpoints are intact
+                handle, self._metrics_handle = self._metrics_handle, None
+                try:
+                    handle.close()
+                except OSError:
+                    pass
+                raise MipNerfError(
+                    f"could not write {self.metrics}: {error.strerror or error}; training stopped at step "
+                    f"{record.get('step')}, free some space and run the same command to resume from the last checkpoint"
+                ) from None
         if self._tensorboard is not None:
             prefix = record.get("split", "train")
             for key, value in record.items():

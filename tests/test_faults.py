@@ -214,6 +214,60 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, scene
     assert not (settings.run_dir / ".lock").exists()
 
 
+def test_a_full_disk_while_logging_metrics_is_one_line_and_keeps_the_checkpoints(tmp_path, scene, monkeypatch):
+    from mipnerf_cli import trainer
+    from mipnerf_cli.errors import MipNerfError
+    from mipnerf_cli.settings import resolve_train_settings
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle, self.lines = handle, 0
+
+        def write(self, text):
+            self.lines += 1
+            if self.lines == 3:  # the log line of step 3, after the save of step 2
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.handle.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    real_open_metrics = trainer.RunFiles.open_metrics
+
+    def open_metrics_on_a_filling_disk(self, keep_until_step):
+        real_open_metrics(self, keep_until_step)
+        self._metrics_handle = FullDisk(self._metrics_handle)
+
+    monkeypatch.setattr(trainer.RunFiles, "open_metrics", open_metrics_on_a_filling_disk)
+    torch.set_num_threads(1)
+    settings = resolve_train_settings(config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"})
+    with pytest.raises(MipNerfError, match=r"could not write .*metrics\.jsonl: No space left on device; training stopped at step 3, "
+                                           r"free some space and run the same command to resume"):
+        trainer.train(settings, show_progress=False, report=lambda message: None)
+    monkeypatch.undo()
+    assert steps_of(settings.run_dir / "ckpt") == {"last.pt": 2, "step-0000002.pt": 2}
+    assert not (settings.run_dir / ".lock").exists()
+
+
+def test_a_full_disk_while_writing_eval_results_is_one_line_and_leaves_nothing(tmp_path, scene, mipnerf, monkeypatch):
+    from mipnerf_cli import evaluation
+    from mipnerf_cli.errors import MipNerfError
+    from mipnerf_cli.settings import EvalSettings
+
+    assert mipnerf(*train_args(tmp_path, scene, max_steps=2)).returncode == 0
+    run = tmp_path / "out" / "run"
+    before = snapshot(tmp_path)
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(MipNerfError, match=rf"could not write results\.json in {run / 'eval'}: No space left on device"):
+        evaluation.evaluate(EvalSettings(run=run, device="cpu", cpu_threads=1, progress=False, save_image=True))
+    monkeypatch.undo()
+    assert snapshot(tmp_path) == before  # no eval/ folder, no staging, no images
+
+
 # ----------------------------------------------------------------------------- killed while a checkpoint is half-written
 
 # Runs `mipnerf ARGS` in a process whose N-th checkpoint write stops half-way: it writes half
