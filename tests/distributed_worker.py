@@ -9,14 +9,16 @@ runs them all in one gloo process group:
 2. `mipnerf` commands (train, eval, render, refusals) through the Typer app, as torchrun
    would run ``-m mipnerf_cli``; each rank records its exit code and error.
 
-SPEC.json: {"out": folder, "settings": {...TrainSettings values...}, "step": int,
-"commands": [[argv...], ...]}. Writes ``grads-{fast|plain}-rank{R}.pt`` and
-``commands-rank{R}.json`` into the out folder.
+SPEC.json: {"out": folder, "device": "cpu" | "cuda", "settings": {...TrainSettings values...},
+"step": int, "commands": [[argv...], ...]}. Writes ``grads-{fast|plain}-rank{R}.pt`` and
+``commands-rank{R}.json`` into the out folder. With "cuda" the group uses NCCL and rank R
+the GPU cuda:LOCAL_RANK, as `mipnerf` itself does under torchrun.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,21 +31,22 @@ def gradients(spec: dict, context, out: Path) -> None:
     from mipnerf_cli.data import load_scene
     from mipnerf_cli.settings import resolve_train_settings
 
-    cpu = torch.device("cpu")
+    device = context.device or torch.device("cpu")
     settings = resolve_train_settings(None, spec["settings"])
     train_set = load_scene(settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd)
     for tag, fast in (("fast", True), ("plain", False)):
         s = settings.model_copy(update={"fast_path": fast})
-        model = trainer.build_model(s)
+        model = trainer.build_model(s).to(device)
         optimizer = trainer.build_optimizer(model, s)
-        step_model = trainer.wrap_for_ranks(model, s, cpu, context)
-        assert isinstance(step_model, torch.nn.parallel.DistributedDataParallel) != fast
-        rays, pixels, noise, shard = trainer.step_batch(s, spec["step"], train_set, model, cpu, context)
+        step_model = trainer.wrap_for_ranks(model, s, device, context)
+        # The fast path is a CPU path: there the gradients are summed by hand, elsewhere by DDP.
+        assert isinstance(step_model, torch.nn.parallel.DistributedDataParallel) == (device.type == "cuda" or not fast)
+        rays, pixels, noise, shard = trainer.step_batch(s, spec["step"], train_set, model, device, context)
         # lr 0: the gradients stay in .grad and the weights as they were.
         stats = trainer.train_step(step_model, optimizer, rays, pixels, 0.0, s, None, noise=noise, shard=shard)
         torch.save(
             {
-                "grads": {name: p.grad.clone() for name, p in model.named_parameters()},
+                "grads": {name: p.grad.cpu() for name, p in model.named_parameters()},
                 "loss": stats.loss,
                 "level_mses": stats.level_mses,
                 "share": float(shard.share),
@@ -75,8 +78,12 @@ def main() -> None:
     torch.set_num_threads(1)
     spec = json.loads(Path(sys.argv[1]).read_text())
     out = Path(spec["out"])
-    dist.init_process_group("gloo")
-    context = Context(rank=dist.get_rank(), world_size=dist.get_world_size())
+    device = None
+    if spec.get("device") == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device is not None else "gloo")
+    context = Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ["LOCAL_RANK"]), device=device)
     try:
         gradients(spec, context, out)
         commands(spec, context.rank, out)

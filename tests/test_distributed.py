@@ -5,6 +5,9 @@ scenario; the tests compare what it wrote with the same work done here in one pr
 The scene is the converted multiscale golden scene, whose rays carry loss weights 1, 4, 16
 and 64: the two ranks' lossmult sums differ, so a plain mean of per-rank losses would not be
 the global loss, and the gradient test would catch it.
+
+On a machine with 2 GPUs, ``MIPNERF_TEST_DEVICE=cuda python -m pytest tests/test_distributed.py``
+runs the same checks with NCCL and one GPU per rank (float32: no bf16 autocast, no TF32).
 """
 
 from __future__ import annotations
@@ -32,13 +35,17 @@ TINY_MODEL = {"num_samples": 8, "netdepth": 2, "netwidth": 32, "netwidth_conditi
 STEPS = 4
 GRAD_STEP = 2  # a step whose two half-batches have clearly different lossmult sums (asserted)
 TESTS = Path(__file__).resolve().parent
+DEVICE = os.environ.get("MIPNERF_TEST_DEVICE", "cpu")
+if DEVICE == "cuda" and torch.cuda.device_count() < 2:
+    pytest.skip("MIPNERF_TEST_DEVICE=cuda needs 2 CUDA devices", allow_module_level=True)
 
 # A constant learning rate keeps the trajectory independent of max_steps, so a run stopped at
 # step 4 and continued to 6 can be compared with one run to 6.
 SETTINGS = {
     "data": str(MULTISCALE),
     "multiscale": True,
-    "device": "cpu",
+    "device": DEVICE,
+    "mixed_precision": False,  # float32 on GPUs too, for a tight comparison
     "batch_size": 128,
     "max_steps": STEPS,
     "check_interval": 2,
@@ -110,6 +117,7 @@ def two_ranks(tmp_path_factory):
     common = ["--out-dir", str(out), "--no-progress"]
     spec = {
         "out": str(root),
+        "device": DEVICE,
         "settings": {**SETTINGS, "out_dir": str(out), "exp_name": "grads"},
         "step": GRAD_STEP,
         "commands": [
@@ -118,9 +126,10 @@ def two_ranks(tmp_path_factory):
             ["train", "--config", str(fast), "--exp-name", "resumed", *common],
             ["train", "--config", str(fast), "--exp-name", "odd", "--batch-size", "127", *common],
             ["train", "--config", str(fast), "--exp-name", "fast", "--resume", "none", *common],
-            ["eval", "--run", str(out / "fast"), "--out", str(root / "eval"), "--save-image", "--cpu-threads", "1", "--no-progress"],
+            ["eval", "--run", str(out / "fast"), "--out", str(root / "eval"), "--save-image", "--cpu-threads", "1",
+             "--device", DEVICE, "--no-progress"],
             ["render", "--run", str(out / "fast"), "--frames", "3", "--resolution", "12x10", "--format", "png",
-             "--out", str(root / "render"), "--cpu-threads", "1", "--no-progress"],
+             "--out", str(root / "render"), "--cpu-threads", "1", "--device", DEVICE, "--no-progress"],
         ],
     }  # fmt: skip
     (root / "spec.json").write_text(json.dumps(spec))
@@ -169,8 +178,9 @@ def test_one_step_gradient_is_the_global_batch_gradient(two_ranks):
         assert abs(ranks[0]["share"] - 0.5) > 0.2 and ranks[0]["share"] + ranks[1]["share"] == pytest.approx(1.0)
         assert ranks[0]["rays"] == ranks[1]["rays"] == 64
         s = settings.model_copy(update={"fast_path": tag == "fast"})
-        model = trainer.build_model(s)
-        rays, pixels, noise, shard = trainer.step_batch(s, GRAD_STEP, train_set, model, torch.device("cpu"), distributed.SINGLE)
+        device = torch.device(DEVICE)
+        model = trainer.build_model(s).to(device)
+        rays, pixels, noise, shard = trainer.step_batch(s, GRAD_STEP, train_set, model, device, distributed.SINGLE)
         assert shard is None
         stats = trainer.train_step(model, trainer.build_optimizer(model, s), rays, pixels, 0.0, s, None, noise=noise)
         for r in (0, 1):
@@ -179,8 +189,8 @@ def test_one_step_gradient_is_the_global_batch_gradient(two_ranks):
         for name, p in model.named_parameters():
             # Every rank holds the same summed gradient, equal to the 1-process one.
             assert torch.equal(ranks[0]["grads"][name], ranks[1]["grads"][name]), name
-            scale = float(p.grad.abs().max())
-            assert float((ranks[0]["grads"][name] - p.grad).abs().max()) <= 1e-5 * scale + 1e-9, (tag, name)
+            grad = p.grad.cpu()
+            assert float((ranks[0]["grads"][name] - grad).abs().max()) <= 1e-5 * float(grad.abs().max()) + 1e-9, (tag, name)
 
 
 @pytest.mark.parametrize("path", ["fast", "plain"])
@@ -242,7 +252,7 @@ def test_sharded_eval_equals_one_process_eval(two_ranks, tmp_path):
     assert [command_record(two_ranks, r, "eval")["exit"] for r in (0, 1)] == [0, 0]
     sharded = read_results(two_ranks["root"] / "eval" / "results.json")
     single, folder = evaluate(
-        EvalSettings(run=two_ranks["out"] / "fast", out=tmp_path / "eval", save_image=True, device="cpu", cpu_threads=1, progress=False)
+        EvalSettings(run=two_ranks["out"] / "fast", out=tmp_path / "eval", save_image=True, device=DEVICE, cpu_threads=1, progress=False)
     )
     assert sharded.processes == 2 and single.processes == 1
     assert sharded.step == single.step == STEPS and len(sharded.images) == len(single.images) == 16
@@ -264,7 +274,7 @@ def test_sharded_render_equals_one_process_render(two_ranks, tmp_path):
     assert [command_record(two_ranks, r, "render")["exit"] for r in (0, 1)] == [0, 0]
     single = render_path(
         RenderSettings(run=two_ranks["out"] / "fast", frames=3, resolution="12x10", format="png", out=tmp_path / "render",
-                       device="cpu", cpu_threads=1, progress=False)
+                       device=DEVICE, cpu_threads=1, progress=False)
     )  # fmt: skip
     mine = sorted(p.name for p in (single.folder / "frames").iterdir())
     theirs = sorted(p.name for p in (two_ranks["root"] / "render" / "frames").iterdir())
