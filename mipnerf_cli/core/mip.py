@@ -140,9 +140,11 @@ def integrated_pos_enc(
     shape = (*x.shape[:-1], -1)
     y = (x[..., None, :] * scales[:, None]).reshape(shape)
     y_var = (x_var[..., None, :] * (scales * scales)[:, None]).reshape(shape)
-    # Only expected_sin's mean enters the encoding; skip its variance.
-    y_var_both = torch.cat([y_var, y_var], dim=-1)
-    return torch.exp(-0.5 * y_var_both) * safe_sin(torch.cat([y, y + 0.5 * math.pi], dim=-1))
+    # Only expected_sin's mean enters the encoding; skip its variance. The sin and cos blocks
+    # share one damping factor: computed once and broadcast over the two blocks.
+    damping = torch.exp(-0.5 * y_var)
+    sinusoids = safe_sin(torch.cat([y, y + 0.5 * math.pi], dim=-1))
+    return (sinusoids.unflatten(-1, (2, -1)) * damping.unsqueeze(-2)).flatten(-2)
 
 
 def lift_gaussian(
