@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Callable, Optional, TypeVar
 
 import typer
 
-from mipnerf_cli import distributed
 from mipnerf_cli.errors import MipNerfError
+
+if TYPE_CHECKING:  # importing it at run time pulls in torch, which `mipnerf --help` must not wait for
+    from mipnerf_cli import distributed
 
 T = TypeVar("T")
 
@@ -38,6 +40,8 @@ def in_process_group(device: str, body: Callable[[distributed.Context], T]) -> T
     Ranks other than 0 leave with exit 1 and no message when rank 0 refused (rank 0 says
     why); an error of their own names their rank.
     """
+    from mipnerf_cli import distributed
+
     try:
         with distributed.launched(device) as context:
             try:
@@ -81,6 +85,8 @@ def torchrun_argv(ctx: typer.Context, nproc: int) -> list[str]:
 
 
 def refuse_nested_launch() -> None:
+    from mipnerf_cli import distributed
+
     if distributed.torchrun_world_size() > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
         raise MipNerfError("--nproc: this is already a torchrun process; drop --nproc (torchrun decides the number of processes)")
 
