@@ -509,11 +509,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str, str], None] = lamb
     fast_info = fast_path_description(options, device)
     flops = model_flops(options.model)
     peaks = None
+    # MFU is relative to the precision the matmuls run in: bf16 under CUDA autocast, else fp32.
+    peak_dtype = torch.bfloat16 if device.type == "cuda" and options.mixed_precision else torch.float32
     if options.peak:
         progress("matmul peak", "measuring")
         rows = (fast_info["micro_batch"] or options.batch) * options.model.num_samples
         workers = fast_info["workers"] or 1
-        peaks = measure_matmul_peaks(rows, options.model.netwidth, device, workers=workers)
+        peaks = measure_matmul_peaks(rows, options.model.netwidth, device, workers=workers, dtype=peak_dtype)
     train = render = None
     if options.what in ("train", "all"):
         train = bench_train(options, device, lambda message: progress("train", message))
@@ -544,6 +546,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str, str], None] = lamb
             "mlp_shape": list(peaks.mlp_shape),
             "mlp_gflops": peaks.mlp_gflops,
             "square_2048_gflops": peaks.square_gflops,
+            "dtype": str(peak_dtype).replace("torch.", ""),
         },
         train=train,
         render=render,

@@ -71,7 +71,7 @@ def _format_table(result) -> None:
         peak = result.matmul_peak
         shape = "x".join(str(x) for x in peak["mlp_shape"])
         console.print(
-            f"fp32 matmul peak: {peak['mlp_gflops']:.1f} GFLOP/s at the MLP shape {shape}, "
+            f"{peak['dtype']} matmul peak: {peak['mlp_gflops']:.1f} GFLOP/s at the MLP shape {shape}, "
             f"{peak['square_2048_gflops']:.1f} at 2048³ (MFU is relative to the better one)",
             highlight=False,
         )
