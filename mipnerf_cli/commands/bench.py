@@ -44,8 +44,8 @@ def _format_table(result) -> None:
     from mipnerf_cli.console import console
 
     table = Table(title=f"mipnerf bench: {result.config} config on {result.machine} ({result.device})")
-    for column in ("", "rays/s", "median", "samples/s", "GFLOP/s", "MFU", "of MLP-shape peak", "peak memory"):
-        table.add_column(column, justify="right" if column else "left")
+    for column in ("", "rays/s", "median", "samples/s", "GFLOP/s", "MFU", "MLP%", "memory"):
+        table.add_column(column, justify="right" if column else "left", no_wrap=True, min_width=len(column))
     for name in ("train", "render"):
         phase = getattr(result, name)
         if phase is None:
@@ -54,13 +54,14 @@ def _format_table(result) -> None:
             name,
             f"{phase.rays_per_s:,.1f}",
             f"{phase.rays_per_s_median:,.1f}",
-            f"{phase.samples_per_s:,.0f}",
+            f"{phase.samples_per_s / 1e3:,.0f}k",
             f"{phase.gflops:,.1f}",
             "–" if phase.mfu is None else f"{100 * phase.mfu:.0f}%",
             "–" if phase.mlp_shape_utilisation is None else f"{100 * phase.mlp_shape_utilisation:.0f}%",
             f"{phase.peak_memory_bytes / 2**20:,.0f} MiB",
         )
     console.print(table)
+    console.print("median: of the per-iteration rates; MFU: of the best measured matmul rate; MLP%: of the rate at the MLP's shape; memory: peak", highlight=False)
     flops = result.flops
     console.print(
         f"model: {flops['forward_per_sample'] / 1e6:.3f} MFLOP per sample forward, {flops['samples_per_ray']} samples "
