@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from disk_faults import DiskFillsUp
 
 from mipnerf_cli import checkpoint
 from mipnerf_cli.checkpoint import RunLock, load_checkpoint, load_newest_good, save_checkpoint, save_step
@@ -112,23 +113,9 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     real_open = builtins.open
 
-    class FullDisk:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-        def write(self, data):
-            self.handle.write(data[: len(data) // 2])
-            raise OSError(28, "No space left on device")
-
     def open_full(file, mode="r", *args, **kwargs):
         handle = real_open(file, mode, *args, **kwargs)
-        return FullDisk(handle) if "w" in mode and ".tmp-" in str(file) else handle
+        return DiskFillsUp(handle) if "w" in mode and ".tmp-" in str(file) else handle
 
     monkeypatch.setattr(builtins, "open", open_full)
     with pytest.raises(MipNerfError, match=r"could not write .*last\.pt: No space left on device; the previous file is intact"):

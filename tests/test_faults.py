@@ -33,6 +33,7 @@ import pytest
 import torch
 import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
+from disk_faults import DiskFillsUp
 
 from mipnerf_cli import checkpoint
 
@@ -175,26 +176,12 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, scene
     opened = []
     real_open = open
 
-    class FillsUp:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-        def write(self, data):
-            self.handle.write(data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
     def open_on_a_filling_disk(file, mode="r", *args, **kwargs):
         handle = real_open(file, mode, *args, **kwargs)
         if "w" in mode and Path(file).name.startswith(".step-"):  # a step-N.pt being written
             opened.append(Path(file).name)
             if len(opened) == 2:
-                return FillsUp(handle)
+                return DiskFillsUp(handle)
         return handle
 
     monkeypatch.setattr(checkpoint, "open", open_on_a_filling_disk, raising=False)

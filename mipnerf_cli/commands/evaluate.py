@@ -49,9 +49,7 @@ def eval_command(
         chunk=chunk, device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
     if nproc is not None and nproc > 1:
-        launch.refuse_nested_launch()
-        launch.check_devices(nproc, settings.device)
-        raise typer.Exit(launch.run_torchrun(ctx, nproc))
+        launch.start_torchrun(ctx, nproc, settings.device)
     results, folder = launch.in_process_group(settings.device, lambda context: evaluate(settings, context=context))
     if results is None:
         return  # another rank than 0: rank 0 reports

@@ -84,6 +84,18 @@ def torchrun_argv(ctx: typer.Context, nproc: int) -> list[str]:
     return ["--standalone", f"--nproc-per-node={nproc}", "-m", "mipnerf_cli", ctx.info_name or ctx.command.name, *args]
 
 
+def start_torchrun(ctx: typer.Context, nproc: int, device: str, batch_size: Optional[int] = None) -> None:
+    """`--nproc N`: refuse what every process would refuse, then run the command under torchrun and exit."""
+    refuse_nested_launch()
+    if batch_size is not None and batch_size % nproc:
+        raise MipNerfError(
+            f"batch_size {batch_size} is the global batch and must be divisible by --nproc {nproc}; "
+            f"use a multiple of {nproc}"
+        )
+    check_devices(nproc, device)
+    raise typer.Exit(run_torchrun(ctx, nproc))
+
+
 def refuse_nested_launch() -> None:
     from mipnerf_cli import distributed
 

@@ -56,9 +56,7 @@ def render_command(
         device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
     if nproc is not None and nproc > 1:
-        launch.refuse_nested_launch()
-        launch.check_devices(nproc, settings.device)
-        raise typer.Exit(launch.run_torchrun(ctx, nproc))
+        launch.start_torchrun(ctx, nproc, settings.device)
     result = launch.in_process_group(settings.device, lambda context: render_path(settings, context=context))
     if result is None:
         return  # another rank than 0: rank 0 reports

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import DeviceOption
 
@@ -88,15 +87,7 @@ def train_command(
     }
     settings = resolve_train_settings(config, overrides)
     if nproc is not None and nproc > 1:
-        # Refuse here what every process would refuse, before starting any.
-        launch.refuse_nested_launch()
-        if settings.batch_size % nproc:
-            raise MipNerfError(
-                f"batch_size {settings.batch_size} is the global batch and must be divisible by --nproc {nproc}; "
-                f"use a multiple of {nproc}"
-            )
-        launch.check_devices(nproc, settings.device)
-        raise typer.Exit(launch.run_torchrun(ctx, nproc))
+        launch.start_torchrun(ctx, nproc, settings.device, batch_size=settings.batch_size)
     result = launch.in_process_group(settings.device, lambda context: train(settings, context=context, show_progress=progress))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
