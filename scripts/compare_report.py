@@ -40,6 +40,18 @@ def _difference(a, b, digits: int) -> str:
     return "—" if a is None or b is None else f"{b - a:+.{digits}f}"
 
 
+def _pair(a, b, digits: int) -> str:
+    """NeRF's and mip-NeRF's value and the difference; the better value in bold (higher is better)."""
+    left, right = _number(a, digits), _number(b, digits)
+    if a is not None and b is not None and a != b:
+        left, right = (f"**{left}**", right) if a > b else (left, f"**{right}**")
+    return f"{left} | {right} | {_difference(a, b, digits)}"
+
+
+def _pair_cells(a: dict, b: dict) -> str:
+    return f"{_pair(a['psnr'], b['psnr'], 2)} | {_pair(a['ssim'], b['ssim'], 4)}"
+
+
 def scale_label(scale: dict) -> str:
     name = "full" if scale["factor"] == 1 else f"1/{scale['factor']}"
     return f"{name} ({scale['width']}×{scale['height']})"
@@ -54,15 +66,8 @@ def markdown_table(nerf: dict, mip: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for a, b in zip(nerf["scales"], mip["scales"]):
-        lines.append(
-            f"| {scale_label(b)} | {_number(a['psnr'], 2)} | **{_number(b['psnr'], 2)}** | {_difference(a['psnr'], b['psnr'], 2)} "
-            f"| {_number(a['ssim'], 4)} | **{_number(b['ssim'], 4)}** | {_difference(a['ssim'], b['ssim'], 4)} |"
-        )
-    a, b = nerf["average"], mip["average"]
-    lines.append(
-        f"| average | {_number(a['psnr'], 2)} | **{_number(b['psnr'], 2)}** | {_difference(a['psnr'], b['psnr'], 2)} "
-        f"| {_number(a['ssim'], 4)} | **{_number(b['ssim'], 4)}** | {_difference(a['ssim'], b['ssim'], 4)} |"
-    )
+        lines.append(f"| {scale_label(b)} | {_pair_cells(a, b)} |")
+    lines.append(f"| average | {_pair_cells(nerf['average'], mip['average'])} |")
     missing_ssim = [scale_label(s) for s in mip["scales"] if s["ssim"] is None]
     steps = f"both at step {mip['step']}" if mip["step"] == nerf["step"] else f"NeRF at step {nerf['step']}, mip-NeRF at step {mip['step']}"
     notes = [
