@@ -1,6 +1,7 @@
 """`mipnerf eval` as a library function: render a test split, score it, write results.json.
 
-Single-scale models are scored on the full-resolution Blender test images (``scale`` 1);
+Single-scale models are scored on the Blender test images at the resolution they were
+trained at (``scale`` 1; the run's ``downscale``, as google/mipnerf's ``factor``);
 multiscale models on the first ``scale`` resolutions of the converted test split (d0..d3
 for ``scale`` 4), each resolution reported on its own and averaged. PSNR and SSIM come from
 the fine level (google/mipnerf eval.py). LPIPS is reported only when the ``lpips`` package
@@ -36,7 +37,9 @@ from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
 from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.settings import EvalSettings
-from mipnerf_cli.trained_model import TrainedModel, load_trained_model_on_ranks, pick_device, scene_folder
+from mipnerf_cli.trained_model import (
+    TrainedModel, load_trained_model_on_ranks, pick_device, scene_folder, training_downscale,
+)
 
 RESULTS_FORMAT_VERSION = 1
 SSIM_WINDOW = 11
@@ -183,8 +186,11 @@ def check_scale(requested: Optional[int], levels: list[int], kind: str, data: Pa
     return requested
 
 
-def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str):
-    """The split to score, after checking that its kind matches the checkpoint's."""
+def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str, downscale: Optional[int] = None):
+    """The split to score, after checking that its kind matches the checkpoint's.
+
+    downscale: Blender scenes are scored this many times smaller (default: as trained).
+    """
     from mipnerf_cli.data import load_scene, scene_kind
 
     folder = scene_folder(trained, data)
@@ -196,7 +202,8 @@ def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str):
             f"{folder} is {found} scene but checkpoint {trained.checkpoint_path} was trained on {trained_as} "
             "scene; pass --data with a scene of the same kind"
         )
-    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd)
+    shrink = training_downscale(trained, downscale) if kind == "blender" else 1
+    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink)
     return folder, kind, images
 
 
@@ -217,7 +224,7 @@ def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Op
     trained = load_trained_model_on_ranks(settings.run, settings.ckpt, device, context)
 
     def load():
-        folder, kind, images = load_eval_scene(trained, settings.data, settings.split)
+        folder, kind, images = load_eval_scene(trained, settings.data, settings.split, settings.downscale)
         scale = check_scale(settings.scale, images.levels, kind, folder)
         groups = select_images(images.levels, scale, settings.limit)
         if not any(groups):

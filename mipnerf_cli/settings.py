@@ -281,6 +281,9 @@ class EvalSettings(BaseModel):
     split: Literal["train", "val", "test"] = "test"
     save_image: bool = Field(False, description="write rendered/ground-truth PNGs under images/")
     limit: Optional[int] = Field(None, ge=1, description="score only the first K images of each level")
+    downscale: Optional[int] = Field(
+        None, ge=1, description="Blender scenes: score the test images this many times smaller (default: as trained)"
+    )
     chunk: int = Field(8192, gt=0, description="rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")

@@ -157,6 +157,20 @@ def load_trained_model(run: Path | None, ckpt: Path | None, device: torch.device
     )
 
 
+def training_downscale(trained: TrainedModel, requested: int | None = None) -> int:
+    """How many times smaller than on disk the model's Blender images are scored and rendered.
+
+    `requested` if given, else the run's training `downscale`: like google/mipnerf, whose
+    `factor` shrinks every split, a model trained at 1/8 is evaluated at 1/8. Multiscale
+    scenes carry their own levels and are never shrunk.
+    """
+    if trained.kind == "multiscale":
+        return 1
+    if requested is not None:
+        return requested
+    return int(trained.settings.get("downscale") or 1)
+
+
 def scene_folder(trained: TrainedModel, data: Path | None) -> Path:
     """``--data`` if given, else the scene folder the checkpoint was trained on."""
     if data is not None:

@@ -30,7 +30,7 @@ from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.settings import RenderSettings
-from mipnerf_cli.trained_model import load_trained_model, pick_device, scene_folder
+from mipnerf_cli.trained_model import load_trained_model, pick_device, scene_folder, training_downscale
 
 MAPS = ("rgb", "depth", "acc")
 
@@ -83,7 +83,9 @@ def _training_cameras(trained, data: Optional[Path]):
 
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
-    images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd)
+    # A Blender run trained at 1/N renders at 1/N: "training resolution" is the one it saw.
+    shrink = training_downscale(trained) if kind == "blender" else 1
+    images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink)
     full = [i for i, level in enumerate(images.levels) if level == 0]
     if not full:
         raise MipNerfError(f"{folder}: the train split has no full-resolution images to take the cameras from")

@@ -87,6 +87,24 @@ def test_multiscale_eval_reports_every_scale_and_the_average(runs):
     assert not (folder / "images").exists()
 
 
+def test_a_model_trained_at_a_downscale_is_scored_at_it_unless_told(runs, tmp_path):
+    """Like google/mipnerf, whose `factor` shrinks every split: trained at 1/2, scored at 1/2."""
+    run = make_run(tmp_path, multiscale=False, exp_name="half", downscale=2)
+    results, _ = run_eval(run=run, limit=1, out=tmp_path / "as-trained")
+    scale = results.scales[0]
+    assert (scale.width, scale.height, results.num_rays) == (32, 32, 32 * 32)
+    trained = load_trained_model(run, None, torch.device("cpu"))
+    rays, target = load_scene(BLENDER, "test", multiscale=False, downscale=2).image_rays(0)
+    rgb = render_image(trained.model, rays, 32, 32, chunk=1000, white_bkgd=True)["rgb"].clamp(0, 1)
+    assert results.images[0].psnr == pytest.approx(psnr(rgb, target), abs=1e-4)
+
+    results, _ = run_eval(run=run, limit=1, downscale=1, out=tmp_path / "full")
+    assert (results.scales[0].width, results.num_rays) == (64, 64 * 64)
+    # A multiscale scene has its own levels: nothing is shrunk.
+    results, _ = run_eval(run=runs["multiscale"], limit=1, scale=1, downscale=4, out=tmp_path / "multiscale")
+    assert results.scales[0].width == 64
+
+
 def test_scale_limits_the_levels(runs):
     results, _ = run_eval(run=runs["multiscale"], scale=2, limit=1)
     assert [s.scale for s in results.scales] == [0, 1]

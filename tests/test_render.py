@@ -230,6 +230,17 @@ def test_render_default_location_scale_and_frames(run_dir):
 
 
 @needs_model
+def test_a_run_trained_at_a_downscale_renders_at_that_resolution(tmp_path):
+    from tiny_runs import make_run
+
+    half = make_run(tmp_path, multiscale=False, exp_name="half", downscale=2)
+    meta = json.loads((GOLDEN / "convert/input/tiny/transforms_train.json").read_text())
+    result = _render(half, frames=1, format="png")
+    assert (result.width, result.height) == (32, 32)  # the tiny scene is 64 px, trained at 1/2
+    assert result.focal == pytest.approx(0.5 * 32 / math.tan(0.5 * meta["camera_angle_x"]), rel=1e-5)
+
+
+@needs_model
 def test_render_png_frames_only(run_dir, tmp_path):
     result = _render(run_dir, frames=2, resolution="8x6", format="png", out=tmp_path / "p")
     assert sorted(p.name for p in result.folder.iterdir()) == ["frames"]

@@ -29,7 +29,7 @@ def one_cpu_thread():
     torch.set_num_threads(threads)
 
 
-def make_run(out_dir: Path, multiscale: bool, exp_name: str | None = None, model: dict | None = None) -> Path:
+def make_run(out_dir: Path, multiscale: bool, exp_name: str | None = None, model: dict | None = None, **settings_values) -> Path:
     """A run folder with ckpt/last.pt (and step-0000007.pt) of a tiny untrained model; returns the run folder."""
     from mipnerf_cli import checkpoint, trainer
     from mipnerf_cli.core.model import MipNerf
@@ -45,6 +45,7 @@ def make_run(out_dir: Path, multiscale: bool, exp_name: str | None = None, model
             "device": "cpu",
             "tensorboard": False,
             "model": {**TINY_MODEL, **(model or {})},
+            **settings_values,
         },
     )
     torch.manual_seed(0)

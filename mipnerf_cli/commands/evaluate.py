@@ -31,6 +31,11 @@ def eval_command(
         bool, typer.Option("--save-image", help="Also write rendered RGB, depth, accumulation and ground truth PNGs.")
     ] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Score only the first K images of each level.")] = None,
+    downscale: Annotated[
+        Optional[int],
+        typer.Option("--downscale", help="Blender scenes: score the test images N times smaller. Default: the "
+                                         "run's training downscale (a model trained at 1/8 is scored at 1/8)."),
+    ] = None,
     chunk: ChunkOption = 8192,
     device: DeviceOption = "auto",
     cpu_threads: CpuThreadsOption = None,
@@ -45,7 +50,7 @@ def eval_command(
     from mipnerf_cli.settings import EvalSettings
 
     settings = EvalSettings(
-        run=run, ckpt=ckpt, data=data, scale=scale, split=split, save_image=save_image, limit=limit,
+        run=run, ckpt=ckpt, data=data, scale=scale, split=split, save_image=save_image, limit=limit, downscale=downscale,
         chunk=chunk, device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
     if nproc is not None and nproc > 1:
