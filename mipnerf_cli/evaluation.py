@@ -202,7 +202,7 @@ def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str, dow
             f"{folder} is {found} scene but checkpoint {trained.checkpoint_path} was trained on {trained_as} "
             "scene; pass --data with a scene of the same kind"
         )
-    shrink = training_downscale(trained, downscale) if kind == "blender" else 1
+    shrink = training_downscale(trained, kind, downscale)
     images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink)
     return folder, kind, images
 

@@ -157,14 +157,14 @@ def load_trained_model(run: Path | None, ckpt: Path | None, device: torch.device
     )
 
 
-def training_downscale(trained: TrainedModel, requested: int | None = None) -> int:
-    """How many times smaller than on disk the model's Blender images are scored and rendered.
+def training_downscale(trained: TrainedModel, scene_kind: str, requested: int | None = None) -> int:
+    """How many times smaller than on disk a scene's images are scored and rendered.
 
     `requested` if given, else the run's training `downscale`: like google/mipnerf, whose
     `factor` shrinks every split, a model trained at 1/8 is evaluated at 1/8. Multiscale
     scenes carry their own levels and are never shrunk.
     """
-    if trained.kind == "multiscale":
+    if scene_kind != "blender":
         return 1
     if requested is not None:
         return requested

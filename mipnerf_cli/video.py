@@ -84,7 +84,7 @@ def _training_cameras(trained, data: Optional[Path]):
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
     # A Blender run trained at 1/N renders at 1/N: "training resolution" is the one it saw.
-    shrink = training_downscale(trained) if kind == "blender" else 1
+    shrink = training_downscale(trained, kind)
     images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink)
     full = [i for i, level in enumerate(images.levels) if level == 0]
     if not full:
