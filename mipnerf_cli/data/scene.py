@@ -7,6 +7,7 @@ from typing import Callable
 
 from mipnerf_cli.data.blender import load_blender
 from mipnerf_cli.data.imageset import ImageSet
+from mipnerf_cli.data.llff import LLFFHOLD, POSES_BOUNDS, load_llff
 from mipnerf_cli.data.multiscale import METADATA, load_multiscale
 from mipnerf_cli.data.transforms import SPLITS, transforms_path
 from mipnerf_cli.errors import MipNerfError
@@ -14,7 +15,7 @@ from mipnerf_cli.errors import MipNerfError
 
 def scene_kind(path: Path | str) -> str:
     """"multiscale" if ``path`` holds metadata.json (checked first), "blender" if it holds a
-    transforms_<split>.json; MipNerfError otherwise."""
+    transforms_<split>.json, "llff" if it holds poses_bounds.npy; MipNerfError otherwise."""
     path = Path(path)
     if not path.exists():
         raise MipNerfError(f"{path}: scene folder not found")
@@ -24,9 +25,16 @@ def scene_kind(path: Path | str) -> str:
         return "multiscale"
     if any(transforms_path(path, split).is_file() for split in SPLITS):
         return "blender"
+    if (path / POSES_BOUNDS).is_file():
+        return "llff"
+    if (path / "images").is_dir():
+        raise MipNerfError(
+            f"{path / POSES_BOUNDS}: file not found; an LLFF scene (images/) needs it "
+            "(LLFF's imgs2poses.py writes it from a COLMAP reconstruction)"
+        )
     raise MipNerfError(
-        f"{path}: not a scene: expected {METADATA} (multiscale, from `mipnerf convert`) "
-        "or transforms_train.json (Blender)"
+        f"{path}: not a scene: expected {METADATA} (multiscale, from `mipnerf convert`), "
+        f"transforms_train.json (Blender) or {POSES_BOUNDS} (LLFF)"
     )
 
 
@@ -39,17 +47,32 @@ def load_scene(
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    factor: int = 0,
+    spherify: bool = False,
+    llffhold: int = LLFFHOLD,
+    near: float | None = None,
+    far: float | None = None,
 ) -> ImageSet:
     """One split ("train", "val" or "test") of the scene at ``path`` as an ImageSet.
 
     multiscale: None detects the kind; True / False insist on it and raise MipNerfError
     when the folder holds the other kind. downscale applies to Blender scenes only.
     progress(done, total) is called after each image is decoded.
+    factor, spherify, llffhold: LLFF scenes only (see ``mipnerf_cli.data.llff``; "val" is
+    their test split); near, far override an LLFF scene's ray bounds.
     """
     path = Path(path)
     if split not in SPLITS:
         raise MipNerfError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     kind = scene_kind(path)
+    if kind == "llff":
+        if multiscale is True:
+            raise MipNerfError(f"{path} is an LLFF scene ({POSES_BOUNDS}), not multiscale data; train it without --multiscale")
+        if downscale != 1:
+            raise MipNerfError(f"{path}: --downscale works on Blender scenes; an LLFF scene uses its factor (images_<factor>/)")
+        return load_llff(path, split, factor, spherify, llffhold, near, far, white_bkgd=white_bkgd, workers=workers, progress=progress)
+    if factor or spherify:
+        raise MipNerfError(f"{path}: factor and spherify apply to LLFF scenes ({POSES_BOUNDS}); this is a {kind} scene")
     if multiscale is True and kind != "multiscale":
         raise MipNerfError(
             f"{path} is a Blender scene (no {METADATA}), but multiscale data was asked for; "

@@ -1,0 +1,398 @@
+"""LLFF (forward-facing) and 360° captures as an ImageSet, as google/mipnerf's ``LLFF`` loader.
+
+A scene folder holds ``poses_bounds.npy`` (N x 17: per image a flattened 3x5 matrix
+``[down, right, back, position, (H, W, focal)]`` and the near / far depth bounds) and
+``images/`` (``images_<factor>/`` for a smaller copy). The loader, step by step as the
+reference (``internal/datasets.py``) does it, with the same float32 / float64 mix:
+
+1. images sorted by file name (names ending in JPG, jpg or png); H, W from the images and
+   focal / factor;
+2. axes reordered to ``[right, up, back]`` (camera looks down -z, as the Blender scenes);
+3. positions and bounds scaled by ``1 / (0.75 * min near)``;
+4. recentred on the average pose;
+5. with ``spherify``, recentred on the point closest to all optical axes and scaled to the
+   unit sphere (for 360° captures);
+6. every ``llffhold``-th image (0, 8, 16, ...) is the test split, the others train.
+
+Forward-facing scenes are trained in normalized device coordinates (near 0, far 1): each
+ray is moved to the plane z = -1 and projected (``ndc_rays``); the view direction the
+network sees is the world-space direction before NDC, not normalized, and the radius comes
+from the distances to the neighbouring pixels' NDC origins, as in the reference.
+
+Spherified scenes keep world rays. The reference then uses the config's near / far (0 and
+1 in llff.gin), which cuts every ray short on real data; this loader takes
+``0.9 * min bound`` and ``max bound`` of the scaled bounds instead (the original NeRF code's
+choice) unless near / far are given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.data.cameras import pix2cam_matrices
+from mipnerf_cli.data.images import read_rgba, run_in_threads
+from mipnerf_cli.data.imageset import ImageSet
+from mipnerf_cli.errors import MipNerfError
+
+POSES_BOUNDS = "poses_bounds.npy"
+IMAGE_ENDINGS = ("JPG", "jpg", "png")  # what the reference accepts (case-sensitive)
+LLFFHOLD = 8
+SPIRAL_VIEWS = 120
+
+
+# ----------------------------------------------------------------------------- pose algebra
+# Ports of the reference's helpers; numpy, same dtypes (poses float32, mixed float64 steps).
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x)
+
+
+def view_matrix(z: np.ndarray, up: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """(3, 4) camera-to-world with back axis ``z``, roughly ``up``, at ``position``."""
+    back = _normalize(z)
+    right = _normalize(np.cross(up, back))
+    true_up = _normalize(np.cross(back, right))
+    return np.stack([right, true_up, back, position], 1)
+
+
+def average_pose(poses: np.ndarray) -> np.ndarray:
+    """(3, 5) mean pose of ``poses`` (N, 3, 5): mean centre, summed back and up axes; hwf of pose 0."""
+    hwf = poses[0, :3, -1:]
+    center = poses[:, :3, 3].mean(0)
+    back = _normalize(poses[:, :3, 2].sum(0))
+    up = poses[:, :3, 1].sum(0)
+    return np.concatenate([view_matrix(back, up, center), hwf], 1)
+
+
+def recenter_poses(poses: np.ndarray) -> np.ndarray:
+    """``poses`` (N, 3, 5) expressed in the frame of their average pose (the hwf column kept)."""
+    bottom = np.reshape([0, 0, 0, 1.0], [1, 4])
+    average = np.concatenate([average_pose(poses)[:3, :4], bottom], -2)
+    square = np.concatenate([poses[:, :3, :4], np.tile(bottom[None], [poses.shape[0], 1, 1])], -2)
+    out = poses.copy()
+    out[:, :3, :4] = (np.linalg.inv(average) @ square)[:, :3, :4]
+    return out
+
+
+def spiral_poses(poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS, turns: int = 2) -> np.ndarray:
+    """The reference's video path: ``num_views`` (3, 4) float32 poses on a ``turns``-turn spiral
+    around the average pose, looking at the focus depth 1/(0.25/(0.9 min near) + 0.75/(5 max far))."""
+    average = average_pose(poses)
+    up = _normalize(poses[:, :3, 1].sum(0))
+    close_depth, inf_depth = bounds.min() * 0.9, bounds.max() * 5.0
+    focus = 1.0 / ((1.0 - 0.75) / close_depth + 0.75 / inf_depth)
+    radii = np.array(list(np.percentile(np.abs(poses[:, :3, 3]), 90, 0)) + [1.0])
+    out = []
+    for theta in np.linspace(0.0, 2.0 * np.pi * turns, num_views + 1)[:-1]:
+        centre = np.dot(average[:3, :4], np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * 0.5), 1.0]) * radii)
+        back = _normalize(centre - np.dot(average[:3, :4], np.array([0, 0, -focus, 1.0])))
+        out.append(view_matrix(back, up, centre))
+    return np.array(out).astype(np.float32)
+
+
+def _homogeneous(p: np.ndarray) -> np.ndarray:
+    return np.concatenate([p, np.tile(np.eye(4)[-1][None, None], [p.shape[0], 1, 1])], 1)
+
+
+def spherify_poses(poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS) -> tuple[np.ndarray, np.ndarray]:
+    """360° captures: poses (N, 3, 5) moved so the point nearest every optical axis is the
+    origin and scaled so the cameras lie on average on the unit sphere; ``bounds`` is scaled
+    in place. Returns the new (N, 3, 5) poses and the (num_views, 3, 4) circle path."""
+    axes, centres = poses[:, :3, 2:3], poses[:, :3, 3:4]
+    a = np.eye(3) - axes * np.transpose(axes, [0, 2, 1])
+    b = -a @ centres
+    centre = np.squeeze(-np.linalg.inv((np.transpose(a, [0, 2, 1]) @ a).mean(0)) @ b.mean(0))
+    up = _normalize((poses[:, :3, 3] - centre).mean(0))
+    right = _normalize(np.cross([0.1, 0.2, 0.3], up))
+    forward = _normalize(np.cross(up, right))
+    frame = np.stack([right, forward, up, centre], 1)
+    reset = np.linalg.inv(_homogeneous(frame[None])) @ _homogeneous(poses[:, :3, :4])
+    radius = np.sqrt(np.mean(np.sum(np.square(reset[:, :3, 3]), -1)))
+    scale = 1.0 / radius
+    reset[:, :3, 3] *= scale
+    bounds *= scale
+    radius *= scale
+    height = np.mean(reset[:, :3, 3], 0)[2]
+    circle = np.sqrt(radius**2 - height**2)
+    path = []
+    for theta in np.linspace(0.0, 2.0 * np.pi, num_views):
+        position = np.array([circle * np.cos(theta), circle * np.sin(theta), height])
+        back = _normalize(position)
+        right = _normalize(np.cross(back, np.array([0, 0, -1.0])))
+        path.append(np.stack([right, _normalize(np.cross(back, right)), back, position], 1))
+    hwf = np.broadcast_to(poses[0, :3, -1:], (poses.shape[0], 3, 1))
+    return np.concatenate([reset[:, :3, :4], hwf], -1), np.stack(path, 0)
+
+
+# ----------------------------------------------------------------------------- NDC rays
+
+
+def ndc_rays(origins: np.ndarray, directions: np.ndarray, focal, width, height, near: float = 1.0):
+    """World rays ``(..., 3)`` -> NDC origins and directions ``(..., 3)`` (the reference's
+    ``convert_to_ndc``): origins moved to z = -near, then the forward-facing projection.
+    focal, width, height broadcast against the leading dimensions."""
+    t = -(near + origins[..., 2]) / directions[..., 2]
+    origins = origins + t[..., None] * directions
+    dx, dy, dz = np.moveaxis(directions, -1, 0)
+    ox, oy, oz = np.moveaxis(origins, -1, 0)
+    fx, fy = 2 * focal / width, 2 * focal / height
+    ndc_origins = np.stack([-fx * (ox / oz), -fy * (oy / oz), 1 + 2 * near / oz], -1)
+    ndc_directions = np.stack([-fx * (dx / dz - ox / oz), -fy * (dy / dz - oy / oz), -2 * near / oz], -1)
+    return ndc_origins, ndc_directions
+
+
+@dataclasses.dataclass(eq=False)
+class LlffImageSet(ImageSet):
+    """An ImageSet of an LLFF capture. With ``ndc`` its rays are the reference's NDC rays.
+
+    ndc:          rays in normalized device coordinates (forward-facing scenes).
+    spherified:   the poses were spherified (360° capture); then ndc is false.
+    render_poses: (V, 3, 4) float64 video path of the scene (spiral, or circle when spherified).
+    """
+
+    ndc: bool = False
+    spherified: bool = False
+    render_poses: torch.Tensor | None = None
+
+    def _rays(self, image: np.ndarray, col: np.ndarray, row: np.ndarray) -> RayBundle:
+        world = super()._rays(image, col, row)
+        if not self.ndc:
+            return world
+        heights = np.array(self.heights, dtype=np.int64)[image]
+        widths = self._widths_np[image]
+        focal = self.focal.numpy()[image]
+        origins = self._origins_np[image]
+        matrix = self._ray_matrix_np[image]
+
+        def ndc_at(c, r):
+            directions = matrix[..., 0] * (c + 0.5)[:, None] + matrix[..., 1] * (r + 0.5)[:, None] + matrix[..., 2]
+            return ndc_rays(np.broadcast_to(origins, directions.shape), directions, focal, widths, heights)
+
+        ndc_origins, ndc_directions = ndc_at(col, row)
+        # Distances to the next row's / column's NDC origin. The reference pads the (H-1)-row
+        # table of distances with its entry ``[-2]``, so the last row gets the distance
+        # between rows H-3 and H-2 (not H-2 and H-1); the last column likewise.
+        r0 = np.maximum(np.where(row >= heights - 1, heights - 3, row), 0)
+        c0 = np.maximum(np.where(col >= widths - 1, widths - 3, col), 0)
+        dx = np.linalg.norm(ndc_at(col, r0)[0] - ndc_at(col, r0 + 1)[0], axis=-1)
+        dy = np.linalg.norm(ndc_at(c0, row)[0] - ndc_at(c0 + 1, row)[0], axis=-1)
+        radii = (0.5 * (dx + dy))[:, None] * 2 / math.sqrt(12)
+        return RayBundle(
+            origins=torch.from_numpy(ndc_origins.astype(np.float32)),
+            directions=torch.from_numpy(ndc_directions.astype(np.float32)),
+            viewdirs=world.directions,
+            radii=torch.from_numpy(radii.astype(np.float32)),
+            near=world.near,
+            far=world.far,
+            lossmult=world.lossmult,
+        )
+
+    def pose_rays(self, cam2world: torch.Tensor, width: int, height: int, focal: float) -> RayBundle:
+        """The H*W rays (row-major) of a camera at ``cam2world`` (3, 4) with this scene's ray
+        rule (NDC or world), e.g. for a video path."""
+        camera = LlffImageSet(
+            names=["pose"], images=[torch.zeros(height, width, 4, dtype=torch.uint8)], heights=[height],
+            widths=[width], levels=[0], cam2world=torch.as_tensor(cam2world, dtype=torch.float64)[None],
+            focal=torch.tensor([float(focal)], dtype=torch.float64),
+            pix2cam=torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height])),
+            lossmult=torch.ones(1), near=self.near, far=self.far, white_bkgd=False, ndc=self.ndc,
+        )
+        return camera.image_rays(0)[0]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def is_llff_folder(path: Path) -> bool:
+    return (path / POSES_BOUNDS).is_file()
+
+
+def read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, 5) float64 poses and (N, 2) bounds from ``path/poses_bounds.npy``, checked."""
+    file = path / POSES_BOUNDS
+    if not file.is_file():
+        raise MipNerfError(
+            f"{file}: file not found; an LLFF scene needs it (LLFF's imgs2poses.py writes it from a COLMAP reconstruction)"
+        )
+    try:
+        array = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise MipNerfError(f"{file}: cannot read it as a .npy array ({error}); write it again with numpy.save") from None
+    if array.ndim != 2 or array.shape[1] != 17 or array.shape[0] == 0 or not np.issubdtype(array.dtype, np.number):
+        raise MipNerfError(
+            f"{file}: expected an N x 17 number array (a 3x5 pose and near, far per image), got shape {array.shape}"
+        )
+    array = array.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        raise MipNerfError(f"{file}: row {bad[0]} holds NaN or infinite values; fix or drop that image's pose")
+    low = np.flatnonzero(array[:, 15] <= 0)
+    if low.size:
+        raise MipNerfError(
+            f"{file}: row {low[0]} has near bound {array[low[0], 15]:g} <= 0; every near bound must be positive "
+            "(the scale is 1/(0.75 * min near)); recompute the bounds"
+        )
+    return array[:, :-2].reshape([-1, 3, 5]), array[:, -2:]
+
+
+def image_files(path: Path, factor: int) -> tuple[Path, list[Path]]:
+    folder = path / (f"images_{factor}" if factor > 0 else "images")
+    if not folder.is_dir():
+        if factor > 0:
+            raise MipNerfError(
+                f"{folder}: folder not found; create it with every image of {path / 'images'} shrunk {factor} times "
+                f"(e.g. `mogrify -path {folder} -resize {100 / factor:g}% -format png {path / 'images'}/*`), "
+                "or choose another factor (0: full resolution)"
+            )
+        raise MipNerfError(f"{folder}: folder not found; an LLFF scene keeps its photos in images/")
+    files = [folder / name for name in sorted(p.name for p in folder.iterdir()) if name.endswith(IMAGE_ENDINGS)]
+    if not files:
+        raise MipNerfError(f"{folder}: no images (.JPG, .jpg or .png) found")
+    return folder, files
+
+
+@dataclasses.dataclass
+class LlffCapture:
+    """A whole capture after the reference's pose processing (all images, before the split)."""
+
+    files: list[Path]
+    poses: np.ndarray  # (N, 3, 5) float32 or float64 after spherify
+    bounds: np.ndarray  # (N, 2) float32, scaled
+    render_poses: np.ndarray | None  # (V, 3, 4)
+    focal: float
+    height: int
+    width: int
+
+
+def read_capture(path: Path, factor: int = 0, spherify: bool = False, split: str = "train",
+                 num_views: int = SPIRAL_VIEWS) -> LlffCapture:
+    """Poses of the capture at ``path`` processed as the reference does (checks, no pixels).
+
+    The spiral path is made for the test split only, as in the reference."""
+    if not isinstance(factor, int) or factor < 0:
+        raise MipNerfError(f"factor must be 0 (full resolution) or a positive integer, got {factor!r}")
+    poses, bounds = read_poses_bounds(path)
+    folder, files = image_files(path, factor)
+    if len(files) != poses.shape[0]:
+        raise MipNerfError(
+            f"{path / POSES_BOUNDS}: {poses.shape[0]} poses but {len(files)} images in {folder}; "
+            "they must match one to one (images sorted by name)"
+        )
+    from PIL import Image
+
+    sizes = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                sizes.append((image.height, image.width))
+        except OSError as error:
+            raise MipNerfError(f"{file}: cannot read the image ({error})") from None
+    odd = [i for i, size in enumerate(sizes) if size != sizes[0]]
+    if odd:
+        h, w = sizes[odd[0]]
+        raise MipNerfError(
+            f"{files[odd[0]]}: {w}x{h} pixels but {files[0].name} has {sizes[0][1]}x{sizes[0][0]}; "
+            "every image of an LLFF scene must have the same size"
+        )
+    height, width = sizes[0]
+    poses = poses.transpose([1, 2, 0])  # (3, 5, N), the reference's layout for these steps
+    bounds = bounds.transpose([1, 0])
+    poses[:2, 4, :] = np.array([height, width]).reshape([2, 1])
+    poses[2, 4, :] = poses[2, 4, :] * 1.0 / max(factor, 1)
+    poses = np.concatenate([poses[:, 1:2, :], -poses[:, 0:1, :], poses[:, 2:, :]], 1)
+    poses = np.moveaxis(poses, -1, 0).astype(np.float32)
+    bounds = np.moveaxis(bounds, -1, 0).astype(np.float32)
+    scale = 1.0 / (bounds.min() * 0.75)
+    poses[:, :3, 3] *= scale
+    bounds *= scale
+    poses = recenter_poses(poses)
+    render_poses = None
+    if spherify:
+        poses, render_poses = spherify_poses(poses, bounds, num_views)
+    elif split != "train":
+        render_poses = spiral_poses(poses, bounds, num_views)
+    return LlffCapture(files, poses, bounds, render_poses, float(poses[0, -1, -1]), height, width)
+
+
+def split_indices(count: int, split: str, llffhold: int, where: Path) -> np.ndarray:
+    """Image indices of ``split``: every ``llffhold``-th image is a test image, the rest train."""
+    if llffhold < 1 or llffhold > count:
+        raise MipNerfError(
+            f"{where / POSES_BOUNDS}: llffhold {llffhold} but the scene has {count} images; "
+            f"use an llffhold between 1 and {count}"
+        )
+    test = np.arange(count)[::llffhold]
+    if split == "train":
+        return np.array([i for i in range(count) if i not in set(test.tolist())], dtype=np.int64)
+    return test
+
+
+def load_llff(
+    path: Path,
+    split: str,
+    factor: int = 0,
+    spherify: bool = False,
+    llffhold: int = LLFFHOLD,
+    near: float | None = None,
+    far: float | None = None,
+    white_bkgd: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    num_views: int = SPIRAL_VIEWS,
+) -> LlffImageSet:
+    """One split ("train", or "test" / "val": the held-out images) of an LLFF capture.
+
+    near, far: ray bounds; default 0 and 1 (NDC) for forward-facing scenes and the scaled
+    scene bounds (0.9 * min, max) for spherified ones. ``near=0, far=1`` with spherify
+    reproduces the reference exactly (whose config values are used as they are).
+    """
+    path = Path(path)
+    capture = read_capture(path, factor, spherify, "train" if split == "train" else "test", num_views)
+    indices = split_indices(len(capture.files), split, llffhold, path)
+    if len(indices) == 0:
+        raise MipNerfError(f"{path}: the {split} split is empty with llffhold {llffhold}; use a larger llffhold")
+    if near is None:
+        near = float(0.9 * capture.bounds.min()) if spherify else 0.0
+    if far is None:
+        far = float(capture.bounds.max()) if spherify else 1.0
+    height, width = capture.height, capture.width
+    files = [capture.files[i] for i in indices]
+    pixels = np.empty((len(files) * height * width, 4), dtype=np.uint8)
+
+    def decode(k: int) -> None:
+        rgba = read_rgba(files[k])
+        if rgba.shape[:2] != (height, width):
+            raise MipNerfError(f"{files[k]}: {rgba.shape[1]}x{rgba.shape[0]} pixels, expected {width}x{height}")
+        pixels[k * height * width : (k + 1) * height * width] = rgba.reshape(-1, 4)
+
+    run_in_threads(decode, len(files), workers, progress)
+    pixels_t = torch.from_numpy(pixels)
+    count = len(files)
+    focal = capture.focal
+    return LlffImageSet(
+        names=[file.stem for file in files],
+        images=[pixels_t[k * height * width : (k + 1) * height * width].view(height, width, 4) for k in range(count)],
+        heights=[height] * count,
+        widths=[width] * count,
+        levels=[0] * count,
+        cam2world=torch.from_numpy(np.ascontiguousarray(capture.poses[indices, :3, :4], dtype=np.float64)),
+        focal=torch.full((count,), focal, dtype=torch.float64),
+        pix2cam=torch.from_numpy(pix2cam_matrices([focal] * count, [width] * count, [height] * count)),
+        lossmult=torch.ones(count, dtype=torch.float32),
+        near=near,
+        far=far,
+        white_bkgd=white_bkgd,
+        multiscale=False,
+        pixels_rgba=pixels_t,
+        ndc=not spherify,
+        spherified=spherify,
+        render_poses=None if capture.render_poses is None else torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64)),
+    )
