@@ -96,7 +96,7 @@ class EvalResults(BaseModel):
     step: int
     data: str
     split: str
-    kind: Literal["blender", "multiscale"]
+    kind: Literal["blender", "multiscale", "llff"]
     device: str
     chunk: int
     lpips_available: bool
@@ -191,19 +191,21 @@ def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str, dow
 
     downscale: Blender scenes are scored this many times smaller (default: as trained).
     """
-    from mipnerf_cli.data import load_scene, scene_kind
+    from mipnerf_cli.data import llff_options, load_scene, scene_kind
 
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
     if trained.kind is not None and kind != trained.kind:
-        trained_as = "a multiscale" if trained.kind == "multiscale" else "a single-scale (Blender)"
-        found = "a multiscale" if kind == "multiscale" else "a single-scale (Blender)"
+        names = {"multiscale": "a multiscale", "llff": "an LLFF"}
+        trained_as = names.get(trained.kind, "a single-scale (Blender)")
+        found = names.get(kind, "a single-scale (Blender)")
         raise MipNerfError(
             f"{folder} is {found} scene but checkpoint {trained.checkpoint_path} was trained on {trained_as} "
             "scene; pass --data with a scene of the same kind"
         )
     shrink = training_downscale(trained, kind, downscale)
-    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink)
+    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink,
+                        **llff_options(trained.settings))
     return folder, kind, images
 
 

@@ -81,6 +81,9 @@ class TrainSettings(BaseModel):
     multiscale: bool = Field(False, description="train on a converted multiscale scene")
     white_bkgd: bool = Field(True, description="composite on white (Blender scenes)")
     downscale: int = Field(1, ge=1, description="train on images this many times smaller (Blender scenes; the reference's `factor`)")
+    factor: int = Field(0, ge=0, description="LLFF scenes: read images_<factor>/ (0: images/), the reference's `factor`")
+    spherify: bool = Field(False, description="LLFF scenes: a 360° capture (spherified poses, no NDC)")
+    llffhold: int = Field(8, ge=1, description="LLFF scenes: every llffhold-th image is a test image")
 
     # -- optimisation
     seed: int = Field(0, ge=0)
@@ -299,7 +302,9 @@ class RenderSettings(BaseModel):
     run: Optional[Path] = None
     ckpt: Optional[Path] = None
     data: Optional[Path] = Field(None, description="scene folder whose training cameras set radius and focal")
-    path: Literal["spheric"] = "spheric"
+    path: Literal["auto", "spheric", "spiral"] = Field(
+        "auto", description="auto: spiral for forward-facing LLFF scenes, spheric otherwise"
+    )
     frames: int = Field(120, ge=1, le=100_000)
     fps: float = Field(30.0, gt=0, le=1000)
     scale: float = Field(1.0, gt=0, description="render at 1/scale of the training resolution and focal")

@@ -226,7 +226,7 @@ def psnr_from_level_mse(level_mse: float) -> float:
 
 
 def check_scene(settings: TrainSettings) -> str:
-    """The scene's kind ("blender" | "multiscale"); MipNerfError when it does not fit the settings."""
+    """The scene's kind ("blender" | "multiscale" | "llff"); MipNerfError when it does not fit the settings."""
     from mipnerf_cli.data import scene_kind
 
     data = settings.data
@@ -238,6 +238,10 @@ def check_scene(settings: TrainSettings) -> str:
         raise MipNerfError(f"{data} is a multiscale scene (metadata.json); add --multiscale to train on it")
     if kind == "multiscale" and settings.downscale != 1:
         raise MipNerfError(f"{data} is a multiscale scene with its own scales; drop --downscale (it applies to Blender scenes)")
+    if kind == "llff" and (settings.multiscale or settings.downscale != 1):
+        raise MipNerfError(f"{data} is an LLFF scene (poses_bounds.npy); drop --multiscale/--downscale (use --factor)")
+    if kind != "llff" and (settings.factor or settings.spherify):
+        raise MipNerfError(f"{data} is not an LLFF scene; --factor and --spherify apply to LLFF scenes (use --downscale)")
     if kind == "blender" and settings.multiscale:
         raise MipNerfError(
             f"{data} is a single-scale Blender scene; drop --multiscale, or convert it first with `mipnerf convert`"
@@ -427,16 +431,18 @@ def pick_val_views(levels: list[int], count: int) -> list[int]:
 
 def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
     """The test split (else val) at val_downscale, or None when validation is off/impossible."""
-    from mipnerf_cli.data import load_scene
+    from mipnerf_cli.data import llff_options, load_scene, scene_kind
 
     if settings.val_views == 0:
         return None
     problems = []
+    # Multiscale data brings its own smaller levels, LLFF its factor; downscaling applies to Blender scenes.
+    blender = scene_kind(settings.data) == "blender"
     for split in ("test", "val"):
         try:
-            # Multiscale data brings its own smaller levels; downscaling applies to Blender scenes.
-            downscale = 1 if settings.multiscale else settings.downscale * settings.val_downscale
-            return load_scene(settings.data, split, multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=downscale)
+            downscale = settings.downscale * settings.val_downscale if blender else 1
+            return load_scene(settings.data, split, multiscale=settings.multiscale, white_bkgd=settings.white_bkgd,
+                              downscale=downscale, **llff_options(settings.model_dump()))
         except MipNerfError as error:
             problems.append(str(error))
     report(f"warning: no validation during training ({problems[0]})")
@@ -576,7 +582,7 @@ def train(
     non-finite loss or a failed save (PeerError on ranks other than 0, which report nothing).
     """
     from mipnerf_cli.console import info
-    from mipnerf_cli.data import load_scene
+    from mipnerf_cli.data import llff_options, load_scene
 
     context = context or SINGLE
     is_main = context.is_main
@@ -606,7 +612,8 @@ def train(
             report(f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on")
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
         train_set = load_scene(
-            settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=settings.downscale
+            settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=settings.downscale,
+            **llff_options(settings.model_dump()),
         )
         val_set = load_val_set(settings, report) if is_main else None
         model = build_model(settings).to(device)

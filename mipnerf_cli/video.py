@@ -25,6 +25,7 @@ import torch
 from mipnerf_cli.console import ProgressBar
 from mipnerf_cli.core.camera_paths import camera_rays, mean_camera_distance, spheric_poses
 from mipnerf_cli.core.render import render_image
+from mipnerf_cli.data.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
@@ -57,6 +58,7 @@ class PathCamera:
     radius: float
     near: float
     far: float
+    ndc: bool = False  # rays in NDC (forward-facing LLFF scenes)
 
 
 def path_camera(settings: RenderSettings, train_cam2world: torch.Tensor, train_focal: float,
@@ -78,14 +80,37 @@ def path_camera(settings: RenderSettings, train_cam2world: torch.Tensor, train_f
     return PathCamera(width=width, height=height, focal=focal, radius=radius, near=near, far=far)
 
 
+def path_poses(settings: RenderSettings, trained, data: Optional[Path], radius: float) -> tuple[str, torch.Tensor, bool]:
+    """The path's name (``auto`` resolved by the scene kind), its poses and whether its rays are NDC.
+
+    LLFF scenes take the reference's paths: the 2-turn spiral (forward-facing) or the circle
+    of a spherified capture; other scenes the spheric path around the object.
+    """
+    from mipnerf_cli.data import llff_options, scene_kind
+    from mipnerf_cli.data.llff import video_poses
+
+    folder = scene_folder(trained, data)
+    if scene_kind(folder) == "llff":
+        options = llff_options(trained.settings)
+        name = "spheric" if options["spherify"] else "spiral"
+        if settings.path not in ("auto", name):
+            what = "a spherified (360°)" if options["spherify"] else "a forward-facing"
+            raise MipNerfError(f"--path {settings.path}: {folder} is {what} LLFF scene; use --path {name}")
+        return name, video_poses(folder, options["factor"], options["spherify"], settings.frames), not options["spherify"]
+    if settings.path == "spiral":
+        raise MipNerfError(f"--path spiral: {folder} is not a forward-facing LLFF scene; use --path spheric")
+    return "spheric", spheric_poses(settings.frames, radius, settings.elevation), False
+
+
 def _training_cameras(trained, data: Optional[Path]):
-    from mipnerf_cli.data import load_scene, scene_kind
+    from mipnerf_cli.data import llff_options, load_scene, scene_kind
 
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
     # A Blender run trained at 1/N renders at 1/N: "training resolution" is the one it saw.
     shrink = training_downscale(trained, kind)
-    images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink)
+    images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink,
+                        **llff_options(trained.settings))
     full = [i for i, level in enumerate(images.levels) if level == 0]
     if not full:
         raise MipNerfError(f"{folder}: the train split has no full-resolution images to take the cameras from")
@@ -109,13 +134,14 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
         # Rank 0 alone reads the checkpoint and the training cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
-        return trained, path_camera(settings, *_training_cameras(trained, settings.data))
+        camera = path_camera(settings, *_training_cameras(trained, settings.data))
+        name, poses, ndc = path_poses(settings, trained, settings.data, camera.radius)
+        return trained, dataclasses.replace(camera, ndc=ndc), name, poses
 
-    trained, camera = context.broadcast(context.on_main(prepare))
+    trained, camera, name, poses = context.broadcast(context.on_main(prepare))
     if context.distributed:
         trained = dataclasses.replace(trained, model=trained.model.to(device), device=device)
-    poses = spheric_poses(settings.frames, camera.radius, settings.elevation)
-    target = settings.out if settings.out is not None else trained.run_dir / "render" / settings.path
+    target = settings.out if settings.out is not None else trained.run_dir / "render" / name
     staged = context.on_main(
         lambda: StagedFolder.open(target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/)")
     )
@@ -167,7 +193,10 @@ def _render_frames(settings, trained, camera: PathCamera, poses: torch.Tensor, f
             index = first + context.rank
             mine = None
             if index < len(poses):
-                rays = camera_rays(poses[index], camera.width, camera.height, camera.focal, camera.near, camera.far)
+                if camera.ndc:
+                    rays = pose_rays(poses[index], camera.width, camera.height, camera.focal, camera.near, camera.far, True)
+                else:
+                    rays = camera_rays(poses[index], camera.width, camera.height, camera.focal, camera.near, camera.far)
                 start = time.perf_counter()
                 out = render_image(trained.model, rays, camera.height, camera.width, settings.chunk,
                                    trained.white_bkgd, device=device)

@@ -20,7 +20,14 @@ def render_command(
     run: RunOption = None,
     ckpt: CkptOption = None,
     data: DataOption = None,
-    path: Annotated[str, typer.Option("--path", help="Camera path: spheric (a circle around the object).")] = "spheric",
+    path: Annotated[
+        str,
+        typer.Option(
+            "--path",
+            help="Camera path: spheric (a circle around the object; the reference's circle for spherified LLFF "
+            "scenes), spiral (the reference's 2-turn spiral, forward-facing LLFF scenes), or auto (by the scene's kind).",
+        ),
+    ] = "auto",
     frames: Annotated[int, typer.Option("--frames", help="Number of frames (one full turn).")] = 120,
     fps: Annotated[float, typer.Option("--fps", help="Frames per second of the video.")] = 30.0,
     scale: Annotated[

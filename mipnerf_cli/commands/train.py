@@ -38,6 +38,12 @@ def train_command(
     downscale: Annotated[
         Optional[int], typer.Option("--downscale", help="Train on images N times smaller (Blender scenes), e.g. 8 for lego on a CPU.")
     ] = None,
+    factor: Annotated[
+        Optional[int], typer.Option("--factor", help="LLFF scenes: read images_FACTOR/ (0: images/), e.g. 4 as the reference.")
+    ] = None,
+    spherify: Annotated[
+        Optional[bool], typer.Option("--spherify/--no-spherify", help="LLFF scenes: a 360° capture (no NDC).")
+    ] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Train up to this step (default: 1,000,000).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rays per step (default: 4096).")] = None,
     check_interval: Annotated[
@@ -77,6 +83,8 @@ def train_command(
         "out_dir": out_dir,
         "exp_name": exp_name,
         "downscale": downscale,
+        "factor": factor,
+        "spherify": spherify,
         "max_steps": max_steps,
         "batch_size": batch_size,
         "check_interval": check_interval,

@@ -11,6 +11,7 @@ import importlib
 _EXPORTS = {
     "ImageSet": "mipnerf_cli.data.imageset",
     "load_scene": "mipnerf_cli.data.scene",
+    "llff_options": "mipnerf_cli.data.scene",
     "scene_kind": "mipnerf_cli.data.scene",
     "sample_batch": "mipnerf_cli.data.sampler",
 }

@@ -198,14 +198,28 @@ class LlffImageSet(ImageSet):
     def pose_rays(self, cam2world: torch.Tensor, width: int, height: int, focal: float) -> RayBundle:
         """The H*W rays (row-major) of a camera at ``cam2world`` (3, 4) with this scene's ray
         rule (NDC or world), e.g. for a video path."""
-        camera = LlffImageSet(
-            names=["pose"], images=[torch.zeros(height, width, 4, dtype=torch.uint8)], heights=[height],
-            widths=[width], levels=[0], cam2world=torch.as_tensor(cam2world, dtype=torch.float64)[None],
-            focal=torch.tensor([float(focal)], dtype=torch.float64),
-            pix2cam=torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height])),
-            lossmult=torch.ones(1), near=self.near, far=self.far, white_bkgd=False, ndc=self.ndc,
-        )
-        return camera.image_rays(0)[0]
+        return pose_rays(cam2world, width, height, focal, self.near, self.far, self.ndc)
+
+
+def pose_rays(cam2world: torch.Tensor, width: int, height: int, focal: float, near: float, far: float,
+              ndc: bool) -> RayBundle:
+    """The H*W rays (row-major) of a pinhole camera at ``cam2world`` (3, 4), in NDC when ``ndc``
+    (the same rule as the training rays of an LLFF scene)."""
+    camera = LlffImageSet(
+        names=["pose"], images=[torch.zeros(height, width, 4, dtype=torch.uint8)], heights=[height],
+        widths=[width], levels=[0], cam2world=torch.as_tensor(cam2world, dtype=torch.float64)[None],
+        focal=torch.tensor([float(focal)], dtype=torch.float64),
+        pix2cam=torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height])),
+        lossmult=torch.ones(1), near=near, far=far, white_bkgd=False, ndc=ndc,
+    )
+    return camera.image_rays(0)[0]
+
+
+def video_poses(path: Path, factor: int = 0, spherify: bool = False, num_views: int = SPIRAL_VIEWS) -> torch.Tensor:
+    """(num_views, 3, 4) float64: the reference's video path of the capture at ``path``, a
+    2-turn spiral (forward-facing) or a circle (spherified), in the loader's world frame."""
+    capture = read_capture(Path(path), factor, spherify, "test", num_views)
+    return torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------- reading

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from mipnerf_cli.data.blender import load_blender
 from mipnerf_cli.data.imageset import ImageSet
@@ -36,6 +36,16 @@ def scene_kind(path: Path | str) -> str:
         f"{path}: not a scene: expected {METADATA} (multiscale, from `mipnerf convert`), "
         f"transforms_train.json (Blender) or {POSES_BOUNDS} (LLFF)"
     )
+
+
+def llff_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The LLFF keyword arguments of ``load_scene`` (factor, spherify, llffhold) from a run's
+    settings (a TrainSettings dump; runs from before LLFF support have none: the defaults)."""
+    return {
+        "factor": int(settings.get("factor") or 0),
+        "spherify": bool(settings.get("spherify") or False),
+        "llffhold": int(settings.get("llffhold") or LLFFHOLD),
+    }
 
 
 def load_scene(
