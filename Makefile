@@ -5,7 +5,7 @@ OUT ?= out
 DATA ?= ../shared/data/lego
 STAMP := .make/installed
 
-.PHONY: install demo demo-lego compare reproduce-lego test test-slow bench clean
+.PHONY: install demo demo-llff demo-lego compare reproduce-lego test test-slow bench clean
 
 # torch first, pinned to the local CPU wheel, so that the package's torch range
 # installs nothing more (an unpinned torch would pull several GB of CUDA packages).
@@ -18,6 +18,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(OUT)
+
+demo-llff: $(STAMP)
+	bash scripts/demo_llff.sh $(OUT)
 
 demo-lego: $(STAMP)
 	bash scripts/demo_lego.sh $(DATA) $(OUT)
