@@ -302,9 +302,12 @@ class RenderSettings(BaseModel):
     run: Optional[Path] = None
     ckpt: Optional[Path] = None
     data: Optional[Path] = Field(None, description="scene folder whose training cameras set radius and focal")
-    path: Literal["auto", "spheric", "spiral"] = Field(
-        "auto", description="auto: spiral for forward-facing LLFF scenes, spheric otherwise"
+    path: str = Field(
+        "auto",
+        description="auto (spiral for forward-facing LLFF scenes, spheric otherwise), a name of "
+        "render_paths.PATH_GENERATORS, or a camera_path.json file",
     )
+    split: Literal["train", "test"] = Field("train", description="the cameras interpolate goes through (and spheric's radius)")
     frames: int = Field(120, ge=1, le=100_000)
     fps: float = Field(30.0, gt=0, le=1000)
     scale: float = Field(1.0, gt=0, description="render at 1/scale of the training resolution and focal")
@@ -318,6 +321,15 @@ class RenderSettings(BaseModel):
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     out: Optional[Path] = Field(None, description="output folder (default: <run>/render/<path>)")
     progress: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _known_path(cls, value: str) -> str:
+        from mipnerf_cli.render_paths import PATH_GENERATORS, is_path_file
+
+        if value not in PATH_GENERATORS and not is_path_file(value):
+            raise ValueError(f"unknown camera path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json")
+        return value
 
     @field_validator("resolution", mode="before")
     @classmethod

@@ -1,5 +1,7 @@
 """`mipnerf render` as a library function: a camera path rendered to frames and videos.
 
+The path's cameras come from `render_paths` (spheric, interpolate, or a camera_path.json);
+the frames' cameras are written to cameras.json next to the videos, which `--path` takes back.
 The spheric path follows mipnerf_pl's render_video: cameras on a horizontal circle around
 the object at the scene's radius (default: the mean distance of the training cameras from
 the origin), 36 degrees above the horizon, looking at the origin, with the training focal
@@ -14,6 +16,7 @@ renders in frame order and writes the frames and videos, the same files as one p
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -23,17 +26,21 @@ import imageio.v3 as iio
 import torch
 
 from mipnerf_cli.console import ProgressBar
-from mipnerf_cli.core.camera_paths import camera_rays, mean_camera_distance, spheric_poses
+from mipnerf_cli.core.camera_paths import camera_rays
 from mipnerf_cli.core.render import render_image
 from mipnerf_cli.data.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.output_folder import StagedFolder
+from mipnerf_cli.render_paths import (
+    PathFrames, SceneCameras, camera_path_document, is_path_file, path_frames, path_name, read_camera_path,
+)
 from mipnerf_cli.settings import RenderSettings
 from mipnerf_cli.trained_model import load_trained_model, pick_device, scene_folder, training_downscale
 
 MAPS = ("rgb", "depth", "acc")
+CAMERAS_FILE = "cameras.json"  # every frame's camera; `--path` takes it back (render_paths)
 
 
 @dataclasses.dataclass
@@ -43,84 +50,41 @@ class RenderOutput:
     width: int
     height: int
     focal: float
-    radius: float
+    radius: Optional[float]  # spheric only
     num_frames: int
     rays_per_second: float
 
 
 @dataclasses.dataclass
 class PathCamera:
-    """The intrinsics and distances every frame of the path shares."""
+    """The distances every frame of the path shares (the intrinsics are per frame, in PathFrames)."""
 
-    width: int
-    height: int
-    focal: float
-    radius: float
     near: float
     far: float
     ndc: bool = False  # rays in NDC (forward-facing LLFF scenes)
 
 
-def path_camera(settings: RenderSettings, train_cam2world: torch.Tensor, train_focal: float,
-                train_width: int, train_height: int, near: float, far: float) -> PathCamera:
-    """Image size, focal and radius of the path from the full-resolution training cameras."""
-    if settings.resolution is not None:
-        width, height = settings.resolution
-    else:
-        if round(train_width / settings.scale) < 1 or round(train_height / settings.scale) < 1:
-            raise MipNerfError(
-                f"--scale {settings.scale:g}: the training images are {train_width}x{train_height}, so the frames "
-                f"would be smaller than one pixel; use --scale {min(train_width, train_height)} or less, or --resolution WxH"
-            )
-        width = round(train_width / settings.scale)
-        height = round(train_height / settings.scale)
-    # The field of view stays the training one whatever the size: focal scales with the width.
-    focal = train_focal * width / train_width
-    radius = settings.radius if settings.radius is not None else mean_camera_distance(train_cam2world)
-    return PathCamera(width=width, height=height, focal=focal, radius=radius, near=near, far=far)
-
-
-def path_poses(settings: RenderSettings, trained, data: Optional[Path], radius: float) -> tuple[str, torch.Tensor, bool]:
-    """The path's name (``auto`` resolved by the scene kind), its poses and whether its rays are NDC.
-
-    LLFF scenes take the reference's paths: the 2-turn spiral (forward-facing) or the circle
-    of a spherified capture; other scenes the spheric path around the object.
-    """
-    from mipnerf_cli.data import llff_options, scene_kind
-    from mipnerf_cli.data.llff import video_poses
-
-    folder = scene_folder(trained, data)
-    if scene_kind(folder) == "llff":
-        options = llff_options(trained.settings)
-        name = "spheric" if options["spherify"] else "spiral"
-        if settings.path not in ("auto", name):
-            what = "a spherified (360°)" if options["spherify"] else "a forward-facing"
-            raise MipNerfError(f"--path {settings.path}: {folder} is {what} LLFF scene; use --path {name}")
-        return name, video_poses(folder, options["factor"], options["spherify"], settings.frames), not options["spherify"]
-    if settings.path == "spiral":
-        raise MipNerfError(f"--path spiral: {folder} is not a forward-facing LLFF scene; use --path spheric")
-    return "spheric", spheric_poses(settings.frames, radius, settings.elevation), False
-
-
-def _training_cameras(trained, data: Optional[Path]):
+def _scene_cameras(trained, data: Optional[Path], split: str) -> SceneCameras:
     from mipnerf_cli.data import llff_options, load_scene, scene_kind
 
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
     # A Blender run trained at 1/N renders at 1/N: "training resolution" is the one it saw.
     shrink = training_downscale(trained, kind)
-    images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink,
-                        **llff_options(trained.settings))
+    options = llff_options(trained.settings)
+    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink,
+                        **options)
     full = [i for i, level in enumerate(images.levels) if level == 0]
     if not full:
-        raise MipNerfError(f"{folder}: the train split has no full-resolution images to take the cameras from")
+        raise MipNerfError(f"{folder}: the {split} split has no full-resolution images to take the cameras from")
     first = full[0]
-    return (images.cam2world[full], float(images.focal[first]), images.widths[first], images.heights[first],
-            float(images.near), float(images.far))
+    return SceneCameras(cam2world=images.cam2world[full], focal=float(images.focal[first]), width=images.widths[first],
+                        height=images.heights[first], near=float(images.near), far=float(images.far),
+                        folder=folder, llff=options if kind == "llff" else None)
 
 
 def render_path(settings: RenderSettings, context: Context | None = None) -> Optional[RenderOutput]:
-    """Render the camera path and write frames/videos to ``<run>/render/spheric`` (or `out`).
+    """Render the camera path and write frames/videos and cameras.json to ``<run>/render/<path>`` (or `out`).
 
     context: this process's place among the torchrun processes (default: alone); ranks other
     than 0 render their frames and return None.
@@ -133,23 +97,28 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
     def prepare():
         # Rank 0 alone reads the checkpoint and the training cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
+        if is_path_file(settings.path):
+            read_camera_path(Path(settings.path))  # a bad path file is refused before anything is loaded
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
-        camera = path_camera(settings, *_training_cameras(trained, settings.data))
-        name, poses, ndc = path_poses(settings, trained, settings.data, camera.radius)
-        return trained, dataclasses.replace(camera, ndc=ndc), name, poses
+        cameras = _scene_cameras(trained, settings.data, settings.split)
+        frames = path_frames(settings, cameras)
+        camera = PathCamera(near=cameras.near, far=cameras.far, ndc=cameras.ndc)
+        return trained, camera, frames, path_name(settings.path, cameras)
 
-    trained, camera, name, poses = context.broadcast(context.on_main(prepare))
+    trained, camera, frames, name = context.broadcast(context.on_main(prepare))
     if context.distributed:
         trained = dataclasses.replace(trained, model=trained.model.to(device), device=device)
+    fps = frames.fps if frames.fps is not None else settings.fps
     target = settings.out if settings.out is not None else trained.run_dir / "render" / name
     staged = context.on_main(
-        lambda: StagedFolder.open(target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/)")
+        lambda: StagedFolder.open(target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/, cameras.json)")
     )
     frames_dir = staged.path / "frames" if staged is not None else None
     try:
         if frames_dir is not None:
             frames_dir.mkdir()
-        rays_per_second = _render_frames(settings, trained, camera, poses, frames_dir, device, context)
+            (staged.path / CAMERAS_FILE).write_text(json.dumps(camera_path_document(frames, fps), indent=1))
+        rays_per_second = _render_frames(settings, trained, camera, frames, frames_dir, device, context)
     except BaseException:
         if staged is not None:
             staged.discard()
@@ -158,12 +127,12 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
         return None
     target, staging = staged.target, staged.path
 
-    files = []
+    files = [target / CAMERAS_FILE]
     if settings.format != "png":
         try:
             for name in MAPS:
                 video = staging / f"{name}.{settings.format}"
-                write_video(video, _read_frames(frames_dir, name, settings.frames), settings.fps)
+                write_video(video, _read_frames(frames_dir, name, len(frames)), fps)
                 files.append(target / video.name)
         except MipNerfError as error:
             staged.commit()
@@ -177,28 +146,29 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
         files.append(target / "frames")
     staged.commit()
     return RenderOutput(
-        folder=target, files=files, width=camera.width, height=camera.height, focal=camera.focal,
-        radius=camera.radius, num_frames=settings.frames, rays_per_second=rays_per_second,
+        folder=target, files=files, width=frames.width, height=frames.height, focal=float(frames.focals[0]),
+        radius=frames.radius, num_frames=len(frames), rays_per_second=rays_per_second,
     )
 
 
-def _render_frames(settings, trained, camera: PathCamera, poses: torch.Tensor, frames_dir: Optional[Path], device,
+def _render_frames(settings, trained, camera: PathCamera, frames: PathFrames, frames_dir: Optional[Path], device,
                    context: Context = SINGLE) -> float:
     """Render every pose; rank 0 writes the frames to `frames_dir`. Returns rays/s, all ranks together."""
     depth_limits = None
     rays_done = 0
     rank_seconds = [0.0] * context.world_size
-    with ProgressBar("render", total=len(poses), enabled=settings.progress and context.is_main, line_interval_s=5.0) as bar:
-        for first in range(0, len(poses), context.world_size):
+    with ProgressBar("render", total=len(frames), enabled=settings.progress and context.is_main, line_interval_s=5.0) as bar:
+        for first in range(0, len(frames), context.world_size):
             index = first + context.rank
             mine = None
-            if index < len(poses):
-                if camera.ndc:
-                    rays = pose_rays(poses[index], camera.width, camera.height, camera.focal, camera.near, camera.far, True)
+            if index < len(frames):
+                pose, focal = frames.poses[index], float(frames.focals[index])
+                if camera.ndc:  # a forward-facing LLFF model sees its rays in NDC, whatever the path
+                    rays = pose_rays(pose, frames.width, frames.height, focal, camera.near, camera.far, True)
                 else:
-                    rays = camera_rays(poses[index], camera.width, camera.height, camera.focal, camera.near, camera.far)
+                    rays = camera_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
                 start = time.perf_counter()
-                out = render_image(trained.model, rays, camera.height, camera.width, settings.chunk,
+                out = render_image(trained.model, rays, frames.height, frames.width, settings.chunk,
                                    trained.white_bkgd, device=device)
                 mine = (out, time.perf_counter() - start)
             gathered = context.gather(mine)
@@ -207,7 +177,7 @@ def _render_frames(settings, trained, camera: PathCamera, poses: torch.Tensor, f
                     out, seconds = item
                     rank_seconds[rank] += seconds
                     depth_limits = _write_frame(frames_dir, first + rank, out, camera, depth_limits)
-                    rays_done += camera.width * camera.height
+                    rays_done += frames.width * frames.height
                     seconds = max(rank_seconds)
                     bar.update(1, rays_per_s=rays_done / seconds if seconds > 0 else 0.0)
     seconds = max(rank_seconds)
@@ -229,7 +199,7 @@ def _write_frame(frames_dir: Path, index: int, out: dict[str, torch.Tensor], cam
 
 
 def _is_render_folder(folder: Path) -> bool:
-    ours = {f"{name}.{ext}" for name in MAPS for ext in ("mp4", "gif")} | {"frames"}
+    ours = {f"{name}.{ext}" for name in MAPS for ext in ("mp4", "gif")} | {"frames", CAMERAS_FILE}
     return all(entry.name in ours for entry in folder.iterdir())
 
 

@@ -150,5 +150,13 @@ def test_forward_facing_demo_train_eval_render(tmp_path, mipnerf):
     assert result.returncode == 0, result.stderr
     frames = sorted((run / "render" / "spiral" / "frames").glob("rgb_*.png"))
     assert len(frames) == 2
+    # The spiral's cameras.json renders the same frames again (world-frame poses, NDC rays).
+    cameras = run / "render" / "spiral" / "cameras.json"
+    assert len(json.loads(cameras.read_text())["camera_path"]) == 2
+    again = tmp_path / "again"
+    result = mipnerf("render", "--run", run, "--path", cameras, "--format", "png", "--no-progress", "--device", "cpu", "--out", again)
+    assert result.returncode == 0, result.stderr
+    repeated = sorted((again / "frames").glob("rgb_*.png"))
+    assert [p.read_bytes() for p in repeated] == [p.read_bytes() for p in frames]
     result = mipnerf("render", "--run", run, "--path", "spheric", "--frames", 1, "--device", "cpu")
     assert_refused(result, "--path spheric", "--path spiral")

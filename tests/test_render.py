@@ -207,7 +207,7 @@ def _render(run_dir, **values):
 @needs_model
 def test_render_writes_three_videos_of_the_right_size(run_dir, tmp_path):
     result = _render(run_dir, frames=3, resolution="24x16", out=tmp_path / "spheric")
-    assert sorted(p.name for p in result.folder.iterdir()) == ["acc.mp4", "depth.mp4", "rgb.mp4"]
+    assert sorted(p.name for p in result.folder.iterdir()) == ["acc.mp4", "cameras.json", "depth.mp4", "rgb.mp4"]
     for name in ("rgb", "depth", "acc"):
         assert iio.imread(result.folder / f"{name}.mp4").shape == (3, 16, 24, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spheric"]  # no staging folder left
@@ -243,7 +243,7 @@ def test_a_run_trained_at_a_downscale_renders_at_that_resolution(tmp_path):
 @needs_model
 def test_render_png_frames_only(run_dir, tmp_path):
     result = _render(run_dir, frames=2, resolution="8x6", format="png", out=tmp_path / "p")
-    assert sorted(p.name for p in result.folder.iterdir()) == ["frames"]
+    assert sorted(p.name for p in result.folder.iterdir()) == ["cameras.json", "frames"]
     assert iio.imread(result.folder / "frames" / "depth_0001.png").shape == (6, 8, 3)
 
 
@@ -257,7 +257,7 @@ def test_failing_ffmpeg_keeps_the_frames(run_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(images_module.imageio_v2, "get_writer", broken_writer)
     with pytest.raises(MipNerfError, match=r"could not write .*rgb\.mp4: ffmpeg exited .*frames are kept in .*frames"):
         _render(run_dir, frames=2, resolution="8x8", out=tmp_path / "v")
-    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["frames"]
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["cameras.json", "frames"]
     assert len(list((tmp_path / "v" / "frames").iterdir())) == 6
 
 
@@ -298,5 +298,5 @@ def test_render_never_replaces_a_foreign_folder(run_dir, tmp_path):
     # Our own earlier output is replaced.
     first = _render(run_dir, frames=1, resolution="4x4", out=tmp_path / "r", format="gif")
     _render(run_dir, frames=2, resolution="4x4", out=first.folder)
-    assert sorted(p.name for p in first.folder.iterdir()) == ["acc.mp4", "depth.mp4", "rgb.mp4"]
+    assert sorted(p.name for p in first.folder.iterdir()) == ["acc.mp4", "cameras.json", "depth.mp4", "rgb.mp4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday.mp4", "r"]

@@ -24,12 +24,19 @@ def render_command(
         str,
         typer.Option(
             "--path",
-            help="Camera path: spheric (a circle around the object; the reference's circle for spherified LLFF "
-            "scenes), spiral (the reference's 2-turn spiral, forward-facing LLFF scenes), or auto (by the scene's kind).",
+            help="Camera path: auto (spiral for forward-facing LLFF scenes, spheric otherwise), spheric (a circle "
+            "around the object; the reference's circle for spherified LLFF scenes), spiral (the reference's 2-turn "
+            "spiral of a forward-facing LLFF scene), interpolate (a smooth path through the --split cameras in capture "
+            "order), or FILE.json (nerfstudio's camera_path.json, or a render's cameras.json).",
         ),
     ] = "auto",
-    frames: Annotated[int, typer.Option("--frames", help="Number of frames (one full turn).")] = 120,
-    fps: Annotated[float, typer.Option("--fps", help="Frames per second of the video.")] = 30.0,
+    split: Annotated[
+        str, typer.Option("--split", help="train or test: the cameras interpolate goes through (and spheric's radius).")
+    ] = "train",
+    frames: Annotated[
+        int, typer.Option("--frames", help="Number of frames of spheric / spiral / interpolate (a FILE.json has its own).")
+    ] = 120,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second of the video (a FILE.json's fps wins).")] = 30.0,
     scale: Annotated[
         float, typer.Option("--scale", help="Render at 1/SCALE of the training resolution (focal / SCALE).")
     ] = 1.0,
@@ -58,7 +65,7 @@ def render_command(
     from mipnerf_cli.video import render_path
 
     settings = RenderSettings(
-        run=run, ckpt=ckpt, data=data, path=path, frames=frames, fps=fps, scale=scale, radius=radius,
+        run=run, ckpt=ckpt, data=data, path=path, split=split, frames=frames, fps=fps, scale=scale, radius=radius,
         elevation=elevation, resolution=resolution, format=format, keep_frames=keep_frames, chunk=chunk,
         device=device, cpu_threads=cpu_threads, out=out, progress=progress,
     )
@@ -67,9 +74,10 @@ def render_command(
     result = launch.in_process_group(settings.device, lambda context: render_path(settings, context=context))
     if result is None:
         return  # another rank than 0: rank 0 reports
+    radius = f", radius {result.radius:.3f}" if result.radius is not None else ""
     info(
-        f"{result.num_frames} frames of {result.width}×{result.height} (focal {result.focal:.1f}, radius "
-        f"{result.radius:.3f}) at {result.rays_per_second:,.0f} rays/s"
+        f"{result.num_frames} frames of {result.width}×{result.height} (focal {result.focal:.1f}{radius}) "
+        f"at {result.rays_per_second:,.0f} rays/s"
     )
     for file in result.files:
         info(f"wrote {file}")

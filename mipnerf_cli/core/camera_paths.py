@@ -108,3 +108,162 @@ def camera_rays(
         far=ones * far,
         lossmult=ones.clone(),
     )
+
+
+# ----------------------------------------------------------------------------- interpolated paths
+
+
+def quaternion_from_rotation(rotation: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions (w, x, y, z) with w >= 0 of rotation matrices.
+
+    rotation: (..., 3, 3) proper rotations. Returns (..., 4) in their dtype. Uses the
+    largest of the four candidate denominators, so it is stable for every rotation.
+    """
+    m = rotation
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    # 4 * (each component squared); the largest gives the best-conditioned formula.
+    squares = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    best = squares.argmax(dim=-1)
+    root = squares.clamp(min=1e-12).sqrt()  # 2 * |component|
+    candidates = torch.stack(
+        [
+            torch.stack([root[..., 0] / 2, (m[..., 2, 1] - m[..., 1, 2]) / (2 * root[..., 0]),
+                         (m[..., 0, 2] - m[..., 2, 0]) / (2 * root[..., 0]), (m[..., 1, 0] - m[..., 0, 1]) / (2 * root[..., 0])], -1),
+            torch.stack([(m[..., 2, 1] - m[..., 1, 2]) / (2 * root[..., 1]), root[..., 1] / 2,
+                         (m[..., 0, 1] + m[..., 1, 0]) / (2 * root[..., 1]), (m[..., 0, 2] + m[..., 2, 0]) / (2 * root[..., 1])], -1),
+            torch.stack([(m[..., 0, 2] - m[..., 2, 0]) / (2 * root[..., 2]), (m[..., 0, 1] + m[..., 1, 0]) / (2 * root[..., 2]),
+                         root[..., 2] / 2, (m[..., 1, 2] + m[..., 2, 1]) / (2 * root[..., 2])], -1),
+            torch.stack([(m[..., 1, 0] - m[..., 0, 1]) / (2 * root[..., 3]), (m[..., 0, 2] + m[..., 2, 0]) / (2 * root[..., 3]),
+                         (m[..., 1, 2] + m[..., 2, 1]) / (2 * root[..., 3]), root[..., 3] / 2], -1),
+        ],
+        dim=-2,
+    )  # (..., 4 candidates, 4)
+    q = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def rotation_from_quaternion(q: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices of quaternions (w, x, y, z); q: (..., 4), normalised here. Returns (..., 3, 3)."""
+    q = q / q.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(row, -1) for row in rows], -2)
+
+
+def slerp(q0: torch.Tensor, q1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical linear interpolation of unit quaternions along the shorter arc.
+
+    q0, q1: (..., 4); t: (...) in [0, 1] (0 gives q0, 1 gives q1 or -q1). Returns (..., 4).
+    """
+    dot = (q0 * q1).sum(-1)
+    q1 = torch.where(dot[..., None] < 0, -q1, q1)  # q and -q are the same rotation: take the near one
+    dot = dot.abs().clamp(max=1.0)
+    angle = torch.acos(dot)
+    sin = torch.sin(angle)
+    near = sin < 1e-6  # (almost) the same rotation: linear interpolation is exact enough
+    safe_sin = torch.where(near, torch.ones_like(sin), sin)
+    w0 = torch.where(near, 1 - t, torch.sin((1 - t) * angle) / safe_sin)
+    w1 = torch.where(near, t, torch.sin(t * angle) / safe_sin)
+    q = w0[..., None] * q0 + w1[..., None] * q1
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def catmull_rom(points: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Centripetal Catmull-Rom spline through `points`, evaluated at parameters `u`.
+
+    points: (K, 3) control points, K >= 2, passed through in order; the ends are extended by
+    reflecting the neighbouring point. u: (N,) in [0, K-1]; u = k gives points[k].
+    Returns (N, 3). Centripetal (alpha 1/2) knots neither cusp nor loop within a segment.
+    """
+    count = points.shape[0]
+    padded = torch.cat([2 * points[:1] - points[1:2], points, 2 * points[-1:] - points[-2:-1]])  # (K+2, 3)
+    segment = u.floor().clamp(0, count - 2).long()
+    local = (u - segment).clamp(0.0, 1.0)
+    p0, p1, p2, p3 = (padded[segment + i] for i in range(4))
+    # Knot spacing: square root of the chord lengths (never 0, so repeated points stay finite).
+    def gap(a, b):
+        return (b - a).norm(dim=-1).clamp(min=1e-9).sqrt()
+
+    t1 = gap(p0, p1)
+    t2 = t1 + gap(p1, p2)
+    t3 = t2 + gap(p2, p3)
+    t = (t1 + local * (t2 - t1))[:, None]
+    t1, t2, t3 = t1[:, None], t2[:, None], t3[:, None]
+    a1 = ((t1 - t) * p0 + t * p1) / t1
+    a2 = ((t2 - t) * p1 + (t - t1) * p2) / (t2 - t1)
+    a3 = ((t3 - t) * p2 + (t - t2) * p3) / (t3 - t2)
+    b1 = ((t2 - t) * a1 + t * a2) / t2
+    b2 = ((t3 - t) * a2 + (t - t1) * a3) / (t3 - t1)
+    return ((t2 - t) * b1 + (t - t1) * b2) / (t2 - t1)
+
+
+def constant_speed_parameters(points: torch.Tensor, num_frames: int, samples_per_segment: int = 256) -> torch.Tensor:
+    """Spline parameters u (num_frames,) in [0, K-1] that cut the spline through `points` (K, 3)
+    into equal lengths: the first is 0, the last K-1. Lengths come from `samples_per_segment`
+    chords per segment; a path of zero length (all points equal) gets evenly spaced u."""
+    count = points.shape[0]
+    dense_u = torch.linspace(0.0, count - 1, (count - 1) * samples_per_segment + 1, dtype=points.dtype)
+    dense = catmull_rom(points, dense_u)
+    length = torch.cat([dense.new_zeros(1), (dense[1:] - dense[:-1]).norm(dim=-1).cumsum(0)])
+    if num_frames == 1:
+        return dense_u[:1]
+    if float(length[-1]) < 1e-12:
+        return torch.linspace(0.0, count - 1, num_frames, dtype=points.dtype)
+    wanted = torch.linspace(0.0, float(length[-1]), num_frames, dtype=points.dtype)
+    right = torch.searchsorted(length, wanted).clamp(1, len(length) - 1)
+    left = right - 1
+    span = (length[right] - length[left]).clamp(min=1e-300)
+    fraction = ((wanted - length[left]) / span).clamp(0.0, 1.0)
+    return dense_u[left] + fraction * (dense_u[right] - dense_u[left])
+
+
+def interpolated_poses(cam2world: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """A smooth path through cameras in their order, at constant speed.
+
+    cam2world: (K, 3, 4) key cameras (rigid); positions follow a centripetal Catmull-Rom
+    spline through their centres, rotations are slerped between the two keys of each segment
+    at the same spline parameter, so frame 0 is the first key and the last frame the last key.
+    Returns (num_frames, 3, 4) float64.
+    """
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    keys = cam2world.to(torch.float64)
+    if keys.shape[0] == 1:
+        return keys.expand(num_frames, 3, 4).clone()
+    centres = keys[:, :3, 3]
+    u = constant_speed_parameters(centres, num_frames)
+    segment = u.floor().clamp(0, keys.shape[0] - 2).long()
+    quats = quaternion_from_rotation(keys[:, :3, :3])
+    rotations = rotation_from_quaternion(slerp(quats[segment], quats[segment + 1], u - segment))
+    return torch.cat([rotations, catmull_rom(centres, u)[..., None]], dim=-1)
+
+
+def rigid_transform_error(matrices: torch.Tensor) -> torch.Tensor:
+    """How far each matrix is from a rigid camera-to-world transform.
+
+    matrices: (N, 4, 4). Returns (N,): the largest of |R^T R - I|, |det R - 1| and the
+    bottom row's distance from (0, 0, 0, 1); 0 for an exact rotation plus translation.
+    """
+    m = matrices.to(torch.float64)
+    rotation = m[:, :3, :3]
+    identity = torch.eye(3, dtype=torch.float64)
+    orthogonal = (rotation.transpose(1, 2) @ rotation - identity).abs().amax(dim=(1, 2))
+    determinant = (torch.linalg.det(rotation) - 1).abs()
+    bottom = (m[:, 3] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)).abs().amax(dim=1)
+    return torch.stack([orthogonal, determinant, bottom], dim=1).amax(dim=1)
+
+
+def focal_from_vertical_fov(fov_deg: torch.Tensor, height: int) -> torch.Tensor:
+    """Focal length in pixels of a pinhole camera `height` pixels tall with a vertical field of
+    view of `fov_deg` degrees (nerfstudio's `fov`); any shape, float64."""
+    return 0.5 * height / torch.tan(torch.deg2rad(fov_deg.to(torch.float64)) / 2)
+
+
+def vertical_fov_from_focal(focal: torch.Tensor, height: int) -> torch.Tensor:
+    """The inverse of `focal_from_vertical_fov`: degrees, any shape, float64."""
+    return torch.rad2deg(2 * torch.atan(0.5 * height / focal.to(torch.float64)))
