@@ -178,13 +178,16 @@ class MLP(nn.Module):
 def _dense_on_concat(layer: nn.Linear, h: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
     """layer(cat([h, extra], -1)) (or layer(h) when extra is None) without the concatenation.
 
-    h: (M, Fh);  extra: (M, Fe) or None;  returns (M, out). Two matmuls into one buffer; the
+    h: (M, Fh);  extra: (M, Fe) or None;  returns (M, out). Two chained matmuls; the
     gradient of `extra` is only formed if it requires one.
     """
     if extra is None:
         return torch.addmm(layer.bias, h, layer.weight.t())
     width = h.shape[-1]
-    return torch.addmm(layer.bias, extra, layer.weight[:, width:].t()).addmm_(h, layer.weight[:, :width].t())
+    # Out of place: autocast runs `addmm` in bf16 but not the in-place `addmm_`, so an in-place
+    # second product would meet a float32 weight with a bf16 buffer (issue 14's crash).
+    partial = torch.addmm(layer.bias, extra, layer.weight[:, width:].t())
+    return torch.addmm(partial, h, layer.weight[:, :width].t())
 
 
 def _softplus(x: torch.Tensor) -> torch.Tensor:
@@ -296,6 +299,9 @@ class MipNerf(nn.Module):
                 # Noise on the raw density regularises it (the reference's option; 0 by default).
                 raw_density = raw_density + cfg.density_noise * noise[level]["density"]
 
+            # Under bf16 autocast the MLP's outputs are bf16: the activations run in float32
+            # (a no-op for float32 outputs).
+            raw_density, raw_rgb = raw_density.float(), (raw_rgb if raw_rgb is None else raw_rgb.float())
             density = _softplus(raw_density + cfg.density_bias)
             if colour_unused:
                 rgb = density.new_zeros(()).expand(*density.shape[:-1], 3)
