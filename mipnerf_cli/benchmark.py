@@ -31,6 +31,7 @@ import torch
 
 from mipnerf_cli.core.model import ModelConfig
 from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.runtime import Runtime, resolve
 
 ANCHOR_RADIUS = 4.0
 NEAR, FAR = 2.0, 6.0
@@ -260,7 +261,8 @@ class BenchOptions:
     micro_batch: int = 0  # rays per block; 0: the fast path's default
     workers: int = 0  # 0: one per torch thread
     compile: bool = False
-    mixed_precision: bool = True  # CUDA only: bf16 autocast + tf32
+    mixed_precision: bool = True  # CUDA only: bf16 autocast (GPUs with native bf16)
+    tf32: bool = True  # CUDA only: TF32 matmuls
     peak: bool = True  # measure the matmul peaks
     memory_sizes: tuple[int, ...] = ()  # square image sides to render for the memory check
     memory_chunks: int = 2  # chunks rendered of each image (the peak is reached in the first)
@@ -367,7 +369,7 @@ def _train_settings(options: BenchOptions):
         extra["fast_workers"] = options.workers
     return TrainSettings(
         batch_size=options.batch, lr_init=5e-4, lr_final=5e-4, lr_delay_steps=0, randomized=True,
-        white_bkgd=True, coarse_loss_mult=0.1, mixed_precision=options.mixed_precision,
+        white_bkgd=True, coarse_loss_mult=0.1, mixed_precision=options.mixed_precision, tf32=options.tf32,
         model=ModelSettings(**dataclasses.asdict(options.model)), **extra,
     )  # fmt: skip
 
@@ -386,24 +388,26 @@ def _maybe_compile(model, options: BenchOptions):
     return model
 
 
+def bench_runtime(options: BenchOptions, device: torch.device) -> Runtime:
+    """The policy bench measures under: the one `mipnerf train` / `eval` resolve from the same switches."""
+    return resolve(device, mixed_precision=options.mixed_precision, tf32=options.tf32, fast_path=options.fast)
+
+
 def bench_train(options: BenchOptions, device: torch.device, progress: Callable[[str], None]) -> PhaseResult:
     from mipnerf_cli import trainer
 
     settings = _train_settings(options)
+    runtime = bench_runtime(options, device)
     model = build_model(options, device)
     step_model = _maybe_compile(model, options)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    optimizer = trainer.build_optimizer(model, settings)
     rays = anchor_rays(options.batch, 1, device)
     pixels = torch.rand(options.batch, 3, generator=torch.Generator().manual_seed(3)).to(device)
-    autocast = options.mixed_precision and device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = options.mixed_precision
-        torch.backends.cudnn.allow_tf32 = options.mixed_precision
     counter = iter(range(1, 1 << 30))
 
     def step() -> None:
         generator = trainer.step_generator(0, next(counter), device)
-        trainer.train_step(step_model, optimizer, rays, pixels, 5e-4, settings, generator, autocast)
+        trainer.train_step(step_model, optimizer, rays, pixels, 5e-4, settings, generator, runtime)
 
     memory = PeakMemory(device)
     memory.start()
@@ -418,9 +422,10 @@ def bench_render(options: BenchOptions, device: torch.device, progress: Callable
     model = build_model(options, device)
     render_model = _maybe_compile(model, options)
     rays = anchor_rays(options.chunk, 2, device)
+    render_options = bench_runtime(options, device).render_options(model)
 
     def step() -> None:
-        render_rays(render_model, rays, options.chunk, white_bkgd=True, device=device, autocast=options.mixed_precision)
+        render_rays(render_model, rays, options.chunk, white_bkgd=True, **render_options)
 
     memory = PeakMemory(device)
     memory.start()
@@ -482,7 +487,8 @@ def _render_prefix(render_rays, model, rays: RayBundle, count: int, options: Ben
     """Render the first `count` rays into whole-image output buffers; returns their size."""
     num = len(rays)
     buffers = {"rgb": torch.zeros(num, 3), "distance": torch.zeros(num), "acc": torch.zeros(num)}
-    out = render_rays(model, rays[:count], options.chunk, white_bkgd=True, device=device, autocast=options.mixed_precision)
+    out = render_rays(model, rays[:count], options.chunk, white_bkgd=True,
+                      **bench_runtime(options, torch.device(device)).render_options(model))
     for key, value in out.items():
         buffers[key][:count] = value
     return sum(t.numel() * t.element_size() for t in buffers.values())
@@ -491,7 +497,8 @@ def _render_prefix(render_rays, model, rays: RayBundle, count: int, options: Ben
 def fast_path_description(options: BenchOptions, device: torch.device) -> dict[str, Any]:
     from mipnerf_cli.core import fast
 
-    cpu_fast = options.fast and device.type == "cpu"
+    runtime = bench_runtime(options, device)
+    cpu_fast = runtime.describe()["fast_path"]
     workers = options.workers if options.workers > 0 else fast.default_workers()
     return {
         "enabled": cpu_fast,
@@ -499,7 +506,8 @@ def fast_path_description(options: BenchOptions, device: torch.device) -> dict[s
         "render_micro_batch": fast.DEFAULT_RENDER_MICRO_BATCH if cpu_fast else None,
         "workers": workers if cpu_fast else None,
         "compile": options.compile,
-        "mixed_precision": options.mixed_precision and device.type == "cuda",
+        "mixed_precision": runtime.autocast_dtype is not None,
+        "tf32": runtime.tf32,
     }
 
 
@@ -510,7 +518,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str, str], None] = lamb
     flops = model_flops(options.model)
     peaks = None
     # MFU is relative to the precision the matmuls run in: bf16 under CUDA autocast, else fp32.
-    peak_dtype = torch.bfloat16 if device.type == "cuda" and options.mixed_precision else torch.float32
+    peak_dtype = bench_runtime(options, device).autocast_dtype or torch.float32
     if options.peak:
         progress("matmul peak", "measuring")
         rows = (fast_info["micro_batch"] or options.batch) * options.model.num_samples

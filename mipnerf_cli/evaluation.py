@@ -34,11 +34,12 @@ from mipnerf_cli.core.metrics import ssim as ssim_of
 from mipnerf_cli.core.render import render_image
 from mipnerf_cli.distributed import SINGLE, Context
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
 from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.settings import EvalSettings
 from mipnerf_cli.trained_model import (
-    TrainedModel, load_trained_model_on_ranks, pick_device, scene_folder, training_downscale,
+    TrainedModel, load_trained_model_on_ranks, scene_folder, training_downscale,
 )
 
 RESULTS_FORMAT_VERSION = 1
@@ -220,9 +221,8 @@ def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Op
     than 0 return None for the results.
     """
     context = context or SINGLE
-    device = pick_device(settings.device, settings.cpu_threads)
-    if context.device is not None:
-        device = context.device
+    runtime = from_settings(settings, context.device)  # the policy of in-training validation too
+    device = runtime.device
     trained = load_trained_model_on_ranks(settings.run, settings.ckpt, device, context)
 
     def load():
@@ -240,7 +240,7 @@ def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Op
     staging = context.on_main(lambda: StagedFolder.open(target, _is_eval_folder, "an eval result folder (results.json)"))
     try:
         results = _score(
-            settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path if staging else None, device, context
+            settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path if staging else None, runtime, context
         )
         if staging is not None:
             _write_results(staging.path / "results.json", results)
@@ -254,7 +254,7 @@ def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Op
     return results, staging.target
 
 
-def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Optional[Path], device, context: Context) -> Optional[EvalResults]:
+def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Optional[Path], runtime: Runtime, context: Context) -> Optional[EvalResults]:
     """Render and score the images of `groups`; the results on rank 0, None on the other ranks."""
     if settings.save_image and out_dir is not None:
         (out_dir / "images").mkdir()
@@ -266,7 +266,7 @@ def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, o
     with ProgressBar("eval", total=len(order), enabled=settings.progress and context.is_main, line_interval_s=5.0) as bar:
         for first in range(0, len(order), context.world_size):
             k = first + context.rank
-            mine = _score_image(settings, trained, images, lpips, device, *order[k]) if k < len(order) else None
+            mine = _score_image(settings, trained, images, lpips, runtime, *order[k]) if k < len(order) else None
             gathered = context.gather(mine)
             if gathered is None:
                 continue
@@ -300,7 +300,7 @@ def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, o
         data=str(folder),
         split=settings.split,
         kind=kind,
-        device=str(device),
+        device=str(runtime.device),
         chunk=settings.chunk,
         lpips_available=lpips is not None,
         lpips_note=lpips_note,
@@ -319,12 +319,13 @@ def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, o
     )
 
 
-def _score_image(settings, trained, images, lpips, device, level: int, i: int):
+def _score_image(settings, trained, images, lpips, runtime: Runtime, level: int, i: int):
     """(ImageResult, render seconds, the render if it is to be saved else None) for image i."""
     rays, target = images.image_rays(i)
     height, width = images.heights[i], images.widths[i]
     start = time.perf_counter()
-    out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd, device=device)
+    out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd,
+                       **runtime.render_options(trained.model))
     seconds = time.perf_counter() - start
     rgb = out["rgb"].clamp(0.0, 1.0)
     row = ImageResult(

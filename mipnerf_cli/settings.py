@@ -109,7 +109,8 @@ class TrainSettings(BaseModel):
     resume_path: Optional[str] = Field("auto", description="'auto' (last.pt of this run, if any), a checkpoint file, or null")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice); fewer can be faster on a busy machine")
-    mixed_precision: bool = Field(True, description="bf16 autocast + tf32 on CUDA (CPU is always float32)")
+    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA GPUs with native bf16 (compute capability 8+); CPU is always float32")
+    tf32: bool = Field(True, description="TF32 matmuls on CUDA (a switch of its own; CPU ignores it)")
     fast_path: bool = Field(True, description="CPU: each batch in cache-sized blocks of rays over worker threads (same results within float rounding)")
     fast_micro_batch: int = Field(16, gt=0, description="rays per block of the CPU fast path")
     fast_workers: int = Field(0, ge=0, description="threads of the CPU fast path (0: one per torch CPU thread)")
@@ -290,6 +291,8 @@ class EvalSettings(BaseModel):
     chunk: int = Field(8192, gt=0, description="rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA GPUs with native bf16, as training's validation (CPU: float32)")
+    tf32: bool = Field(True, description="TF32 matmuls on CUDA")
     out: Optional[Path] = Field(None, description="output folder (default: <run>/eval/<step>)")
     progress: bool = True
 
@@ -319,6 +322,8 @@ class RenderSettings(BaseModel):
     chunk: int = Field(8192, gt=0, description="rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA GPUs with native bf16, as training's validation (CPU: float32)")
+    tf32: bool = Field(True, description="TF32 matmuls on CUDA")
     out: Optional[Path] = Field(None, description="output folder (default: <run>/render/<path>)")
     progress: bool = True
 

@@ -33,20 +33,6 @@ class TrainedModel:
     device: torch.device
 
 
-def pick_device(name: str, cpu_threads: int | None = None) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a user error.
-
-    `cpu_threads` sets torch's CPU thread count (None leaves torch's choice).
-    """
-    if cpu_threads is not None:
-        torch.set_num_threads(cpu_threads)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MipNerfError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
-
-
 def newest_checkpoint(run_dir: Path) -> Path:
     """``<run>/ckpt/last.pt``, else the ``step-*.pt`` with the highest step."""
     from mipnerf_cli.checkpoint import LAST, step_checkpoints

@@ -20,7 +20,6 @@ and TensorBoard events when tensorboard is installed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -43,7 +42,7 @@ from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.distributed import SINGLE, Context, PeerError
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
-from mipnerf_cli.trained_model import pick_device
+from mipnerf_cli.runtime import Runtime, from_settings
 
 
 # ----------------------------------------------------------------------------- one step
@@ -135,14 +134,6 @@ def _sum_weighted_gradients(parameters: list[nn.Parameter], shard: Shard) -> Non
         offset += g.numel()
 
 
-def autocast_context(device: torch.device, enabled: bool):
-    # CPU stays float32: bf16 autocast crashed some CPUs. GPUs without bf16 stay float32
-    # too (float16 would need loss scaling).
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -151,7 +142,7 @@ def train_step(
     lr: float,
     settings: TrainSettings,
     generator: torch.Generator | None,
-    autocast: bool = False,
+    runtime: Runtime | None = None,
     noise: list[dict[str, torch.Tensor]] | None = None,
     shard: Shard | None = None,
 ) -> StepStats:
@@ -162,18 +153,21 @@ def train_step(
     drawn from `generator`. With a `shard`, the rays are this rank's part of a global batch
     and the step (gradient, loss, the finite check) is the global batch's on every rank.
     The optimizer is not stepped when the loss is not finite (StepStats.finite False), so
-    the parameters stay as they were.
+    the parameters stay as they were. `runtime` decides autocast and the CPU fast path
+    (default: float32 on the pixels' device, the fast path as `settings.fast_path` says).
     """
     from mipnerf_cli.core import fast
     from mipnerf_cli.core.losses import mipnerf_loss
-    from mipnerf_cli.core.model import MipNerf
+
+    if runtime is None:
+        runtime = Runtime(device=pixels.device, fast_path=settings.fast_path)
 
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     lossmult = torch.ones_like(rays.lossmult) if settings.disable_multiscale_loss else rays.lossmult
     wrapped = isinstance(model, nn.parallel.DistributedDataParallel)
-    if settings.fast_path and pixels.device.type == "cpu" and isinstance(model, MipNerf):
+    if runtime.uses_fast_path(model):
         # The perf engineer's CPU fast path (core/fast.py): the same loss and gradients.
         loss, level_mses = fast.forward_backward(
             model, rays, pixels, lossmult, randomized=settings.randomized, white_bkgd=settings.white_bkgd,
@@ -181,7 +175,7 @@ def train_step(
             options=fast.FastOptions(settings.fast_micro_batch, settings.fast_workers), noise=noise,
         )  # fmt: skip
     else:
-        with autocast_context(pixels.device, autocast):
+        with runtime.autocast():
             outputs = model(
                 rays, randomized=settings.randomized, white_bkgd=settings.white_bkgd, generator=generator, noise=noise
             )
@@ -449,8 +443,9 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
     return None
 
 
-def validate(model: nn.Module, val_set, views: list[int], settings: TrainSettings, device, should_stop) -> dict[str, Any] | None:
-    """PSNR over the chosen views, overall and per scale; None if interrupted."""
+def validate(model: nn.Module, val_set, views: list[int], settings: TrainSettings, runtime: Runtime, should_stop) -> dict[str, Any] | None:
+    """PSNR over the chosen views, overall and per scale, rendered under `runtime` as `mipnerf
+    eval` renders them; None if interrupted."""
     from mipnerf_cli.core.metrics import psnr
     from mipnerf_cli.core.render import render_rays
 
@@ -459,7 +454,7 @@ def validate(model: nn.Module, val_set, views: list[int], settings: TrainSetting
         if should_stop():
             return None
         rays, target = val_set.image_rays(i)
-        out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, device=device, autocast=settings.mixed_precision)
+        out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, **runtime.render_options(model))
         by_level.setdefault(val_set.levels[i], []).append(psnr(out["rgb"].view_as(target), target))
     level_psnrs = [sum(v) / len(v) for _, v in sorted(by_level.items())]
     return {"psnr": sum(level_psnrs) / len(level_psnrs), "psnr_levels": level_psnrs}
@@ -593,9 +588,8 @@ def train(
             f"batch_size {settings.batch_size} is the global batch and must be divisible by the "
             f"{context.world_size} processes; use a multiple of {context.world_size}"
         )
-    device = pick_device(settings.device, settings.cpu_threads)
-    if context.device is not None:
-        device = context.device
+    runtime = from_settings(settings, context.device)  # training and validation both follow it
+    device = runtime.device
     files = RunFiles(settings.run_dir)
     lock = RunLock(files.dir) if is_main else None
     try:
@@ -624,10 +618,7 @@ def train(
             model.load_state_dict(start.payload["model"])
             optimizer.load_state_dict(start.payload["optimizer"])
             report(f"resuming from {start.source} at step {start.step}")
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = settings.mixed_precision
-            torch.backends.cudnn.allow_tf32 = settings.mixed_precision
-        step_model = wrap_for_ranks(model, settings, device, context)
+        step_model = wrap_for_ranks(model, runtime, context)
 
         def open_run_folder() -> None:
             if not lock.held:
@@ -641,25 +632,24 @@ def train(
                 files.open_tensorboard()
 
         context.on_main(open_run_folder)
-        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, context, report, show_progress and is_main)
+        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime, start, context, report, show_progress and is_main)
     finally:
         files.close()
         if lock is not None:
             lock.release()
 
 
-def wrap_for_ranks(model: nn.Module, settings: TrainSettings, device: torch.device, context: Context) -> nn.Module:
+def wrap_for_ranks(model: nn.Module, runtime: Runtime, context: Context) -> nn.Module:
     """The module the steps run: the model itself, or its DistributedDataParallel wrapper.
 
     The CPU fast path evaluates the plain model block by block, which DDP's backward hooks
     cannot follow; there the ranks start from rank 0's weights and train_step sums the
     gradients itself. Checkpoints always take the plain model's state_dict.
     """
-    from mipnerf_cli.core.model import MipNerf
-
     if not context.distributed:
         return model
-    if settings.fast_path and device.type == "cpu" and isinstance(model, MipNerf):
+    device = runtime.device
+    if runtime.uses_fast_path(model):
         for tensor in model.state_dict().values():
             torch.distributed.broadcast(tensor, src=0)
         return model
@@ -702,11 +692,11 @@ class Window:
 STOP_SIGNALS = (None, "SIGINT", "SIGTERM")  # agreed between ranks by index (the largest wins)
 
 
-def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, device, start, context: Context, report, show_progress) -> TrainResult:
+def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime: Runtime, start, context: Context, report, show_progress) -> TrainResult:
     from mipnerf_cli.console import ProgressBar
 
     is_main = context.is_main
-    autocast = settings.mixed_precision and device.type == "cuda"
+    device = runtime.device
     views = pick_val_views(val_set.levels, settings.val_views) if val_set is not None else []
     step = start.step
     saved_step = start.step
@@ -745,7 +735,7 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
             rays, pixels, noise, shard = step_batch(settings, step, train_set, model, device, context)
             lr = learning_rate(step, settings)
             generator = step_generator(settings.seed, step, device) if noise is None else None
-            stats = train_step(step_model, optimizer, rays, pixels, lr, settings, generator, autocast, noise=noise, shard=shard)
+            stats = train_step(step_model, optimizer, rays, pixels, lr, settings, generator, runtime, noise=noise, shard=shard)
             if not stats.finite:
                 where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
                 raise (MipNerfError if is_main else PeerError)(
@@ -765,7 +755,7 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                 save()
                 if views:
                     tic = time.perf_counter()
-                    result = validate(model, val_set, views, settings, device, lambda: stop.signal_name is not None)
+                    result = validate(model, val_set, views, settings, runtime, lambda: stop.signal_name is not None)
                     validation_s += time.perf_counter() - tic
                     if result is not None:
                         files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})

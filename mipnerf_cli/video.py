@@ -31,13 +31,14 @@ from mipnerf_cli.core.render import render_image
 from mipnerf_cli.data.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.render_paths import (
     PathFrames, SceneCameras, camera_path_document, is_path_file, path_frames, path_name, read_camera_path,
 )
 from mipnerf_cli.settings import RenderSettings
-from mipnerf_cli.trained_model import load_trained_model, pick_device, scene_folder, training_downscale
+from mipnerf_cli.trained_model import load_trained_model, scene_folder, training_downscale
 
 MAPS = ("rgb", "depth", "acc")
 CAMERAS_FILE = "cameras.json"  # every frame's camera; `--path` takes it back (render_paths)
@@ -90,9 +91,8 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
     than 0 render their frames and return None.
     """
     context = context or SINGLE
-    device = pick_device(settings.device, settings.cpu_threads)
-    if context.device is not None:
-        device = context.device
+    runtime = from_settings(settings, context.device)
+    device = runtime.device
 
     def prepare():
         # Rank 0 alone reads the checkpoint and the training cameras and hands them out.
@@ -118,7 +118,7 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
         if frames_dir is not None:
             frames_dir.mkdir()
             (staged.path / CAMERAS_FILE).write_text(json.dumps(camera_path_document(frames, fps), indent=1))
-        rays_per_second = _render_frames(settings, trained, camera, frames, frames_dir, device, context)
+        rays_per_second = _render_frames(settings, trained, camera, frames, frames_dir, runtime, context)
     except BaseException:
         if staged is not None:
             staged.discard()
@@ -151,7 +151,7 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
     )
 
 
-def _render_frames(settings, trained, camera: PathCamera, frames: PathFrames, frames_dir: Optional[Path], device,
+def _render_frames(settings, trained, camera: PathCamera, frames: PathFrames, frames_dir: Optional[Path], runtime: Runtime,
                    context: Context = SINGLE) -> float:
     """Render every pose; rank 0 writes the frames to `frames_dir`. Returns rays/s, all ranks together."""
     depth_limits = None
@@ -169,7 +169,7 @@ def _render_frames(settings, trained, camera: PathCamera, frames: PathFrames, fr
                     rays = camera_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
                 start = time.perf_counter()
                 out = render_image(trained.model, rays, frames.height, frames.width, settings.chunk,
-                                   trained.white_bkgd, device=device)
+                                   trained.white_bkgd, **runtime.render_options(trained.model))
                 mine = (out, time.perf_counter() - start)
             gathered = context.gather(mine)
             for rank, item in enumerate(gathered or []):

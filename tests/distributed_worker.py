@@ -28,6 +28,7 @@ import torch.distributed as dist
 
 def gradients(spec: dict, context, out: Path) -> None:
     from mipnerf_cli import trainer
+    from mipnerf_cli.runtime import Runtime
     from mipnerf_cli.data import load_scene
     from mipnerf_cli.settings import resolve_train_settings
 
@@ -38,7 +39,7 @@ def gradients(spec: dict, context, out: Path) -> None:
         s = settings.model_copy(update={"fast_path": fast})
         model = trainer.build_model(s).to(device)
         optimizer = trainer.build_optimizer(model, s)
-        step_model = trainer.wrap_for_ranks(model, s, device, context)
+        step_model = trainer.wrap_for_ranks(model, Runtime(device=device, fast_path=fast), context)
         # The fast path is a CPU path: there the gradients are summed by hand, elsewhere by DDP.
         assert isinstance(step_model, torch.nn.parallel.DistributedDataParallel) == (device.type == "cuda" or not fast)
         rays, pixels, noise, shard = trainer.step_batch(s, spec["step"], train_set, model, device, context)

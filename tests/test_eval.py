@@ -136,7 +136,7 @@ def test_failure_midway_leaves_no_results(runs, tmp_path, monkeypatch):
 
 
 def test_identical_rendering_gives_null_psnr_not_infinity(runs, tmp_path, monkeypatch):
-    def perfect(model, rays, height, width, chunk, white_bkgd, device=None):
+    def perfect(model, rays, height, width, chunk, white_bkgd, **render_options):
         return {"rgb": torch.ones(height, width, 3), "distance": torch.full((height, width), 4.0),
                 "acc": torch.zeros(height, width)}
 

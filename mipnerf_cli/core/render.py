@@ -9,6 +9,7 @@ memory is flat whatever the image size.
 from __future__ import annotations
 
 import contextlib
+from typing import Optional
 
 import torch
 from torch import nn
@@ -16,21 +17,14 @@ from torch import nn
 from mipnerf_cli.core.rays import RayBundle
 
 
-def _autocast_context(device: torch.device, autocast: bool):
-    # bf16 autocast on CPU crashed some machines, so it is a CUDA-only option.
-    if autocast and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _last_level(model: nn.Module, rays: RayBundle, white_bkgd: bool):
+def _last_level(model: nn.Module, rays: RayBundle, white_bkgd: bool, fast_path: bool):
     """The model's last level for a chunk; a MipNerf skips the earlier levels' colour branch,
-    and on a CPU goes through the fast path (blocks of rays over worker threads)."""
+    and with `fast_path` goes through core/fast.py (blocks of rays over CPU worker threads)."""
     from mipnerf_cli.core import fast
     from mipnerf_cli.core.model import MipNerf
 
     if isinstance(model, MipNerf):
-        if rays.origins.device.type == "cpu":
+        if fast_path:
             return fast.render_last_level(model, rays, white_bkgd)
         return model(rays, randomized=False, white_bkgd=white_bkgd, last_level_only=True)[-1]
     return model(rays, randomized=False, white_bkgd=white_bkgd)[-1]
@@ -43,7 +37,8 @@ def render_rays(
     chunk: int,
     white_bkgd: bool,
     device: torch.device | str | None = None,
-    autocast: bool = False,
+    autocast_dtype: Optional[torch.dtype] = None,
+    fast_path: Optional[bool] = None,
 ) -> dict[str, torch.Tensor]:
     """Render N rays deterministically (randomized=False) with the model's last level.
 
@@ -51,7 +46,10 @@ def render_rays(
     rays:  RayBundle of N rays, on any device.
     chunk: rays per forward pass (> 0); bounds the device memory.
     device: where the model runs (default: the device of its first parameter).
-    autocast: bf16 autocast, honoured on CUDA only.
+    autocast_dtype: None (float32) or the dtype of an autocast around each forward
+        (`runtime.Runtime` decides it; bf16 on CUDA by default).
+    fast_path: a MipNerf on a CPU through core/fast.py (None: whenever the device is a CPU
+        and there is no autocast).
     Returns float32 CPU tensors {"rgb": (N, 3), "distance": (N,), "acc": (N,)}.
     """
     if chunk <= 0:
@@ -59,6 +57,10 @@ def render_rays(
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
+    if fast_path is None:
+        fast_path = device.type == "cpu" and autocast_dtype is None
+    autocast = (contextlib.nullcontext() if autocast_dtype is None
+                else torch.autocast(device_type=device.type, dtype=autocast_dtype))
     num_rays = len(rays)
     out = {
         "rgb": torch.empty(num_rays, 3, dtype=torch.float32),
@@ -71,8 +73,8 @@ def render_rays(
         for start in range(0, num_rays, chunk):
             stop = min(start + chunk, num_rays)
             batch = rays[start:stop].to(device=device, dtype=torch.float32)
-            with _autocast_context(device, autocast):
-                fine = _last_level(model, batch, white_bkgd)
+            with autocast:
+                fine = _last_level(model, batch, white_bkgd, fast_path)
             out["rgb"][start:stop] = fine.rgb.float().cpu()
             out["distance"][start:stop] = fine.distance.float().cpu()
             out["acc"][start:stop] = fine.acc.float().cpu()
@@ -89,7 +91,8 @@ def render_image(
     chunk: int,
     white_bkgd: bool,
     device: torch.device | str | None = None,
-    autocast: bool = False,
+    autocast_dtype: Optional[torch.dtype] = None,
+    fast_path: Optional[bool] = None,
 ) -> dict[str, torch.Tensor]:
     """`render_rays` for the H*W rays of one image (row-major), reshaped to the image.
 
@@ -97,7 +100,7 @@ def render_image(
     """
     if len(rays) != height * width:
         raise ValueError(f"{len(rays)} rays do not form a {height}x{width} image")
-    out = render_rays(model, rays, chunk, white_bkgd, device=device, autocast=autocast)
+    out = render_rays(model, rays, chunk, white_bkgd, device=device, autocast_dtype=autocast_dtype, fast_path=fast_path)
     return {
         "rgb": out["rgb"].view(height, width, 3),
         "distance": out["distance"].view(height, width),
