@@ -1,0 +1,95 @@
+"""`mipnerf view`'s library parts without a browser: cameras, resolution plan, cancellation, export, errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+from tiny_runs import make_run, one_cpu_thread  # noqa: F401
+
+from mipnerf_cli import viewer
+from mipnerf_cli.errors import MipNerfError
+
+
+def test_viser_pose_round_trip():
+    angle = 0.7
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1.0]])
+    c2w = np.concatenate([rotation, [[1.0], [2.0], [3.0]]], axis=1)
+    wxyz, position = viewer.viser_pose(c2w)
+    back = viewer.camera_from_viser(wxyz, position, 0.8, 1.5)
+    np.testing.assert_allclose(back.cam2world, c2w, atol=1e-12)
+    # viser looks down +z of its camera; the dataset camera down -z: the same world direction.
+    np.testing.assert_allclose(viewer.quaternion_to_matrix(wxyz)[:, 2], -rotation[:, 2], atol=1e-12)
+
+
+def test_plan_resolutions():
+    assert viewer.plan_resolutions(256, 1.0) == [(64, 64), (256, 256)]
+    assert viewer.plan_resolutions(256, 2.0) == [(64, 32), (256, 128)]
+    assert viewer.plan_resolutions(16, 1.0) == [(8, 8), (16, 16)]
+    assert viewer.plan_resolutions(8, 1.0) == [(8, 8)]
+
+
+def test_render_cancels_between_chunks(tmp_path):
+    from mipnerf_cli.trained_model import load_trained_model
+
+    trained = load_trained_model(make_run(tmp_path, multiscale=False), None, torch.device("cpu"))
+    renderer = viewer.ProgressiveRenderer(trained.model, True, 2.0, 6.0, chunk=64)
+    view = viewer.ViewCamera(np.array([[1, 0, 0, 0], [0, 0, -1, -4.0], [0, 1, 0, 0]], dtype=float), 0.7, 1.0)
+    calls = []
+
+    def cancel_after_two():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(viewer.Cancelled):
+        renderer.render(view, 32, 32, is_cancelled=cancel_after_two)
+    assert len(calls) == 3  # 1024 rays in 16 chunks: stopped at the third
+    full = renderer.render(view, 32, 32)
+    depth = renderer.render(view, 32, 32, output="depth")
+    assert full.shape == (32, 32, 3) and full.dtype == np.uint8
+    assert not np.array_equal(full, depth)
+    wide = renderer.render(view, 32, 32, footprint=8.0)
+    assert not np.array_equal(full, wide)
+
+
+def test_camera_path_json(tmp_path):
+    keys = [viewer.ViewCamera(np.eye(4)[:3], np.radians(50.0), 1.5),
+            viewer.ViewCamera(np.concatenate([np.eye(3), [[0], [0], [4.0]]], axis=1), np.radians(40.0), 1.5)]
+    out = tmp_path / "camera_path.json"
+    viewer.write_camera_path(out, viewer.camera_path_json(keys, 300, 200, 30.0, 4.0))
+    document = json.loads(out.read_text())
+    assert (document["render_width"], document["render_height"], document["fps"], document["seconds"]) == (300, 200, 30.0, 4.0)
+    assert len(document["camera_path"]) == 2
+    assert document["camera_path"][1]["camera_to_world"][11] == 4.0
+    assert document["camera_path"][1]["camera_to_world"][12:] == [0.0, 0.0, 0.0, 1.0]
+    assert document["camera_path"][0]["fov"] == pytest.approx(50.0)
+    with pytest.raises(MipNerfError, match="no keyframes"):
+        viewer.camera_path_json([], 300, 200, 30.0, 4.0)
+
+
+def test_port_in_use_is_an_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(MipNerfError, match="in use"):
+            viewer.check_port_free("127.0.0.1", taken.getsockname()[1])
+
+
+def test_watcher_picks_up_a_new_checkpoint(tmp_path):
+    from mipnerf_cli import checkpoint
+
+    run = make_run(tmp_path, multiscale=False)
+    watcher = viewer.CheckpointWatcher(run, 7, torch.device("cpu"))
+    assert watcher.poll() is None
+    payload = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
+    payload["step"] = 9
+    before = sorted(p.name for p in run.rglob("*"))
+    checkpoint.save_step(run / "ckpt", payload, keep=2)
+    found = watcher.poll()
+    assert found is not None and found[1] == 9
+    (run / "ckpt" / "step-0000010.pt").write_bytes(b"damaged")
+    assert watcher.poll() is None and watcher.step == 9
+    assert "lock" not in " ".join(sorted(p.name for p in run.rglob("*")) + before).lower()
