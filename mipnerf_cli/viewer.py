@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.runtime import Runtime
 
 OUTPUTS = ("rgb", "depth", "acc")
 _OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])  # flips y and z: camera looks down -z, y up
@@ -165,9 +166,9 @@ class ProgressiveRenderer:
     """
 
     def __init__(self, model: torch.nn.Module, white_bkgd: bool, near: float, far: float,
-                 device: torch.device | None = None, chunk: int = 4096) -> None:
+                 runtime: Runtime | None = None, chunk: int = 4096) -> None:
         self.model, self.white_bkgd, self.near, self.far = model, white_bkgd, near, far
-        self.device = device or torch.device("cpu")
+        self.runtime = runtime or Runtime(device=torch.device("cpu"))
         self.chunk = chunk
         self.lock = threading.Lock()  # guards self.model against a checkpoint swap mid-render
 
@@ -195,7 +196,7 @@ class ProgressiveRenderer:
                 if is_cancelled():
                     raise Cancelled()
                 out = render_rays(self.model, rays[start:start + self.chunk], self.chunk, self.white_bkgd,
-                                  device=self.device)
+                                  **self.runtime.render_options(self.model))
                 for key in parts:
                     parts[key].append(out[key])
                 if on_partial is not None and start + self.chunk < count:
@@ -440,11 +441,13 @@ class Viewer:
 
     def __init__(self, trained, views: TrainingViews, host: str = "127.0.0.1", port: int = 8080,
                  max_size: int = 256, watch: bool = True, poll_seconds: float = 2.0, chunk: int = 4096,
-                 keyframes_out: Path | None = None, report: Callable[[str], None] = print) -> None:
+                 keyframes_out: Path | None = None, report: Callable[[str], None] = print,
+                 runtime: Runtime | None = None) -> None:
         import viser
 
         check_port_free(host, port)
         self.trained, self.views, self.report = trained, views, report
+        self.runtime = runtime or Runtime(device=trained.device)
         self.keyframes: list[ViewCamera] = []
         self._keyframe_handles: list = []
         self.keyframes_out = keyframes_out or Path.cwd() / "camera_path.json"
@@ -517,7 +520,7 @@ class Viewer:
 
     def _connect(self, client) -> None:
         renderer = ProgressiveRenderer(self.trained.model, self.trained.white_bkgd, self.views.near, self.views.far,
-                                       device=self.trained.device, chunk=self._chunk)
+                                       runtime=self.runtime, chunk=self._chunk)
         queue = RenderQueue(renderer, lambda frame, client=client: self._show(client, frame))
         self._renderers[client.client_id] = (renderer, queue)
         client.camera.on_update(lambda camera, client=client: self._camera_moved(client))
@@ -629,11 +632,12 @@ def open_viewer(run: Path | None, ckpt: Path | None, data: Path | None, host: st
                 device_name: str = "auto", cpu_threads: int | None = None, watch: bool = True,
                 keyframes_out: Path | None = None, report: Callable[[str], None] = print) -> Viewer:
     """Load the run's model and training cameras and start the viewer (errors: MipNerfError)."""
-    from mipnerf_cli.trained_model import load_trained_model, pick_device
+    from mipnerf_cli.runtime import resolve
+    from mipnerf_cli.trained_model import load_trained_model
 
     check_port_free(host, port)
-    device = pick_device(device_name, cpu_threads)
-    trained = load_trained_model(run, ckpt, device)
+    runtime = resolve(device_name, cpu_threads)
+    trained = load_trained_model(run, ckpt, runtime.device)
     views = load_training_views(trained, data)
     return Viewer(trained, views, host=host, port=port, max_size=max_size, watch=watch,
-                  keyframes_out=keyframes_out, report=report)
+                  keyframes_out=keyframes_out, report=report, runtime=runtime)
