@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from mipnerf_cli import __version__
-from mipnerf_cli.commands import bench, convert, demo_scene, evaluate, plot, render, train
+from mipnerf_cli.commands import bench, convert, demo_scene, evaluate, export, plot, render, train
 from mipnerf_cli.errors import MipNerfError
 
 try:  # recent typer releases vendor click; older ones use the click package
@@ -75,6 +75,7 @@ app.command("eval")(_interruptible(evaluate.eval_command))
 app.command("render")(_interruptible(render.render_command))
 app.command("bench")(_interruptible(bench.bench_command))
 app.command("plot")(_interruptible(plot.plot_command))
+app.command("export")(_interruptible(export.export_command))
 
 
 def format_validation_error(error) -> str:
