@@ -52,7 +52,7 @@ def scene_of(run: Path) -> Path:
 
 def export(run: Path, out: Path, *args: str) -> str:
     command = [sys.executable, "-m", "mipnerf_cli", "export", str(run), "--out", str(out), "--no-progress", "--cpu-threads", "1", *args]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise SystemExit(done.stderr)
     return done.stdout
@@ -84,7 +84,6 @@ def draw_mesh(ply: Path, picture: Path, size: int = 640) -> None:
     face_colour = (colours[faces].astype(np.float64).mean(axis=1) * light[:, None]).clip(0, 255)
     depth = -camera[faces, 2].mean(axis=1)
     image = np.full((size, size, 3), 255.0)
-    zbuffer = np.full((size, size), np.inf)
     for index in np.argsort(-depth):  # far to near; each triangle filled by its bounding box test
         p = pixels[faces[index]]
         x0, y0 = np.floor(p.min(axis=0)).astype(int).clip(0, size - 1)

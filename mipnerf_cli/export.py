@@ -282,7 +282,6 @@ def vertex_colours(model, vertices: np.ndarray, cameras: TrainingCameras, window
 
 def export_mesh(settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path,
                 write: Writer) -> ExportResult:
-    check_grid_fits(settings.resolution, available_memory())
     lower, upper = scene_bounds(cameras)
     variance = geometry.footprint_variance(float(cameras.centres.norm(dim=-1).mean()), cameras.focal)
     densities = density_grid(trained.model, lower, upper, settings.resolution, variance, settings.chunk, device, progress)
@@ -368,7 +367,7 @@ def export_geometry(settings: ExportSettings, progress: Optional[Progress] = Non
     """Export the mesh or point cloud of the run's model to ``settings.out`` (default <run>/export/<what>.ply)."""
     from mipnerf_cli.trained_model import load_trained_model, pick_device, resolve_checkpoint
 
-    if settings.what == "mesh":
+    if settings.what == "mesh":  # before anything is loaded
         check_grid_fits(settings.resolution, available_memory())
     _, run_dir = resolve_checkpoint(settings.run, settings.ckpt)
     out = settings.out if settings.out is not None else run_dir / "export" / f"{settings.what}.ply"

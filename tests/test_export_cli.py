@@ -93,3 +93,22 @@ def test_refused_with_one_line_and_nothing_written(case, run, tmp_path, mipnerf)
     result = mipnerf(*args, "--no-progress", "--cpu-threads", 1)
     assert_refused(result, *fragments)
     assert snapshot(tmp_path, run) == before
+
+
+def test_export_from_a_checkpoint_file_with_a_given_threshold(run, tmp_path, mipnerf):
+    from mipnerf_cli.ply import read_ply
+
+    first = tmp_path / "first.ply"
+    result = mipnerf("export", "--ckpt", run / "ckpt" / "last.pt", "--resolution", 16, "--keep-all", "--out", first,
+                     "--cpu-threads", 1, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    chosen = float(result.stdout.split("threshold ")[1].split()[0])
+    # The printed threshold (4 digits) given by hand gives (nearly) the same mesh.
+    again = tmp_path / "again.ply"
+    result = mipnerf("export", "--ckpt", run / "ckpt" / "last.pt", "--resolution", 16, "--keep-all", "--out", again,
+                     "--threshold", repr(chosen), "--cpu-threads", 1, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "(given)" in result.stdout
+    (v1, _, f1), (v2, _, f2) = read_ply(first), read_ply(again)
+    assert len(f1) > 0 and abs(len(v1) - len(v2)) <= 0.02 * len(v1)
+    assert np.abs(v1.mean(axis=0) - v2.mean(axis=0)).max() < 0.01
