@@ -282,6 +282,7 @@ def vertex_colours(model, vertices: np.ndarray, cameras: TrainingCameras, window
 
 def export_mesh(settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path,
                 write: Writer) -> ExportResult:
+    """Density grid -> threshold -> marching cubes -> largest piece -> vertex colours -> `write`."""
     lower, upper = scene_bounds(cameras)
     variance = geometry.footprint_variance(float(cameras.centres.norm(dim=-1).mean()), cameras.focal)
     densities = density_grid(trained.model, lower, upper, settings.resolution, variance, settings.chunk, device, progress)
@@ -309,7 +310,7 @@ def export_mesh(settings: ExportSettings, trained, cameras: TrainingCameras, dev
 
 
 @torch.no_grad()
-def depth_points(model, cameras: TrainingCameras, white_bkgd: bool, min_acc: float, chunk: int, device,
+def depth_points(model, cameras: TrainingCameras, min_acc: float, chunk: int, device,
                  progress: Optional[Progress] = None) -> tuple[np.ndarray, np.ndarray]:
     """(points (P, 3) float32, colours (P, 3) uint8) at the rendered depth of every training
     pixel whose accumulated opacity is at least `min_acc`."""
@@ -345,8 +346,8 @@ def outlier_mask(points: np.ndarray, neighbours: int, std_ratio: float) -> np.nd
 
 def export_pointcloud(settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path,
                 write: Writer) -> ExportResult:
-    points, colours = depth_points(trained.model, cameras, trained.white_bkgd, settings.min_acc, settings.chunk,
-                                   device, progress)
+    """Rendered depth of the training views -> outlier removal -> `write`."""
+    points, colours = depth_points(trained.model, cameras, settings.min_acc, settings.chunk, device, progress)
     if len(points) == 0:
         raise MipNerfError(f"no training pixel reaches accumulated opacity {settings.min_acc:g}; "
                            "lower --min-acc or train longer")
