@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from mipnerf_cli import __version__
-from mipnerf_cli.commands import bench, convert, demo_scene, evaluate, plot, render, train, view
+from mipnerf_cli.commands import bench, convert, demo_scene, evaluate, export, plot, render, train, view
 from mipnerf_cli.errors import MipNerfError
 
 try:  # recent typer releases vendor click; older ones use the click package
@@ -76,6 +76,7 @@ app.command("render")(_interruptible(render.render_command))
 app.command("bench")(_interruptible(bench.bench_command))
 app.command("plot")(_interruptible(plot.plot_command))
 app.command("view")(_interruptible(view.view_command))
+app.command("export")(_interruptible(export.export_command))
 
 
 def format_validation_error(error) -> str:

@@ -1,0 +1,86 @@
+"""`mipnerf export`: a trained model's geometry as a PLY mesh or point cloud."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mipnerf_cli.commands.model_options import CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption
+from mipnerf_cli.console import ProgressBar, info
+
+STAGES = {"density": "density grid", "colours": "vertex colours", "views": "training views"}
+
+
+class StageBars:
+    """The export's progress(stage, done, total) callback as one ProgressBar per stage."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.stage: Optional[str] = None
+        self.bar: Optional[ProgressBar] = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = ProgressBar(STAGES.get(stage, stage), total=total, enabled=self.enabled, line_interval_s=5.0)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.completed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __enter__(self) -> "StageBars":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def export_command(
+    run: Annotated[
+        Optional[Path], typer.Argument(help="Run folder written by `mipnerf train` (its newest checkpoint), or use --ckpt.")
+    ] = None,
+    ckpt: CkptOption = None,
+    data: DataOption = None,
+    what: Annotated[str, typer.Option("--what", help="mesh (marching cubes of the density) or pointcloud (rendered depth of the training views).")] = "mesh",
+    out: Annotated[Optional[Path], typer.Option("--out", help="The PLY file. Default: <run>/export/<what>.ply.")] = None,
+    resolution: Annotated[int, typer.Option("--resolution", help="mesh: grid points per axis over the scene's bounds.")] = 256,
+    threshold: Annotated[
+        Optional[float],
+        typer.Option("--threshold", help="mesh: density of the surface. Default: chosen from the density histogram (printed)."),
+    ] = None,
+    keep_all: Annotated[bool, typer.Option("--keep-all", help="mesh: keep every piece, not only the largest connected one.")] = False,
+    min_acc: Annotated[float, typer.Option("--min-acc", help="pointcloud: least accumulated opacity of a pixel that gives a point.")] = 0.95,
+    neighbours: Annotated[int, typer.Option("--neighbours", help="pointcloud: k nearest neighbours of the outlier removal.")] = 16,
+    std_ratio: Annotated[
+        float, typer.Option("--std-ratio", help="pointcloud: drop points whose mean k-NN distance is above mean + STD_RATIO std.")
+    ] = 2.0,
+    chunk: Annotated[int, typer.Option("--chunk", help="Points or rays per forward pass; lower it if the device runs out of memory.")] = 65536,
+    device: DeviceOption = "auto",
+    cpu_threads: CpuThreadsOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Export a trained model's geometry: a coloured mesh or point cloud as a PLY file."""
+    from mipnerf_cli.export import ExportSettings, export_geometry
+
+    settings = ExportSettings(
+        run=run, ckpt=ckpt, data=data, what=what, out=out, resolution=resolution, threshold=threshold,
+        keep_all=keep_all, min_acc=min_acc, neighbours=neighbours, std_ratio=std_ratio, chunk=chunk,
+        device=device, cpu_threads=cpu_threads,
+    )
+    with StageBars(progress) as bars:
+        result = export_geometry(settings, progress=bars)
+    if result.what == "mesh":
+        low, high = result.density_range
+        how = "chosen from the density histogram" if result.threshold_chosen else "given"
+        info(f"density on the {resolution}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")
+        pieces = f"{result.pieces} pieces" + ("" if keep_all or result.pieces <= 1 else f", kept the largest ({result.removed:,} vertices dropped)")
+        info(f"mesh: {result.num_vertices:,} vertices, {result.num_faces:,} faces ({pieces})")
+    else:
+        info(f"point cloud: {result.num_vertices:,} points ({result.removed:,} outliers removed)")
+    info(f"wrote {result.path}")
