@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.reporting import ReportArg, as_reporter
 
 FORMAT_VERSION = 1
 MAGIC = b"MIPNERF\x01"
@@ -174,8 +175,10 @@ def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def load_newest_good(folder: Path, report=print) -> tuple[dict[str, Any], Path] | None:
+def load_newest_good(folder: Path, report: ReportArg = None) -> tuple[dict[str, Any], Path] | None:
     """The newest checkpoint in `folder` that verifies, saying which bad ones were skipped.
+
+    report: a `reporting.Reporter` or a callable taking each line (default: silent).
 
     last.pt normally is the newest; a step file with a higher number means a kill came
     between writing that file and updating last.pt, so that file wins. None when there
@@ -212,10 +215,11 @@ def load_newest_good(folder: Path, report=print) -> tuple[dict[str, Any], Path] 
         if problems:
             raise MipNerfError(f"no usable checkpoint in {folder}: {problems[0]}")
         return None
+    reporter = as_reporter(report)
     for problem in problems:
-        report(f"warning: {problem}")
+        reporter.warning(problem)
     if problems:
-        report(f"falling back to {found[1]} (step {found[0]['step']})")
+        reporter.info(f"falling back to {found[1]} (step {found[0]['step']})")
     return found
 
 

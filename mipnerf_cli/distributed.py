@@ -191,3 +191,19 @@ def launched(device_name: str = "auto") -> Iterator[Context]:
     finally:
         if created:
             torch.distributed.destroy_process_group()
+
+
+def round_robin(context: Context, count: int, work: Callable[[int], Any], take: Callable[[int, int, Any], None]) -> None:
+    """Items 0..count-1 dealt round-robin to the ranks (item k to rank k % world_size).
+
+    Every rank calls `work(k)` for its own items; after each round rank 0 gathers the
+    round's results and calls `take(k, rank, result)` for them in item order, so what rank 0
+    writes is exactly what one process would write. Used by `mipnerf eval` and `mipnerf render`.
+    """
+    for first in range(0, count, context.world_size):
+        k = first + context.rank
+        mine = work(k) if k < count else None
+        gathered = context.gather(mine)
+        for rank, item in enumerate(gathered or []):
+            if first + rank < count:
+                take(first + rank, rank, item)

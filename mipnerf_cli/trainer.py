@@ -26,7 +26,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from mipnerf_cli.checkpoint import FORMAT_VERSION, RunLock
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.distributed import SINGLE, Context, PeerError
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.reporting import SILENT, ReportArg, Reporter, as_reporter, quiet_progress
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
 from mipnerf_cli.runtime import Runtime, from_settings
 
@@ -371,22 +371,26 @@ class StopRequest:
     an interrupted save leaves only a temporary file, removed at the next start.
     """
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, reporter: Reporter = SILENT) -> None:
         self.signal_name: str | None = None
-        self.quiet = quiet  # ranks other than 0 get torchrun's copy of the signal and say nothing
+        # Its `alert` channel (stderr on a terminal); ranks other than 0 get torchrun's copy
+        # of the signal and pass SILENT.
+        self.reporter = reporter
         self._previous: dict[int, Any] = {}
 
+    def requested(self) -> bool:
+        """True once a stop was asked for: the `should_stop` of long renders."""
+        return self.signal_name is not None
+
     def _say(self, message: str) -> None:
-        if not self.quiet:
-            sys.stderr.write(message)
-            sys.stderr.flush()
+        self.reporter.alert(message)
 
     def _handle(self, signum, frame) -> None:
         if self.signal_name is not None and signum == signal.SIGINT:
-            self._say("\ninterrupted again: leaving now without saving\n")
+            self._say("interrupted again: leaving now without saving")
             os._exit(130)
         self.signal_name = signal.Signals(signum).name
-        self._say(f"\n{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)\n")
+        self._say(f"{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -445,16 +449,20 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
 
 def validate(model: nn.Module, val_set, views: list[int], settings: TrainSettings, runtime: Runtime, should_stop) -> dict[str, Any] | None:
     """PSNR over the chosen views, overall and per scale, rendered under `runtime` as `mipnerf
-    eval` renders them; None if interrupted."""
+    eval` renders them; None if `should_stop()` answered True (it is asked between chunks)."""
     from mipnerf_cli.core.metrics import psnr
-    from mipnerf_cli.core.render import render_rays
+    from mipnerf_cli.core.render import RenderStopped, render_rays
 
     by_level: dict[int, list[float]] = {}
     for i in views:
         if should_stop():
             return None
         rays, target = val_set.image_rays(i)
-        out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, **runtime.render_options(model))
+        try:
+            out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, **runtime.render_options(model),
+                              should_stop=should_stop)
+        except RenderStopped:
+            return None
         by_level.setdefault(val_set.levels[i], []).append(psnr(out["rgb"].view_as(target), target))
     level_psnrs = [sum(v) / len(v) for _, v in sorted(by_level.items())]
     return {"psnr": sum(level_psnrs) / len(level_psnrs), "psnr_levels": level_psnrs}
@@ -566,7 +574,7 @@ def _relative(path: Path, folder: Path) -> str:
 def train(
     settings: TrainSettings,
     context: Context | None = None,
-    report: Callable[[str], None] | None = None,
+    report: ReportArg = None,
     show_progress: bool = True,
 ) -> TrainResult:
     """Train (or continue) the run described by resolved `settings`; see the module docstring.
@@ -575,13 +583,15 @@ def train(
     Every check that can refuse the run happens before anything is written; the run
     folder is created only once they pass. Raises MipNerfError for bad input, a
     non-finite loss or a failed save (PeerError on ranks other than 0, which report nothing).
+    report: a `reporting.Reporter` (the commands pass the console's), or a callable taking
+    each line; default and on ranks other than 0: silent.
     """
-    from mipnerf_cli.console import info
     from mipnerf_cli.data import llff_options, load_scene
 
     context = context or SINGLE
     is_main = context.is_main
-    report = report or (info if is_main else (lambda message: None))
+    reporter = as_reporter(report) if is_main else SILENT
+    report = reporter.info
     if settings.batch_size % context.world_size:
         refusal = MipNerfError if is_main else PeerError
         raise refusal(
@@ -632,7 +642,7 @@ def train(
                 files.open_tensorboard()
 
         context.on_main(open_run_folder)
-        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime, start, context, report, show_progress and is_main)
+        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime, start, context, reporter, show_progress and is_main)
     finally:
         files.close()
         if lock is not None:
@@ -692,8 +702,8 @@ class Window:
 STOP_SIGNALS = (None, "SIGINT", "SIGTERM")  # agreed between ranks by index (the largest wins)
 
 
-def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime: Runtime, start, context: Context, report, show_progress) -> TrainResult:
-    from mipnerf_cli.console import ProgressBar
+def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime: Runtime, start, context: Context, reporter: Reporter, show_progress) -> TrainResult:
+    report = reporter.info
 
     is_main = context.is_main
     device = runtime.device
@@ -725,10 +735,11 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
         saved_step = step
 
     window, rays_per_s = Window(), None
-    bar = ProgressBar(f"train {settings.exp_name}", total=settings.max_steps, completed=step, enabled=show_progress)
-    say = bar.log if show_progress else report
+    bar = (reporter.progress(f"train {settings.exp_name}", total=settings.max_steps, completed=step) if show_progress
+           else quiet_progress(reporter))
+    say = bar.log
     stopped_by = None
-    with StopRequest(quiet=not is_main) as stop, bar:
+    with StopRequest(reporter) as stop, bar:
         while step < settings.max_steps and stopped_by is None:
             step += 1
             tic = time.perf_counter()
@@ -755,7 +766,7 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                 save()
                 if views:
                     tic = time.perf_counter()
-                    result = validate(model, val_set, views, settings, runtime, lambda: stop.signal_name is not None)
+                    result = validate(model, val_set, views, settings, runtime, stop.requested)
                     validation_s += time.perf_counter() - tic
                     if result is not None:
                         files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})
