@@ -350,7 +350,7 @@ def test_flags_reach_the_settings(monkeypatch, tmp_path):
 
     got = {}
 
-    def fake_train(settings, context=None, show_progress=True):
+    def fake_train(settings, context=None, report=None, show_progress=True):
         got["settings"], got["context"] = settings, context
         return trainer.TrainResult(step=0, run_dir=tmp_path)
 
