@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.fsutil import pid_alive
 from mipnerf_cli.reporting import ReportArg, as_reporter
 
 FORMAT_VERSION = 1
@@ -340,7 +341,7 @@ class RunLock:
         if _HAVE_FLOCK:
             return True
         pid, host = _parse_holder(holder)
-        return pid is None or pid == os.getpid() or (host in (None, socket.gethostname()) and not _pid_alive(pid))
+        return pid is None or pid == os.getpid() or (host in (None, socket.gethostname()) and not pid_alive(pid))
 
     @property
     def held(self) -> bool:
@@ -405,12 +406,3 @@ def _parse_holder(text: str) -> tuple[int | None, str | None]:
     except (IndexError, ValueError):
         return None, None
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -207,3 +207,16 @@ def round_robin(context: Context, count: int, work: Callable[[int], Any], take: 
         for rank, item in enumerate(gathered or []):
             if first + rank < count:
                 take(first + rank, rank, item)
+
+
+def check_batch_split(batch_size: int, processes: int, named: str, error: type[MipNerfError] = MipNerfError) -> None:
+    """Refuse a global batch that `processes` processes cannot share evenly.
+
+    named: how the message names them ("the 4 processes", "--nproc 4"); error: the
+    exception to raise (PeerError on ranks other than 0, which report nothing).
+    """
+    if batch_size % processes:
+        raise error(
+            f"batch_size {batch_size} is the global batch and must be divisible by {named}; "
+            f"use a multiple of {processes}"
+        )

@@ -38,7 +38,7 @@ from torch import nn
 from mipnerf_cli import checkpoint
 from mipnerf_cli.checkpoint import FORMAT_VERSION, RunLock
 from mipnerf_cli.core.rays import RayBundle
-from mipnerf_cli.distributed import SINGLE, Context, PeerError
+from mipnerf_cli.distributed import SINGLE, Context, PeerError, check_batch_split
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import SILENT, ReportArg, Reporter, as_reporter, quiet_progress
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
@@ -542,9 +542,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> dict[str, Any]:
-    rng = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["torch_cuda"] = torch.cuda.get_rng_state()
+    """The checkpoint of `step`. No random-generator state is stored: every step's batch and
+    noise come from (seed, step), so resuming needs only the step (checkpoints written
+    before this kept an "rng" entry, which loads and is ignored)."""
     return {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -559,7 +559,6 @@ def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> 
             "data": str(settings.data),
             "data_relative_to_run": _relative(settings.data, run_dir),
         },
-        "rng": rng,
         "elapsed_s": elapsed_s,
     }
 
@@ -592,12 +591,8 @@ def train(
     is_main = context.is_main
     reporter = as_reporter(report) if is_main else SILENT
     report = reporter.info
-    if settings.batch_size % context.world_size:
-        refusal = MipNerfError if is_main else PeerError
-        raise refusal(
-            f"batch_size {settings.batch_size} is the global batch and must be divisible by the "
-            f"{context.world_size} processes; use a multiple of {context.world_size}"
-        )
+    check_batch_split(settings.batch_size, context.world_size, f"the {context.world_size} processes",
+                      MipNerfError if is_main else PeerError)
     runtime = from_settings(settings, context.device)  # training and validation both follow it
     device = runtime.device
     files = RunFiles(settings.run_dir)
