@@ -221,25 +221,15 @@ def psnr_from_level_mse(level_mse: float) -> float:
 
 def check_scene(settings: TrainSettings) -> str:
     """The scene's kind ("blender" | "multiscale" | "llff"); MipNerfError when it does not fit the settings."""
-    from mipnerf_cli.data import scene_kind
+    from mipnerf_cli.data.scene import check_scene_kind, scene_kind
 
     data = settings.data
     if not data.exists():
         hint = "" if settings.scene is None else f" (from --scene {settings.scene} under --data-root {settings.data_root})"
         raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {DATA_ROOT_ENV}")
     kind = scene_kind(data)
-    if kind == "multiscale" and not settings.multiscale:
-        raise MipNerfError(f"{data} is a multiscale scene (metadata.json); add --multiscale to train on it")
-    if kind == "multiscale" and settings.downscale != 1:
-        raise MipNerfError(f"{data} is a multiscale scene with its own scales; drop --downscale (it applies to Blender scenes)")
-    if kind == "llff" and (settings.multiscale or settings.downscale != 1):
-        raise MipNerfError(f"{data} is an LLFF scene (poses_bounds.npy); drop --multiscale/--downscale (use --factor)")
-    if kind != "llff" and (settings.factor or settings.spherify):
-        raise MipNerfError(f"{data} is not an LLFF scene; --factor and --spherify apply to LLFF scenes (use --downscale)")
-    if kind == "blender" and settings.multiscale:
-        raise MipNerfError(
-            f"{data} is a single-scale Blender scene; drop --multiscale, or convert it first with `mipnerf convert`"
-        )
+    check_scene_kind(data, kind, multiscale=settings.multiscale, downscale=settings.downscale,
+                     factor=settings.factor or 0, spherify=bool(settings.spherify))
     return kind
 
 
