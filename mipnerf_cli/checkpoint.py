@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.fsutil import pid_alive
+from mipnerf_cli.reporting import ReportArg, as_reporter
 
 FORMAT_VERSION = 1
 MAGIC = b"MIPNERF\x01"
@@ -174,8 +176,10 @@ def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def load_newest_good(folder: Path, report=print) -> tuple[dict[str, Any], Path] | None:
+def load_newest_good(folder: Path, report: ReportArg = None) -> tuple[dict[str, Any], Path] | None:
     """The newest checkpoint in `folder` that verifies, saying which bad ones were skipped.
+
+    report: a `reporting.Reporter` or a callable taking each line (default: silent).
 
     last.pt normally is the newest; a step file with a higher number means a kill came
     between writing that file and updating last.pt, so that file wins. None when there
@@ -212,10 +216,11 @@ def load_newest_good(folder: Path, report=print) -> tuple[dict[str, Any], Path] 
         if problems:
             raise MipNerfError(f"no usable checkpoint in {folder}: {problems[0]}")
         return None
+    reporter = as_reporter(report)
     for problem in problems:
-        report(f"warning: {problem}")
+        reporter.warning(problem)
     if problems:
-        report(f"falling back to {found[1]} (step {found[0]['step']})")
+        reporter.info(f"falling back to {found[1]} (step {found[0]['step']})")
     return found
 
 
@@ -336,7 +341,7 @@ class RunLock:
         if _HAVE_FLOCK:
             return True
         pid, host = _parse_holder(holder)
-        return pid is None or pid == os.getpid() or (host in (None, socket.gethostname()) and not _pid_alive(pid))
+        return pid is None or pid == os.getpid() or (host in (None, socket.gethostname()) and not pid_alive(pid))
 
     @property
     def held(self) -> bool:
@@ -401,12 +406,3 @@ def _parse_holder(text: str) -> tuple[int | None, str | None]:
     except (IndexError, ValueError):
         return None, None
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

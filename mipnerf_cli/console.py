@@ -1,6 +1,7 @@
 """Progress and messages for the commands: a rich bar on a terminal, plain lines elsewhere.
 
-Only the command layer uses this module; the engine (``mipnerf_cli.core``) never does.
+Only the command layer uses this module; the library reports through the
+`mipnerf_cli.reporting.Reporter` protocol, and the commands pass it `ConsoleReporter`.
 """
 
 from __future__ import annotations
@@ -129,3 +130,31 @@ class ProgressBar:
         if self._progress is not None:
             self._progress.__exit__(*exc)
         sys.stdout.flush()
+
+
+class ConsoleReporter:
+    """The `reporting.Reporter` the commands pass to the library: `info` lines on stdout,
+    `alert` lines on stderr (written plainly, so a signal handler can call it mid-bar),
+    `progress` as a `ProgressBar` (disabled when `show_progress` is false, its log lines then
+    printed as `info` lines)."""
+
+    def __init__(self, show_progress: bool = True) -> None:
+        self.show_progress = show_progress
+
+    def info(self, message: str) -> None:
+        info(message)
+
+    def warning(self, message: str) -> None:
+        info(f"warning: {message}")
+
+    def alert(self, message: str) -> None:
+        sys.stderr.write(f"\n{message}\n")
+        sys.stderr.flush()
+
+    def progress(self, description: str, total: int, completed: int = 0, *, line_interval_s: float = 10.0,
+                 unit: str = ""):
+        if not self.show_progress:
+            from mipnerf_cli.reporting import quiet_progress
+
+            return quiet_progress(self)
+        return ProgressBar(description, total=total, completed=completed, line_interval_s=line_interval_s, unit=unit)

@@ -191,3 +191,32 @@ def launched(device_name: str = "auto") -> Iterator[Context]:
     finally:
         if created:
             torch.distributed.destroy_process_group()
+
+
+def round_robin(context: Context, count: int, work: Callable[[int], Any], take: Callable[[int, int, Any], None]) -> None:
+    """Items 0..count-1 dealt round-robin to the ranks (item k to rank k % world_size).
+
+    Every rank calls `work(k)` for its own items; after each round rank 0 gathers the
+    round's results and calls `take(k, rank, result)` for them in item order, so what rank 0
+    writes is exactly what one process would write. Used by `mipnerf eval` and `mipnerf render`.
+    """
+    for first in range(0, count, context.world_size):
+        k = first + context.rank
+        mine = work(k) if k < count else None
+        gathered = context.gather(mine)
+        for rank, item in enumerate(gathered or []):
+            if first + rank < count:
+                take(first + rank, rank, item)
+
+
+def check_batch_split(batch_size: int, processes: int, named: str, error: type[MipNerfError] = MipNerfError) -> None:
+    """Refuse a global batch that `processes` processes cannot share evenly.
+
+    named: how the message names them ("the 4 processes", "--nproc 4"); error: the
+    exception to raise (PeerError on ranks other than 0, which report nothing).
+    """
+    if batch_size % processes:
+        raise error(
+            f"batch_size {batch_size} is the global batch and must be divisible by {named}; "
+            f"use a multiple of {processes}"
+        )

@@ -28,16 +28,17 @@ from typing import Callable, Literal, Optional
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mipnerf_cli.console import ProgressBar
 from mipnerf_cli.core.metrics import psnr as psnr_of
 from mipnerf_cli.core.metrics import ssim as ssim_of
-from mipnerf_cli.core.render import render_image
-from mipnerf_cli.distributed import SINGLE, Context
+from mipnerf_cli.core.render import RenderStopped, render_image
+from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
 from mipnerf_cli.output_folder import StagedFolder
+from mipnerf_cli.reporting import ReportArg, QuietProgress, as_reporter
 from mipnerf_cli.settings import EvalSettings
+from mipnerf_cli.stopping import StopSignals
 from mipnerf_cli.trained_model import (
     TrainedModel, load_trained_model_on_ranks, scene_folder, training_downscale,
 )
@@ -214,11 +215,15 @@ def _is_eval_folder(folder: Path) -> bool:
     return (folder / "results.json").is_file()
 
 
-def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Optional[EvalResults], Path]:
+def evaluate(settings: EvalSettings, context: Context | None = None,
+             report: ReportArg = None) -> tuple[Optional[EvalResults], Path]:
     """Render and score the test split; returns the results and the folder they were written to.
 
     context: this process's place among the torchrun processes (default: alone); ranks other
     than 0 return None for the results.
+    report: the `reporting.Reporter` that shows the progress (default: silent).
+    Ctrl+C or SIGTERM stops the render at the next chunk and raises KeyboardInterrupt,
+    leaving nothing behind (`stopping.StopSignals`).
     """
     context = context or SINGLE
     runtime = from_settings(settings, context.device)  # the policy of in-training validation too
@@ -239,9 +244,11 @@ def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Op
     target = settings.out if settings.out is not None else trained.run_dir / "eval" / str(trained.step)
     staging = context.on_main(lambda: StagedFolder.open(target, _is_eval_folder, "an eval result folder (results.json)"))
     try:
-        results = _score(
-            settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path if staging else None, runtime, context
-        )
+        with StopSignals() as stop:
+            results = _score(
+                settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path if staging else None, runtime,
+                context, as_reporter(report), stop,
+            )
         if staging is not None:
             _write_results(staging.path / "results.json", results)
     except BaseException:
@@ -254,7 +261,8 @@ def evaluate(settings: EvalSettings, context: Context | None = None) -> tuple[Op
     return results, staging.target
 
 
-def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Optional[Path], runtime: Runtime, context: Context) -> Optional[EvalResults]:
+def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Optional[Path], runtime: Runtime,
+           context: Context, reporter, stop: StopSignals) -> Optional[EvalResults]:
     """Render and score the images of `groups`; the results on rank 0, None on the other ranks."""
     if settings.save_image and out_dir is not None:
         (out_dir / "images").mkdir()
@@ -263,25 +271,28 @@ def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, o
     level_rows: dict[int, list[ImageResult]] = {level: [] for level in range(len(groups))}
     rank_seconds = [0.0] * context.world_size
     num_rays = 0
-    with ProgressBar("eval", total=len(order), enabled=settings.progress and context.is_main, line_interval_s=5.0) as bar:
-        for first in range(0, len(order), context.world_size):
-            k = first + context.rank
-            mine = _score_image(settings, trained, images, lpips, runtime, *order[k]) if k < len(order) else None
-            gathered = context.gather(mine)
-            if gathered is None:
-                continue
-            for rank, item in enumerate(gathered):
-                if item is None:
-                    continue
-                row, seconds, out = item
-                level, i = order[first + rank]
-                rank_seconds[rank] += seconds
-                num_rays += images.heights[i] * images.widths[i]
-                level_rows[level].append(row)
-                if out is not None:
-                    stem = _image_stem(images.names[i], level, images.multiscale)
-                    _save_images(out_dir / "images", stem, out, images.image_rays(i)[1], images)
-                bar.update(1, scale=level, psnr=row.psnr if row.psnr is not None else float("inf"))
+    show = settings.progress and context.is_main
+    bar = reporter.progress("eval", total=len(order), line_interval_s=5.0) if show else QuietProgress()
+
+    def work(k: int):
+        stop.check()
+        return _score_image(settings, trained, images, lpips, runtime, *order[k], should_stop=stop.requested)
+
+    def take(k: int, rank: int, item) -> None:
+        nonlocal num_rays
+        row, seconds, out = item
+        level, i = order[k]
+        rank_seconds[rank] += seconds
+        num_rays += images.heights[i] * images.widths[i]
+        level_rows[level].append(row)
+        if out is not None:
+            stem = _image_stem(images.names[i], level, images.multiscale)
+            _save_images(out_dir / "images", stem, out, images.image_rays(i)[1], images)
+        bar.update(1, scale=level, psnr=row.psnr if row.psnr is not None else float("inf"))
+
+    with bar:
+        round_robin(context, len(order), work, take)
+    stop.check()
     if not context.is_main:
         return None
     scales: list[ScaleResult] = []
@@ -319,13 +330,18 @@ def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, o
     )
 
 
-def _score_image(settings, trained, images, lpips, runtime: Runtime, level: int, i: int):
-    """(ImageResult, render seconds, the render if it is to be saved else None) for image i."""
+def _score_image(settings, trained, images, lpips, runtime: Runtime, level: int, i: int, should_stop=None):
+    """(ImageResult, render seconds, the render if it is to be saved else None) for image i.
+
+    A stop request between two chunks (`should_stop`) raises KeyboardInterrupt."""
     rays, target = images.image_rays(i)
     height, width = images.heights[i], images.widths[i]
     start = time.perf_counter()
-    out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd,
-                       **runtime.render_options(trained.model))
+    try:
+        out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd,
+                           **runtime.render_options(trained.model), should_stop=should_stop)
+    except RenderStopped:
+        raise KeyboardInterrupt("stop requested during the render") from None
     seconds = time.perf_counter() - start
     rgb = out["rgb"].clamp(0.0, 1.0)
     row = ImageResult(

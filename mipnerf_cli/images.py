@@ -8,7 +8,6 @@ file that exists is a complete one. Video encoding uses imageio-ffmpeg's bundled
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -18,7 +17,9 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from mipnerf_cli.data.images import write_png  # noqa: F401  (one PNG writer, atomic; imported from here too)
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.fsutil import temporary_path
 
 VIDEO_FORMATS = ("mp4", "gif")
 
@@ -69,51 +70,6 @@ def colorize_acc(acc) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _temporary_path(path: Path) -> Path:
-    # Same folder (so os.replace is atomic) and same suffix (so writers pick the format).
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    # mkstemp creates 0600; the finished file should get the usual permissions.
-    os.chmod(name, 0o666 & ~_current_umask())
-    return Path(name)
-
-
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 (H, W, 3) or (H, W) image as PNG, atomically; MipNerfError naming the
-    file when it cannot be written (disk full, permissions).
-
-    Encoded by OpenCV into memory, then written in one go: no imageio plugin object is left
-    half-open (and complaining on stderr at exit) when Ctrl+C lands in the middle.
-    """
-    path = Path(path)
-    pixels = np.ascontiguousarray(image)
-    if pixels.ndim == 3 and pixels.shape[-1] == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", pixels)
-    if not ok:
-        raise MipNerfError(f"could not encode {path} as PNG (shape {image.shape}, dtype {image.dtype})")
-    try:
-        tmp = _temporary_path(path)
-    except OSError as error:
-        raise MipNerfError(f"could not write {path}: {error.strerror or error}") from None
-    try:
-        with open(tmp, "wb") as file:
-            file.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise MipNerfError(f"could not write {path}: {error.strerror or error}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def pad_to_even(frame: np.ndarray) -> np.ndarray:
     """Repeat the last row/column so that H and W are even (yuv420p in mp4 needs it)."""
     pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
@@ -133,7 +89,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     kind = path.suffix.lstrip(".").lower()
     if kind not in VIDEO_FORMATS:
         raise MipNerfError(f"{path}: unknown video format '{kind}' (use one of {', '.join(VIDEO_FORMATS)})")
-    tmp = _temporary_path(path)
+    tmp = temporary_path(path)
     try:
         if kind == "mp4":
             writer = imageio_v2.get_writer(

@@ -17,6 +17,7 @@ from typing import Callable
 
 from mipnerf_cli.data.staging import create_parents, make_hidden_dir, remove_empty
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.fsutil import pid_alive
 
 
 class StagedFolder:
@@ -70,15 +71,6 @@ class StagedFolder:
         remove_empty(self._created_parents)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but belongs to someone else
-        return True
-    return True
-
 
 def _remove_stale_staging(target: Path) -> None:
     """Delete hidden folders for `target` left by a writer that was killed (its pid is gone)."""
@@ -87,5 +79,5 @@ def _remove_stale_staging(target: Path) -> None:
     for prefix in (f".{target.name}.partial-", f".{target.name}.old.partial-"):
         for entry in target.parent.glob(f"{glob.escape(prefix)}*"):
             pid_text = entry.name[len(prefix):].split("-", 1)[0]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and not pid_alive(int(pid_text)):
                 shutil.rmtree(entry, ignore_errors=True)

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -39,8 +38,9 @@ from torch import nn
 from mipnerf_cli import checkpoint
 from mipnerf_cli.checkpoint import FORMAT_VERSION, RunLock
 from mipnerf_cli.core.rays import RayBundle
-from mipnerf_cli.distributed import SINGLE, Context, PeerError
+from mipnerf_cli.distributed import SINGLE, Context, PeerError, check_batch_split
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.reporting import SILENT, ReportArg, Reporter, as_reporter, quiet_progress
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
 from mipnerf_cli.runtime import Runtime, from_settings
 
@@ -221,25 +221,15 @@ def psnr_from_level_mse(level_mse: float) -> float:
 
 def check_scene(settings: TrainSettings) -> str:
     """The scene's kind ("blender" | "multiscale" | "llff"); MipNerfError when it does not fit the settings."""
-    from mipnerf_cli.data import scene_kind
+    from mipnerf_cli.data.scene import check_scene_kind, scene_kind
 
     data = settings.data
     if not data.exists():
         hint = "" if settings.scene is None else f" (from --scene {settings.scene} under --data-root {settings.data_root})"
         raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {DATA_ROOT_ENV}")
     kind = scene_kind(data)
-    if kind == "multiscale" and not settings.multiscale:
-        raise MipNerfError(f"{data} is a multiscale scene (metadata.json); add --multiscale to train on it")
-    if kind == "multiscale" and settings.downscale != 1:
-        raise MipNerfError(f"{data} is a multiscale scene with its own scales; drop --downscale (it applies to Blender scenes)")
-    if kind == "llff" and (settings.multiscale or settings.downscale != 1):
-        raise MipNerfError(f"{data} is an LLFF scene (poses_bounds.npy); drop --multiscale/--downscale (use --factor)")
-    if kind != "llff" and (settings.factor or settings.spherify):
-        raise MipNerfError(f"{data} is not an LLFF scene; --factor and --spherify apply to LLFF scenes (use --downscale)")
-    if kind == "blender" and settings.multiscale:
-        raise MipNerfError(
-            f"{data} is a single-scale Blender scene; drop --multiscale, or convert it first with `mipnerf convert`"
-        )
+    check_scene_kind(data, kind, multiscale=settings.multiscale, downscale=settings.downscale,
+                     factor=settings.factor or 0, spherify=bool(settings.spherify))
     return kind
 
 
@@ -371,22 +361,26 @@ class StopRequest:
     an interrupted save leaves only a temporary file, removed at the next start.
     """
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, reporter: Reporter = SILENT) -> None:
         self.signal_name: str | None = None
-        self.quiet = quiet  # ranks other than 0 get torchrun's copy of the signal and say nothing
+        # Its `alert` channel (stderr on a terminal); ranks other than 0 get torchrun's copy
+        # of the signal and pass SILENT.
+        self.reporter = reporter
         self._previous: dict[int, Any] = {}
 
+    def requested(self) -> bool:
+        """True once a stop was asked for: the `should_stop` of long renders."""
+        return self.signal_name is not None
+
     def _say(self, message: str) -> None:
-        if not self.quiet:
-            sys.stderr.write(message)
-            sys.stderr.flush()
+        self.reporter.alert(message)
 
     def _handle(self, signum, frame) -> None:
         if self.signal_name is not None and signum == signal.SIGINT:
-            self._say("\ninterrupted again: leaving now without saving\n")
+            self._say("interrupted again: leaving now without saving")
             os._exit(130)
         self.signal_name = signal.Signals(signum).name
-        self._say(f"\n{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)\n")
+        self._say(f"{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -445,16 +439,20 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
 
 def validate(model: nn.Module, val_set, views: list[int], settings: TrainSettings, runtime: Runtime, should_stop) -> dict[str, Any] | None:
     """PSNR over the chosen views, overall and per scale, rendered under `runtime` as `mipnerf
-    eval` renders them; None if interrupted."""
+    eval` renders them; None if `should_stop()` answered True (it is asked between chunks)."""
     from mipnerf_cli.core.metrics import psnr
-    from mipnerf_cli.core.render import render_rays
+    from mipnerf_cli.core.render import RenderStopped, render_rays
 
     by_level: dict[int, list[float]] = {}
     for i in views:
         if should_stop():
             return None
         rays, target = val_set.image_rays(i)
-        out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, **runtime.render_options(model))
+        try:
+            out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, **runtime.render_options(model),
+                              should_stop=should_stop)
+        except RenderStopped:
+            return None
         by_level.setdefault(val_set.levels[i], []).append(psnr(out["rgb"].view_as(target), target))
     level_psnrs = [sum(v) / len(v) for _, v in sorted(by_level.items())]
     return {"psnr": sum(level_psnrs) / len(level_psnrs), "psnr_levels": level_psnrs}
@@ -534,9 +532,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> dict[str, Any]:
-    rng = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["torch_cuda"] = torch.cuda.get_rng_state()
+    """The checkpoint of `step`. No random-generator state is stored: every step's batch and
+    noise come from (seed, step), so resuming needs only the step (checkpoints written
+    before this kept an "rng" entry, which loads and is ignored)."""
     return {
         "format_version": FORMAT_VERSION,
         "step": step,
@@ -551,7 +549,6 @@ def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> 
             "data": str(settings.data),
             "data_relative_to_run": _relative(settings.data, run_dir),
         },
-        "rng": rng,
         "elapsed_s": elapsed_s,
     }
 
@@ -566,7 +563,7 @@ def _relative(path: Path, folder: Path) -> str:
 def train(
     settings: TrainSettings,
     context: Context | None = None,
-    report: Callable[[str], None] | None = None,
+    report: ReportArg = None,
     show_progress: bool = True,
 ) -> TrainResult:
     """Train (or continue) the run described by resolved `settings`; see the module docstring.
@@ -575,19 +572,17 @@ def train(
     Every check that can refuse the run happens before anything is written; the run
     folder is created only once they pass. Raises MipNerfError for bad input, a
     non-finite loss or a failed save (PeerError on ranks other than 0, which report nothing).
+    report: a `reporting.Reporter` (the commands pass the console's), or a callable taking
+    each line; default and on ranks other than 0: silent.
     """
-    from mipnerf_cli.console import info
     from mipnerf_cli.data import llff_options, load_scene
 
     context = context or SINGLE
     is_main = context.is_main
-    report = report or (info if is_main else (lambda message: None))
-    if settings.batch_size % context.world_size:
-        refusal = MipNerfError if is_main else PeerError
-        raise refusal(
-            f"batch_size {settings.batch_size} is the global batch and must be divisible by the "
-            f"{context.world_size} processes; use a multiple of {context.world_size}"
-        )
+    reporter = as_reporter(report) if is_main else SILENT
+    report = reporter.info
+    check_batch_split(settings.batch_size, context.world_size, f"the {context.world_size} processes",
+                      MipNerfError if is_main else PeerError)
     runtime = from_settings(settings, context.device)  # training and validation both follow it
     device = runtime.device
     files = RunFiles(settings.run_dir)
@@ -632,7 +627,7 @@ def train(
                 files.open_tensorboard()
 
         context.on_main(open_run_folder)
-        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime, start, context, report, show_progress and is_main)
+        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime, start, context, reporter, show_progress and is_main)
     finally:
         files.close()
         if lock is not None:
@@ -692,8 +687,8 @@ class Window:
 STOP_SIGNALS = (None, "SIGINT", "SIGTERM")  # agreed between ranks by index (the largest wins)
 
 
-def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime: Runtime, start, context: Context, report, show_progress) -> TrainResult:
-    from mipnerf_cli.console import ProgressBar
+def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime: Runtime, start, context: Context, reporter: Reporter, show_progress) -> TrainResult:
+    report = reporter.info
 
     is_main = context.is_main
     device = runtime.device
@@ -725,10 +720,11 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
         saved_step = step
 
     window, rays_per_s = Window(), None
-    bar = ProgressBar(f"train {settings.exp_name}", total=settings.max_steps, completed=step, enabled=show_progress)
-    say = bar.log if show_progress else report
+    bar = (reporter.progress(f"train {settings.exp_name}", total=settings.max_steps, completed=step) if show_progress
+           else quiet_progress(reporter))
+    say = bar.log
     stopped_by = None
-    with StopRequest(quiet=not is_main) as stop, bar:
+    with StopRequest(reporter) as stop, bar:
         while step < settings.max_steps and stopped_by is None:
             step += 1
             tic = time.perf_counter()
@@ -755,7 +751,7 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                 save()
                 if views:
                     tic = time.perf_counter()
-                    result = validate(model, val_set, views, settings, runtime, lambda: stop.signal_name is not None)
+                    result = validate(model, val_set, views, settings, runtime, stop.requested)
                     validation_s += time.perf_counter() - tic
                     if result is not None:
                         files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})

@@ -25,19 +25,20 @@ from typing import Optional
 import imageio.v3 as iio
 import torch
 
-from mipnerf_cli.console import ProgressBar
 from mipnerf_cli.core.camera_paths import camera_rays
-from mipnerf_cli.core.render import render_image
+from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.data.llff import pose_rays
-from mipnerf_cli.distributed import SINGLE, Context
+from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.output_folder import StagedFolder
+from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
 from mipnerf_cli.render_paths import (
     PathFrames, SceneCameras, camera_path_document, is_path_file, path_frames, path_name, read_camera_path,
 )
 from mipnerf_cli.settings import RenderSettings
+from mipnerf_cli.stopping import StopSignals
 from mipnerf_cli.trained_model import load_trained_model, scene_folder, training_downscale
 
 MAPS = ("rgb", "depth", "acc")
@@ -84,11 +85,14 @@ def _scene_cameras(trained, data: Optional[Path], split: str) -> SceneCameras:
                         folder=folder, llff=options if kind == "llff" else None)
 
 
-def render_path(settings: RenderSettings, context: Context | None = None) -> Optional[RenderOutput]:
+def render_path(settings: RenderSettings, context: Context | None = None, report: ReportArg = None) -> Optional[RenderOutput]:
     """Render the camera path and write frames/videos and cameras.json to ``<run>/render/<path>`` (or `out`).
 
     context: this process's place among the torchrun processes (default: alone); ranks other
     than 0 render their frames and return None.
+    report: the `reporting.Reporter` that shows the progress (default: silent).
+    Ctrl+C or SIGTERM while rendering stops at the next chunk and raises KeyboardInterrupt,
+    leaving nothing behind (`stopping.StopSignals`).
     """
     context = context or SINGLE
     runtime = from_settings(settings, context.device)
@@ -118,7 +122,9 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
         if frames_dir is not None:
             frames_dir.mkdir()
             (staged.path / CAMERAS_FILE).write_text(json.dumps(camera_path_document(frames, fps), indent=1))
-        rays_per_second = _render_frames(settings, trained, camera, frames, frames_dir, runtime, context)
+        with StopSignals() as stop:
+            rays_per_second = _render_frames(settings, trained, camera, frames, frames_dir, runtime, context,
+                                             as_reporter(report), stop)
     except BaseException:
         if staged is not None:
             staged.discard()
@@ -152,34 +158,43 @@ def render_path(settings: RenderSettings, context: Context | None = None) -> Opt
 
 
 def _render_frames(settings, trained, camera: PathCamera, frames: PathFrames, frames_dir: Optional[Path], runtime: Runtime,
-                   context: Context = SINGLE) -> float:
-    """Render every pose; rank 0 writes the frames to `frames_dir`. Returns rays/s, all ranks together."""
+                   context: Context, reporter, stop: StopSignals) -> float:
+    """Render every pose; rank 0 writes the frames to `frames_dir`. Returns rays/s, all ranks together.
+
+    A stop request (`stop`) ends the render at the next chunk with KeyboardInterrupt."""
     depth_limits = None
     rays_done = 0
     rank_seconds = [0.0] * context.world_size
-    with ProgressBar("render", total=len(frames), enabled=settings.progress and context.is_main, line_interval_s=5.0) as bar:
-        for first in range(0, len(frames), context.world_size):
-            index = first + context.rank
-            mine = None
-            if index < len(frames):
-                pose, focal = frames.poses[index], float(frames.focals[index])
-                if camera.ndc:  # a forward-facing LLFF model sees its rays in NDC, whatever the path
-                    rays = pose_rays(pose, frames.width, frames.height, focal, camera.near, camera.far, True)
-                else:
-                    rays = camera_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
-                start = time.perf_counter()
-                out = render_image(trained.model, rays, frames.height, frames.width, settings.chunk,
-                                   trained.white_bkgd, **runtime.render_options(trained.model))
-                mine = (out, time.perf_counter() - start)
-            gathered = context.gather(mine)
-            for rank, item in enumerate(gathered or []):
-                if item is not None:
-                    out, seconds = item
-                    rank_seconds[rank] += seconds
-                    depth_limits = _write_frame(frames_dir, first + rank, out, camera, depth_limits)
-                    rays_done += frames.width * frames.height
-                    seconds = max(rank_seconds)
-                    bar.update(1, rays_per_s=rays_done / seconds if seconds > 0 else 0.0)
+    show = settings.progress and context.is_main
+    bar = reporter.progress("render", total=len(frames), line_interval_s=5.0) if show else QuietProgress()
+
+    def work(index: int):
+        stop.check()
+        pose, focal = frames.poses[index], float(frames.focals[index])
+        if camera.ndc:  # a forward-facing LLFF model sees its rays in NDC, whatever the path
+            rays = pose_rays(pose, frames.width, frames.height, focal, camera.near, camera.far, True)
+        else:
+            rays = camera_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
+        start = time.perf_counter()
+        try:
+            out = render_image(trained.model, rays, frames.height, frames.width, settings.chunk,
+                               trained.white_bkgd, **runtime.render_options(trained.model), should_stop=stop.requested)
+        except RenderStopped:
+            raise KeyboardInterrupt("stop requested during the render") from None
+        return out, time.perf_counter() - start
+
+    def take(index: int, rank: int, item) -> None:
+        nonlocal depth_limits, rays_done
+        out, seconds = item
+        rank_seconds[rank] += seconds
+        depth_limits = _write_frame(frames_dir, index, out, camera, depth_limits)
+        rays_done += frames.width * frames.height
+        seconds = max(rank_seconds)
+        bar.update(1, rays_per_s=rays_done / seconds if seconds > 0 else 0.0)
+
+    with bar:
+        round_robin(context, len(frames), work, take)
+    stop.check()
     seconds = max(rank_seconds)
     return rays_done / seconds if seconds > 0 else 0.0
 

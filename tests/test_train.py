@@ -147,7 +147,8 @@ def test_loss_goes_down_and_the_run_folder_is_complete(tmp_path, demo_scene):
     assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["last.pt", "step-0000075.pt", "step-0000150.pt"]
     assert not (run / ".lock").exists()
     ckpt = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
-    assert set(ckpt) >= {"format_version", "step", "model", "optimizer", "model_config", "settings", "scene", "rng"}
+    assert set(ckpt) >= {"format_version", "step", "model", "optimizer", "model_config", "settings", "scene"}
+    assert "rng" not in ckpt  # resume is driven by (seed, step): no generator state is stored
     assert ckpt["step"] == 150 and ckpt["scene"]["kind"] == "blender" and ckpt["model_config"]["netwidth"] == 32
     model, recorded = checkpoint.model_from_checkpoint(ckpt)
     assert recorded["batch_size"] == 256
@@ -350,7 +351,7 @@ def test_flags_reach_the_settings(monkeypatch, tmp_path):
 
     got = {}
 
-    def fake_train(settings, context=None, show_progress=True):
+    def fake_train(settings, context=None, report=None, show_progress=True):
         got["settings"], got["context"] = settings, context
         return trainer.TrainResult(step=0, run_dir=tmp_path)
 

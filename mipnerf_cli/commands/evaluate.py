@@ -13,7 +13,7 @@ from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import (
     ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
 )
-from mipnerf_cli.console import console, info
+from mipnerf_cli.console import ConsoleReporter, console, info
 
 
 def eval_command(
@@ -55,7 +55,9 @@ def eval_command(
     )
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device)
-    results, folder = launch.in_process_group(settings.device, lambda context: evaluate(settings, context=context))
+    results, folder = launch.in_process_group(
+        settings.device, lambda context: evaluate(settings, context=context, report=ConsoleReporter()),
+    )
     if results is None:
         return  # another rank than 0: rank 0 reports
     console.print(results_table(results))

@@ -87,11 +87,10 @@ def torchrun_argv(ctx: typer.Context, nproc: int) -> list[str]:
 def start_torchrun(ctx: typer.Context, nproc: int, device: str, batch_size: Optional[int] = None) -> None:
     """`--nproc N`: refuse what every process would refuse, then run the command under torchrun and exit."""
     refuse_nested_launch()
-    if batch_size is not None and batch_size % nproc:
-        raise MipNerfError(
-            f"batch_size {batch_size} is the global batch and must be divisible by --nproc {nproc}; "
-            f"use a multiple of {nproc}"
-        )
+    if batch_size is not None:
+        from mipnerf_cli.distributed import check_batch_split
+
+        check_batch_split(batch_size, nproc, f"--nproc {nproc}")
     check_devices(nproc, device)
     raise typer.Exit(run_torchrun(ctx, nproc))
 

@@ -12,7 +12,7 @@ from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import (
     ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
 )
-from mipnerf_cli.console import info
+from mipnerf_cli.console import ConsoleReporter, info
 
 
 def render_command(
@@ -71,7 +71,9 @@ def render_command(
     )
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device)
-    result = launch.in_process_group(settings.device, lambda context: render_path(settings, context=context))
+    result = launch.in_process_group(
+        settings.device, lambda context: render_path(settings, context=context, report=ConsoleReporter()),
+    )
     if result is None:
         return  # another rank than 0: rank 0 reports
     radius = f", radius {result.radius:.3f}" if result.radius is not None else ""

@@ -9,6 +9,7 @@ import typer
 
 from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import DeviceOption
+from mipnerf_cli.console import ConsoleReporter
 
 
 def train_command(
@@ -96,6 +97,8 @@ def train_command(
     settings = resolve_train_settings(config, overrides)
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device, batch_size=settings.batch_size)
-    result = launch.in_process_group(settings.device, lambda context: train(settings, context=context, show_progress=progress))
+    result = launch.in_process_group(
+        settings.device, lambda context: train(settings, context=context, report=ConsoleReporter(), show_progress=progress),
+    )
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -9,12 +9,16 @@ memory is flat whatever the image size.
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from mipnerf_cli.core.rays import RayBundle
+
+
+class RenderStopped(Exception):
+    """`should_stop` answered True between two chunks: the render was abandoned (no result)."""
 
 
 def _last_level(model: nn.Module, rays: RayBundle, white_bkgd: bool, fast_path: bool):
@@ -39,6 +43,7 @@ def render_rays(
     device: torch.device | str | None = None,
     autocast_dtype: Optional[torch.dtype] = None,
     fast_path: Optional[bool] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
 ) -> dict[str, torch.Tensor]:
     """Render N rays deterministically (randomized=False) with the model's last level.
 
@@ -50,6 +55,9 @@ def render_rays(
         (`runtime.Runtime` decides it; bf16 on CUDA by default).
     fast_path: a MipNerf on a CPU through core/fast.py (None: whenever the device is a CPU
         and there is no autocast).
+    should_stop: asked before every chunk; when it answers True the render raises
+        RenderStopped (an exception rather than None, so no caller can take a partial
+        result for a whole one), e.g. a stop request (Ctrl+C, SIGTERM) during validation.
     Returns float32 CPU tensors {"rgb": (N, 3), "distance": (N,), "acc": (N,)}.
     """
     if chunk <= 0:
@@ -71,6 +79,8 @@ def render_rays(
     model.eval()
     try:
         for start in range(0, num_rays, chunk):
+            if should_stop is not None and should_stop():
+                raise RenderStopped(f"stopped after {start} of {num_rays} rays")
             stop = min(start + chunk, num_rays)
             batch = rays[start:stop].to(device=device, dtype=torch.float32)
             with autocast:
@@ -93,6 +103,7 @@ def render_image(
     device: torch.device | str | None = None,
     autocast_dtype: Optional[torch.dtype] = None,
     fast_path: Optional[bool] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
 ) -> dict[str, torch.Tensor]:
     """`render_rays` for the H*W rays of one image (row-major), reshaped to the image.
 
@@ -100,7 +111,8 @@ def render_image(
     """
     if len(rays) != height * width:
         raise ValueError(f"{len(rays)} rays do not form a {height}x{width} image")
-    out = render_rays(model, rays, chunk, white_bkgd, device=device, autocast_dtype=autocast_dtype, fast_path=fast_path)
+    out = render_rays(model, rays, chunk, white_bkgd, device=device, autocast_dtype=autocast_dtype, fast_path=fast_path,
+                      should_stop=should_stop)
     return {
         "rgb": out["rgb"].view(height, width, 3),
         "distance": out["distance"].view(height, width),

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.fsutil import write_bytes_atomically
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PIL modes whose conversion to RGBA is lossless for 8-bit data.
@@ -76,24 +77,24 @@ def read_rgba(path: Path) -> np.ndarray:
     return pixels
 
 
-def write_png(path: Path, rgba: np.ndarray) -> None:
-    """Write ``(H, W, 4)`` or ``(H, W, 3)`` uint8 pixels to ``path`` as a PNG (lossless).
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write uint8 ``(H, W, 4)``, ``(H, W, 3)`` or ``(H, W)`` pixels to ``path`` as a PNG
+    (lossless), atomically; MipNerfError naming the file when it cannot be written.
 
-    OpenCV encodes about four times faster than PIL and releases the GIL, so a thread pool
-    scales over cores.
+    OpenCV encodes into memory (about four times faster than PIL, and it releases the GIL,
+    so a thread pool scales over cores); the bytes are then written in one go to a
+    temporary file renamed into place, so Ctrl+C never leaves a half-written PNG.
     """
-    if rgba.shape[-1] == 4:
-        bgr = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
-    else:
-        bgr = cv2.cvtColor(rgba, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", bgr)
+    path = Path(path)
+    pixels = np.ascontiguousarray(image)
+    if pixels.ndim == 3 and pixels.shape[-1] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    elif pixels.ndim == 3 and pixels.shape[-1] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
-        raise MipNerfError(f"{path}: PNG encoding failed")
-    try:
-        with open(path, "wb") as file:
-            file.write(encoded.tobytes())
-    except OSError as error:
-        raise MipNerfError(f"{path}: cannot write ({error.strerror or error})") from None
+        raise MipNerfError(f"could not encode {path} as PNG (shape {image.shape}, dtype {image.dtype})")
+    write_bytes_atomically(path, encoded.tobytes())
 
 
 def area_downscale(rgba: np.ndarray, factor: int) -> np.ndarray:

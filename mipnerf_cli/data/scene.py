@@ -38,6 +38,36 @@ def scene_kind(path: Path | str) -> str:
     )
 
 
+def check_scene_kind(
+    path: Path | str,
+    kind: str,
+    multiscale: bool | None = None,
+    downscale: int = 1,
+    factor: int = 0,
+    spherify: bool = False,
+) -> None:
+    """The one check of a scene's kind against the options asked for; MipNerfError naming the
+    flag to drop or add. `mipnerf train` (trainer.check_scene) and ``load_scene`` both ask it.
+
+    kind: ``scene_kind(path)``; multiscale: None accepts any kind, True / False insist.
+    """
+    if kind == "multiscale" and multiscale is False:
+        raise MipNerfError(f"{path} is a multiscale scene ({METADATA}); add --multiscale to train on it")
+    if kind == "multiscale" and downscale != 1:
+        raise MipNerfError(f"{path} is a multiscale scene with its own levels; drop --downscale (it applies to Blender scenes only)")
+    if kind == "llff" and (multiscale or downscale != 1):
+        flags = " and ".join(flag for flag, given in (("--multiscale", multiscale), ("--downscale", downscale != 1)) if given)
+        raise MipNerfError(f"{path} is an LLFF scene ({POSES_BOUNDS}); drop {flags} (an LLFF scene's resolution is its --factor)")
+    if kind != "llff" and (factor or spherify):
+        what = "a multiscale" if kind == "multiscale" else "a Blender"
+        raise MipNerfError(f"{path} is {what} scene, not an LLFF one ({POSES_BOUNDS}); drop --factor/--spherify (they apply to LLFF scenes)")
+    if kind == "blender" and multiscale:
+        raise MipNerfError(
+            f"{path} is a single-scale Blender scene; drop --multiscale, or convert it first (multiscale data is a "
+            f"Blender scene at 4 resolutions, written by `mipnerf convert {path} OUT_DIR`)"
+        )
+
+
 def llff_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The LLFF keyword arguments of ``load_scene`` (factor, spherify, llffhold) from a run's
     settings (a TrainSettings dump; runs from before LLFF support have none: the defaults)."""
@@ -75,29 +105,12 @@ def load_scene(
     if split not in SPLITS:
         raise MipNerfError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     kind = scene_kind(path)
+    if multiscale is False and kind == "multiscale" and transforms_path(path, split).is_file():
+        kind = "blender"  # a folder holding both: the caller asked for the Blender files
+    check_scene_kind(path, kind, multiscale, downscale, factor, spherify)
     if kind == "llff":
-        if multiscale is True:
-            raise MipNerfError(f"{path} is an LLFF scene ({POSES_BOUNDS}), not multiscale data; train it without --multiscale")
-        if downscale != 1:
-            raise MipNerfError(f"{path}: --downscale works on Blender scenes; an LLFF scene uses its factor (images_<factor>/)")
         return load_llff(path, split, factor, spherify, llffhold, near, far, white_bkgd=white_bkgd, workers=workers, progress=progress)
-    if factor or spherify:
-        raise MipNerfError(f"{path}: factor and spherify apply to LLFF scenes ({POSES_BOUNDS}); this is a {kind} scene")
-    if multiscale is True and kind != "multiscale":
-        raise MipNerfError(
-            f"{path} is a Blender scene (no {METADATA}), but multiscale data was asked for; "
-            f"convert it first with `mipnerf convert {path} OUT_DIR`, or train it without --multiscale"
-        )
-    if multiscale is False and kind == "multiscale":
-        if transforms_path(path, split).is_file():
-            kind = "blender"  # a folder holding both: the caller asked for the Blender files
-        else:
-            raise MipNerfError(
-                f"{path} is a multiscale scene ({METADATA}); load it with --multiscale"
-            )
     if kind == "multiscale":
-        if downscale != 1:
-            raise MipNerfError(f"{path}: --downscale works on Blender scenes only; multiscale data has its own levels")
         return load_multiscale(path, split, white_bkgd, workers, progress)
     if not transforms_path(path, split).is_file():
         raise MipNerfError(f"{transforms_path(path, split)}: file not found (this scene has no '{split}' split)")
