@@ -52,7 +52,8 @@ def _train_losses(settings, policy, steps: int) -> list[float]:
 
     images = load_scene(MULTISCALE, "train", multiscale=True)
     model = trainer.build_model(settings)
-    optimizer = trainer.build_optimizer(model, settings)
+    optimizer = trainer.build_optimizer(model, settings, policy)
+    assert all(group["fused"] is (True if policy.sync_free_step else None) for group in optimizer.param_groups)
     losses = []
     for step in range(1, steps + 1):
         rays, pixels, noise, _ = trainer.step_batch(settings, step, images, model, CPU, trainer.SINGLE)
@@ -145,3 +146,53 @@ def test_render_under_the_cuda_like_policy_is_close_to_float32(trained_run):
     for key in ("rgb", "acc"):
         assert torch.isfinite(bf16[key]).all()
         assert (bf16[key] - fp32[key]).abs().max() < BF16_RGB_TOL
+
+
+def test_a_nonfinite_loss_found_a_step_late_stops_as_at_once(tmp_path, monkeypatch):
+    """The sync-free step reads step k's loss after queuing step k+1; the stop is the same:
+    step k named, nothing saved after the last good checkpoint."""
+    from mipnerf_cli import checkpoint, trainer
+    from mipnerf_cli.core import losses
+    from mipnerf_cli.errors import MipNerfError
+    from test_train import tiny
+
+    monkeypatch.setattr(trainer, "from_settings", lambda settings, device=None: runtime_module.cuda_like())
+    settings = tiny(tmp_path, max_steps=3, check_interval=3, log_interval=3)
+    trainer.train(settings, report=lambda message: None, show_progress=False)
+    last = settings.run_dir / "ckpt" / "last.pt"
+    before = last.read_bytes()
+    real, calls = losses.mipnerf_loss, []
+
+    def poisoned(*args, **kwargs):  # step 5 (the second of the resumed run) only
+        calls.append(1)
+        loss, level = real(*args, **kwargs)
+        return (loss * float("nan") if len(calls) == 2 else loss), level
+
+    monkeypatch.setattr(losses, "mipnerf_loss", poisoned)
+    with pytest.raises(MipNerfError, match=r"loss became nan at step 5.*last good checkpoint is .*last\.pt"):
+        trainer.train(tiny(tmp_path, max_steps=9, check_interval=3, log_interval=3, resume_path="auto"),
+                      report=lambda message: None, show_progress=False)
+    assert len(calls) == 3  # step 6 was queued before step 5's loss was read
+    assert last.read_bytes() == before and checkpoint.load_checkpoint(last)["step"] == 3
+
+
+def test_the_fused_step_skips_a_nonfinite_update_on_the_device(tmp_path):
+    from mipnerf_cli import trainer
+    from mipnerf_cli.data import load_scene
+    from test_train import BLENDER, tiny
+
+    settings = tiny(tmp_path)
+    policy = runtime_module.cuda_like()
+    model = trainer.build_model(settings)
+    optimizer = trainer.build_optimizer(model, settings, policy)
+    rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
+    assert trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy).finite
+    before = [p.detach().clone() for p in model.parameters()]
+    moments = {k: v.clone() for k, v in optimizer.state[next(model.parameters())].items()}
+    pending = trainer.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None, policy, defer=True)
+    assert isinstance(pending, trainer.PendingStats)
+    stats = pending.get()
+    assert not stats.finite and len(stats.level_mses) == 2
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+    after = optimizer.state[next(model.parameters())]
+    assert all(torch.equal(moments[k], after[k]) for k in moments)  # step count and moments too

@@ -389,3 +389,37 @@ def test_tensorboard_events_when_it_is_installed(tmp_path, monkeypatch):
     train(tiny(tmp_path, max_steps=2, check_interval=2, tensorboard=True))
     assert ("train/loss", 1) in scalars and ("train/psnr_levels_1", 2) in scalars and ("val/psnr", 2) in scalars
     assert scalars[-1] == ("closed", None)
+
+
+def test_a_batch_goes_to_the_device_in_one_packed_copy_bit_for_bit(tmp_path):
+    from mipnerf_cli.data import load_scene
+
+    rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(0, 4096, 37))
+    share, votes = torch.tensor(0.25), torch.tensor([0.0, 1.0])
+    moved = trainer.packed_copy([rays, pixels, share, votes], torch.device("cpu"))
+    for name, tensor in rays.tensors().items():
+        got = moved[0].tensors()[name]
+        assert got.is_contiguous() and torch.equal(got, tensor)
+    assert torch.equal(moved[1], pixels) and moved[2].shape == () and moved[2].item() == 0.25
+    assert moved[3].tolist() == [0.0, 1.0]
+    # A CPU run copies nothing.
+    assert trainer.to_device([rays, pixels], torch.device("cpu"))[1] is pixels
+
+
+def test_optimizer_state_moves_between_fused_and_plain_adam(tmp_path):
+    from mipnerf_cli.runtime import Runtime
+
+    settings = tiny(tmp_path)
+    sync_free = Runtime(device=torch.device("cpu"), sync_free_step=True)
+    model = trainer.build_model(settings)
+    plain = trainer.build_optimizer(model, settings)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    plain.step()
+    fused = trainer.build_optimizer(model, settings, sync_free)
+    trainer.load_optimizer_state(fused, plain.state_dict())
+    assert fused.param_groups[0]["fused"] is True
+    assert fused.state[next(model.parameters())]["step"].item() == 1
+    back = trainer.build_optimizer(model, settings)
+    trainer.load_optimizer_state(back, fused.state_dict())
+    assert back.param_groups[0]["fused"] is None
