@@ -703,14 +703,14 @@ def train(
         )
         val_set = load_val_set(settings, report) if is_main else None
         model = build_model(settings).to(device)
-        if settings.compile:
-            model.compile(dynamic=False)  # in place: the state_dict keeps its plain keys
         optimizer = build_optimizer(model, settings, runtime)
         if start.payload is not None:
             model.load_state_dict(start.payload["model"])
             load_optimizer_state(optimizer, start.payload["optimizer"])
             report(f"resuming from {start.source} at step {start.step}")
         step_model = wrap_for_ranks(model, runtime, context)
+        if settings.compile:
+            step_model = compile_for_training(step_model)
 
         def open_run_folder() -> None:
             if not lock.held:
@@ -746,6 +746,17 @@ def wrap_for_ranks(model: nn.Module, runtime: Runtime, context: Context) -> nn.M
             torch.distributed.broadcast(tensor, src=0)
         return model
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def compile_for_training(step_model: nn.Module) -> nn.Module:
+    """The training step's module under torch.compile; the model itself stays eager.
+
+    Only training runs compiled: one graph (fixed batch, randomized, pre-drawn noise).
+    Validation renders the plain model, whose other flags and short last chunk would
+    otherwise recompile at every check (multiscale lego reached dynamo's limit of 8 graphs
+    and fell back to eager without a word). Checkpoints take the plain model's state_dict.
+    """
+    return torch.compile(step_model, dynamic=False)
 
 
 def _acquire(lock: RunLock, report) -> None:

@@ -423,3 +423,28 @@ def test_optimizer_state_moves_between_fused_and_plain_adam(tmp_path):
     back = trainer.build_optimizer(model, settings)
     trainer.load_optimizer_state(back, fused.state_dict())
     assert back.param_groups[0]["fused"] is None
+
+
+def test_compile_covers_the_training_step_and_leaves_validation_eager(tmp_path, monkeypatch):
+    """compile: true compiles what the steps run; validation renders the plain model (no
+    recompiles for its flags and short last chunk), and checkpoints keep plain keys."""
+    compiled, validated = [], []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args, **kwargs):
+            compiled.append(kwargs.get("randomized"))
+            return self.inner(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", lambda module, dynamic=None: Recorder(module))
+    real_validate = trainer.validate
+    monkeypatch.setattr(trainer, "validate", lambda model, *a, **k: validated.append(model) or real_validate(model, *a, **k))
+    settings = tiny(tmp_path, max_steps=3, check_interval=3, compile=True)
+    train(settings)
+    assert compiled == [True, True, True]  # every training step, nothing else
+    assert len(validated) == 1 and not isinstance(validated[0], Recorder)
+    saved = checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["model"]
+    assert not any(key.startswith(("inner.", "_orig_mod.")) for key in saved)

@@ -73,7 +73,7 @@ def _format_table(result) -> None:
         shape = "x".join(str(x) for x in peak["mlp_shape"])
         console.print(
             f"{peak['dtype']} matmul peak: {peak['mlp_gflops']:.1f} GFLOP/s at the MLP shape {shape}, "
-            f"{peak['square_2048_gflops']:.1f} at 2048³ (MFU is relative to the better one)",
+            f"{peak['square_gflops']:.1f} at {peak['square_side']}³ (MFU is relative to the better one)",
             highlight=False,
         )
     fast = result.fast_path
