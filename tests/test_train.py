@@ -448,3 +448,23 @@ def test_compile_covers_the_training_step_and_leaves_validation_eager(tmp_path, 
     assert len(validated) == 1 and not isinstance(validated[0], Recorder)
     saved = checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["model"]
     assert not any(key.startswith(("inner.", "_orig_mod.")) for key in saved)
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_the_ranks_stop_votes_travel_with_the_loss_terms(tmp_path, sync_free):
+    """A Shard's stop votes are summed with the loss terms (no collective of their own)
+    and come back as the largest STOP_SIGNALS index voted for."""
+    from mipnerf_cli.data import load_scene
+    from mipnerf_cli.distributed import SINGLE
+    from mipnerf_cli.runtime import Runtime
+
+    settings = tiny(tmp_path)
+    policy = Runtime(device=torch.device("cpu"), sync_free_step=sync_free)
+    model = trainer.build_model(settings)
+    optimizer = trainer.build_optimizer(model, settings, policy)
+    rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
+    for votes, expected in (([0.0, 0.0], None), ([1.0, 0.0], "SIGINT"), ([1.0, 1.0], "SIGTERM")):
+        shard = trainer.Shard(SINGLE, torch.tensor(1.0), torch.tensor(votes))
+        stats = trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard)
+        assert stats.finite and len(stats.level_mses) == 2
+        assert trainer.STOP_SIGNALS[stats.stop_vote] == expected
