@@ -200,8 +200,9 @@ def train_step(
     (default: float32 on the pixels' device, the fast path as `settings.fast_path` says).
 
     With `runtime.sync_free_step` (CUDA) and a fused Adam (`build_optimizer(..., runtime)`)
-    the host never waits for the device: the optimizer gets the non-finite flag as a device tensor and skips
-    the update itself. `defer` then returns PendingStats, read a step later (`.get()`).
+    the host never waits for the device: the optimizer gets the non-finite flag as a device
+    tensor and skips the update itself. `defer` then returns PendingStats, to be read a step
+    later (`.get()`). A Shard's stop votes come back summed in StepStats.stop_vote.
     """
     from mipnerf_cli.core import fast
     from mipnerf_cli.core.losses import mipnerf_loss
