@@ -196,3 +196,22 @@ def test_the_fused_step_skips_a_nonfinite_update_on_the_device(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
     after = optimizer.state[next(model.parameters())]
     assert all(torch.equal(moments[k], after[k]) for k in moments)  # step count and moments too
+
+
+def test_mipnerf_render_under_the_cuda_like_policy_writes_the_float32_frames(trained_run, tmp_path, monkeypatch):
+    """`mipnerf render`'s library call (video.render_path) under the cuda-like policy: the
+    same frames as float32 within bf16's error (8-bit PNGs: a few levels)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    from mipnerf_cli import video
+    from mipnerf_cli.settings import RenderSettings
+
+    frames = {}
+    for name, policy in (("bf16", runtime_module.cuda_like()), ("fp32", runtime_module.resolve("cpu"))):
+        monkeypatch.setattr(video, "from_settings", lambda settings, device=None, policy=policy: policy)
+        result = video.render_path(RenderSettings(run=trained_run, device="cpu", progress=False, frames=2,
+                                                  resolution="16x12", format="png", out=tmp_path / name))
+        frames[name] = iio.imread(result.folder / "frames" / "rgb_0001.png").astype(np.int16)
+    assert frames["bf16"].shape == (12, 16, 3)
+    assert np.abs(frames["bf16"] - frames["fp32"]).max() <= 255 * BF16_RGB_TOL
