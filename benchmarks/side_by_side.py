@@ -108,7 +108,7 @@ def main() -> None:
     if peak:
         mfu = {phase: first[phase]["mfu"] for phase in ("train", "render")}
         print(f"fp32 matmul peak {peak['mlp_gflops']:.1f} GFLOP/s at {'x'.join(map(str, peak['mlp_shape']))}, "
-              f"{peak['square_2048_gflops']:.1f} at 2048³; MFU (round 1) train {100 * mfu['train']:.0f}%, render {100 * mfu['render']:.0f}%")  # fmt: skip
+              f"{peak['square_gflops']:.1f} at {peak['square_side']}³; MFU (round 1) train {100 * mfu['train']:.0f}%, render {100 * mfu['render']:.0f}%")  # fmt: skip
 
     if args.json_out:
         args.json_out.write_text(json.dumps({"rounds": rounds, "summary": summary}, indent=2))

@@ -184,7 +184,10 @@ def launched(device_name: str = "auto") -> Iterator[Context]:
     created = False
     if not torch.distributed.is_initialized():
         backend = "nccl" if device is not None else "gloo"
-        torch.distributed.init_process_group(backend, init_method="env://", timeout=COLLECTIVE_TIMEOUT)
+        # device_id binds NCCL's communicator to this rank's GPU at once (not via the
+        # current device that set_device happened to leave).
+        bound = {"device_id": device} if device is not None else {}
+        torch.distributed.init_process_group(backend, init_method="env://", timeout=COLLECTIVE_TIMEOUT, **bound)
         created = True
     try:
         yield Context(rank=rank, world_size=world_size, local_rank=local_rank, device=device)

@@ -9,6 +9,8 @@ ask it, so one checkpoint is rendered with one precision wherever it is rendered
 - CUDA runs bf16 autocast when `mixed_precision` is on and the GPU has native bf16
   (compute capability 8.0 or more: Ampere, Hopper; V100/T4 would emulate it slowly, so they
   stay float32); TF32 matmuls are a separate switch, on by default;
+- CUDA trains with the sync-free step (`sync_free_step`: fused Adam, the finite check one
+  step late) so that the host never waits for the GPU between two steps;
 - `cuda_like` builds the CUDA path's policy on a CPU with native bf16 (AMX / AVX512-BF16), so
   tests can run the CUDA-only branches (autocast, the plain step, the plain render) here.
 """
@@ -37,6 +39,9 @@ class Runtime:
     autocast_dtype: Optional[torch.dtype] = None  # None: float32; torch.bfloat16: bf16 autocast
     tf32: bool = False  # TF32 matmuls and convolutions (CUDA only)
     fast_path: bool = True  # MipNerf on a CPU: cache-sized blocks of rays over worker threads
+    # The GPU's training step, which never waits for the device: fused Adam, told by a device
+    # flag to skip a non-finite step, and the loss read back (and checked) one step late.
+    sync_free_step: bool = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context of a forward pass (a no-op for float32)."""
@@ -68,6 +73,7 @@ class Runtime:
             "autocast": None if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch."),
             "tf32": self.tf32,
             "fast_path": self.fast_path and self.device.type == "cpu" and self.autocast_dtype is None,
+            "sync_free_step": self.sync_free_step,
         }
 
 
@@ -125,6 +131,7 @@ def resolve(
         autocast_dtype=torch.bfloat16 if on_cuda and mixed_precision and bf16_supported(chosen) else None,
         tf32=on_cuda and tf32,
         fast_path=fast_path,
+        sync_free_step=on_cuda,
     )
     runtime.apply()
     return runtime
@@ -146,4 +153,5 @@ def from_settings(settings, device: Optional[torch.device] = None) -> Runtime:
 def cuda_like(device: torch.device | str = "cpu") -> Runtime:
     """The CUDA path's policy (bf16 autocast, plain step and render, TF32) on any device, for
     tests; on a CPU only where `cpu_has_native_bf16()` (callers skip elsewhere)."""
-    return Runtime(device=torch.device(device), autocast_dtype=torch.bfloat16, tf32=True, fast_path=False)
+    return Runtime(device=torch.device(device), autocast_dtype=torch.bfloat16, tf32=True, fast_path=False,
+                   sync_free_step=True)

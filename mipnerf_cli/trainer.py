@@ -56,6 +56,45 @@ class StepStats:
     loss: float
     level_mses: list[float]
     finite: bool
+    stop_vote: int = 0  # several ranks: index in STOP_SIGNALS of the latest signal any rank saw
+
+
+@dataclasses.dataclass
+class PendingStats:
+    """A step's loss terms on their way back from the device (`train_step(defer=True)`).
+
+    terms: (1 + L + V,) the loss, the L level terms and V stop votes (one per STOP_SIGNALS
+    entry after None, summed over the ranks), in host memory that a non-blocking copy fills;
+    event: marks the end of that copy on CUDA (None: the values are there already).
+    """
+
+    terms: torch.Tensor
+    levels: int
+    event: Optional["torch.cuda.Event"] = None
+
+    @staticmethod
+    def read_back(terms: torch.Tensor, levels: int) -> "PendingStats":
+        """Start copying `terms` to the host without waiting for the device."""
+        if terms.device.type != "cuda":
+            return PendingStats(terms.detach().cpu(), levels)
+        host = torch.empty(terms.shape, dtype=terms.dtype, pin_memory=True)
+        host.copy_(terms.detach(), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return PendingStats(host, levels, event)
+
+    def get(self) -> StepStats:
+        """The step's stats (waits for the copy, so for the step, to finish)."""
+        if self.event is not None:
+            self.event.synchronize()
+        values = self.terms.tolist()
+        return StepStats(loss=values[0], level_mses=values[1 : 1 + self.levels], finite=math.isfinite(values[0]),
+                         stop_vote=_stop_vote(values[1 + self.levels :]))
+
+
+def _stop_vote(counts: list[float]) -> int:
+    """The largest STOP_SIGNALS index that some rank voted for (counts: ranks per signal after None)."""
+    return max((i + 1 for i, count in enumerate(counts) if count > 0), default=0)
 
 
 def learning_rate(step: int, settings: TrainSettings) -> float:
@@ -121,6 +160,9 @@ class Shard:
 
     context: Context
     share: torch.Tensor  # () float32 on the model's device
+    # (len(STOP_SIGNALS) - 1,) float32 on the model's device: 1 where this rank saw that
+    # signal; summed with the loss terms (one all-reduce), so no collective of its own.
+    stop_votes: Optional[torch.Tensor] = None
 
 
 def _sum_weighted_gradients(parameters: list[nn.Parameter], shard: Shard) -> None:
@@ -145,7 +187,8 @@ def train_step(
     runtime: Runtime | None = None,
     noise: list[dict[str, torch.Tensor]] | None = None,
     shard: Shard | None = None,
-) -> StepStats:
+    defer: bool = False,
+) -> StepStats | PendingStats:
     """One optimisation step on a batch.
 
     rays: RayBundle of B rays; pixels: (B, 3) float32 targets, both on the model's device.
@@ -155,6 +198,11 @@ def train_step(
     The optimizer is not stepped when the loss is not finite (StepStats.finite False), so
     the parameters stay as they were. `runtime` decides autocast and the CPU fast path
     (default: float32 on the pixels' device, the fast path as `settings.fast_path` says).
+
+    With `runtime.sync_free_step` (CUDA) and a fused Adam (`build_optimizer(..., runtime)`)
+    the host never waits for the device: the optimizer gets the non-finite flag as a device
+    tensor and skips the update itself. `defer` then returns PendingStats, to be read a step
+    later (`.get()`). A Shard's stop votes come back summed in StepStats.stop_vote.
     """
     from mipnerf_cli.core import fast
     from mipnerf_cli.core.losses import mipnerf_loss
@@ -191,8 +239,16 @@ def train_step(
         if not wrapped:
             _sum_weighted_gradients([p for p in model.parameters() if p.grad is not None], shard)
         # The global loss terms, on every rank: the finite check and the logs agree everywhere.
-        totals = shard.context.all_reduce_sum_(torch.cat([loss.detach()[None], level_mses.detach()]) * shard.share)
-        loss, level_mses = totals[0], totals[1:]
+        # The stop votes ride along, unweighted: one collective per step for both.
+        parts = [torch.cat([loss.detach()[None], level_mses.detach()]) * shard.share]
+        if shard.stop_votes is not None:
+            parts.append(shard.stop_votes)
+        totals = shard.context.all_reduce_sum_(torch.cat(parts))
+        loss, level_mses, votes = totals[0], totals[1 : 1 + level_mses.numel()], totals[1 + level_mses.numel() :]
+    else:
+        votes = loss.new_zeros(0)
+    if runtime.sync_free_step and all(group.get("fused") for group in optimizer.param_groups):
+        return _step_on_device(model, optimizer, loss, level_mses, votes, settings, defer)
     loss_value = float(loss.detach())
     if not math.isfinite(loss_value):
         return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=False)
@@ -202,7 +258,26 @@ def train_step(
     if settings.grad_max_norm > 0:
         torch.nn.utils.clip_grad_norm_(parameters, settings.grad_max_norm)
     optimizer.step()
-    return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=True)
+    return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=True,
+                     stop_vote=_stop_vote(votes.tolist()))
+
+
+def _step_on_device(model, optimizer, loss, level_mses, votes, settings, defer: bool) -> StepStats | PendingStats:
+    """Clip and step without reading anything back: the fused optimizer skips the update
+    (moments and step count included) when told so by a device flag."""
+    terms = torch.cat([loss.detach().float()[None], level_mses.detach().float(), votes.float()])
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if settings.grad_max_val > 0:
+        torch.nn.utils.clip_grad_value_(parameters, settings.grad_max_val)
+    if settings.grad_max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, settings.grad_max_norm)
+    optimizer.found_inf = (~torch.isfinite(terms[0])).float()  # read by Adam.step (as GradScaler sets it)
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf
+    pending = PendingStats.read_back(terms, level_mses.numel())
+    return pending if defer else pending.get()
 
 
 def psnr_from_level_mse(level_mse: float) -> float:
@@ -242,10 +317,28 @@ def build_model(settings: TrainSettings) -> nn.Module:
         return MipNerf(settings.model.to_model_config())
 
 
-def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, settings: TrainSettings, runtime: Runtime | None = None) -> torch.optim.Optimizer:
+    """Adam; fused (one kernel for all parameters, a device flag to skip a step) under the
+    sync-free step of CUDA (`runtime.sync_free_step`), torch's default implementation elsewhere."""
+    fused = runtime is not None and runtime.sync_free_step
     return torch.optim.Adam(
-        model.parameters(), lr=settings.lr_init, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps
+        model.parameters(), lr=settings.lr_init, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps,
+        fused=fused or None,
     )
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """A checkpoint's Adam state into `optimizer`, which keeps its own implementation (fused
+    or not: the checkpoint may come from another device) with its step counts where it wants them."""
+    own = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kind in zip(optimizer.param_groups, own):
+        group.update(kind)
+        if group.get("fused"):
+            for parameter in group["params"]:
+                entry = optimizer.state.get(parameter, {})
+                if "step" in entry:
+                    entry["step"] = entry["step"].to(device=parameter.device, dtype=torch.float32)
 
 
 def model_config_dict(settings: TrainSettings) -> dict[str, Any]:
@@ -606,14 +699,14 @@ def train(
         )
         val_set = load_val_set(settings, report) if is_main else None
         model = build_model(settings).to(device)
-        if settings.compile:
-            model.compile(dynamic=False)  # in place: the state_dict keeps its plain keys
-        optimizer = build_optimizer(model, settings)
+        optimizer = build_optimizer(model, settings, runtime)
         if start.payload is not None:
             model.load_state_dict(start.payload["model"])
-            optimizer.load_state_dict(start.payload["optimizer"])
+            load_optimizer_state(optimizer, start.payload["optimizer"])
             report(f"resuming from {start.source} at step {start.step}")
         step_model = wrap_for_ranks(model, runtime, context)
+        if settings.compile:
+            step_model = compile_for_training(step_model)
 
         def open_run_folder() -> None:
             if not lock.held:
@@ -649,6 +742,17 @@ def wrap_for_ranks(model: nn.Module, runtime: Runtime, context: Context) -> nn.M
             torch.distributed.broadcast(tensor, src=0)
         return model
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def compile_for_training(step_model: nn.Module) -> nn.Module:
+    """The training step's module under torch.compile; the model itself stays eager.
+
+    Only training runs compiled: one graph (fixed batch, randomized, pre-drawn noise).
+    Validation renders the plain model, whose other flags and short last chunk would
+    otherwise recompile at every check (multiscale lego reached dynamo's limit of 8 graphs
+    and fell back to eager without a word). Checkpoints take the plain model's state_dict.
+    """
+    return torch.compile(step_model, dynamic=False)
 
 
 def _acquire(lock: RunLock, report) -> None:
@@ -723,26 +827,45 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
     bar = (reporter.progress(f"train {settings.exp_name}", total=settings.max_steps, completed=step) if show_progress
            else quiet_progress(reporter))
     say = bar.log
+
+    def account(step: int, lr: float, seconds: float, stats: StepStats) -> StepStats:
+        """Check and count a step's stats (a sync-free step's arrive one step late)."""
+        nonlocal rays_per_s
+        if not stats.finite:
+            where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+            raise (MipNerfError if is_main else PeerError)(
+                f"the loss became {stats.loss} at step {step} (lr {lr:.3g}); stopped without saving, {where}; "
+                "resume with --resume auto and a lower lr_init, or set grad_max_norm"
+            )
+        window.add(stats, seconds)
+        rate = settings.batch_size / max(seconds, 1e-9)
+        rays_per_s = rate if rays_per_s is None else 0.9 * rays_per_s + 0.1 * rate
+        bar.update(1, loss=stats.loss, psnr=psnr_from_level_mse(stats.level_mses[-1]), lr=lr, **{"rays/s": int(rays_per_s)})
+        return stats
+
     stopped_by = None
+    # The sync-free step (CUDA) reads its loss back a step late: step k is checked once step
+    # k+1 is queued, so the GPU never idles waiting for the host. A step that logs, saves,
+    # validates or ends the run is read at once, so nothing is written before it is checked.
+    pending, last = None, None  # (step, lr, seconds, PendingStats) not yet read; the latest read StepStats
     with StopRequest(reporter) as stop, bar:
         while step < settings.max_steps and stopped_by is None:
             step += 1
             tic = time.perf_counter()
-            rays, pixels, noise, shard = step_batch(settings, step, train_set, model, device, context)
+            rays, pixels, noise, shard = step_batch(settings, step, train_set, model, device, context,
+                                                    stop_vote=STOP_SIGNALS.index(stop.signal_name))
             lr = learning_rate(step, settings)
             generator = step_generator(settings.seed, step, device) if noise is None else None
-            stats = train_step(step_model, optimizer, rays, pixels, lr, settings, generator, runtime, noise=noise, shard=shard)
-            if not stats.finite:
-                where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
-                raise (MipNerfError if is_main else PeerError)(
-                    f"the loss became {stats.loss} at step {step} (lr {lr:.3g}); stopped without saving, {where}; "
-                    "resume with --resume auto and a lower lr_init, or set grad_max_norm"
-                )
+            stats = train_step(step_model, optimizer, rays, pixels, lr, settings, generator, runtime, noise=noise, shard=shard,
+                               defer=runtime.sync_free_step)
+            if pending is not None:
+                last, pending = account(*pending[:3], pending[3].get()), None
             seconds = time.perf_counter() - tic
-            window.add(stats, seconds)
-            rate = settings.batch_size / max(seconds, 1e-9)
-            rays_per_s = rate if rays_per_s is None else 0.9 * rays_per_s + 0.1 * rate
-            bar.update(1, loss=stats.loss, psnr=psnr_from_level_mse(stats.level_mses[-1]), lr=lr, **{"rays/s": int(rays_per_s)})
+            boundary = step % settings.log_interval == 0 or step % settings.check_interval == 0 or step == settings.max_steps
+            if isinstance(stats, PendingStats) and not boundary:
+                pending = (step, lr, seconds, stats)
+            else:
+                last = account(step, lr, seconds, stats.get() if isinstance(stats, PendingStats) else stats)
 
             if step % settings.log_interval == 0 or step == settings.max_steps:
                 files.log(window.record(step, lr, settings.batch_size, elapsed()))
@@ -756,8 +879,17 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                     if result is not None:
                         files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})
                         say(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test image(s)")
-            # Every rank stops after the same step, whichever of them got the signal.
-            stopped_by = STOP_SIGNALS[context.max(STOP_SIGNALS.index(stop.signal_name))]
+            # Every rank stops after the same step, whichever of them got the signal: the ranks'
+            # votes come summed with the loss terms; after a validation (which a signal may
+            # have interrupted) they are asked afresh.
+            if not context.distributed:
+                stopped_by = stop.signal_name
+            elif last is None or step % settings.check_interval == 0:
+                stopped_by = STOP_SIGNALS[context.max(STOP_SIGNALS.index(stop.signal_name))]
+            else:
+                stopped_by = STOP_SIGNALS[last.stop_vote]
+        if pending is not None:
+            account(*pending[:3], pending[3].get())
 
         if stopped_by is not None:
             save()
@@ -771,8 +903,12 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
     return TrainResult(step=step, run_dir=files.dir, last_checkpoint=last_checkpoint)
 
 
-def step_batch(settings: TrainSettings, step: int, train_set, model: nn.Module, device: torch.device, context: Context):
+def step_batch(settings: TrainSettings, step: int, train_set, model: nn.Module, device: torch.device, context: Context,
+               stop_vote: int = 0):
     """This rank's rays (RayBundle on `device`), pixels (N, 3), sampling noise and Shard for `step`.
+
+    stop_vote: the STOP_SIGNALS index of the signal this rank has seen (its Shard carries it
+    to the other ranks). Everything goes to a GPU in one host->device copy (`to_device`).
 
     The global batch and its noise are drawn whole from (seed, step) on every rank (a few
     hundred kB; the noise as `MipNerf.draw_noise` draws it for the global batch) and each
@@ -790,11 +926,43 @@ def step_batch(settings: TrainSettings, step: int, train_set, model: nn.Module, 
         elif context.distributed:
             raise ValueError(f"{type(model).__name__} cannot draw its noise up front (draw_noise), which sharding needs")
     if not context.distributed:
-        return rays.to(device), pixels.to(device), noise, None
+        rays, pixels = to_device([rays, pixels], device)
+        return rays, pixels, noise, None
     rows = rank_rows(settings.batch_size, context.rank, context.world_size)
     lossmult = torch.ones_like(rays.lossmult) if settings.disable_multiscale_loss else rays.lossmult
-    share = (lossmult[rows].sum() / lossmult.sum()).to(device)
-    return rays[rows].to(device), pixels[rows].to(device), noise_rows(noise, rows), Shard(context, share)
+    share = lossmult[rows].sum() / lossmult.sum()
+    votes = torch.zeros(len(STOP_SIGNALS) - 1)
+    if stop_vote:
+        votes[stop_vote - 1] = 1.0
+    rays, pixels, share, votes = to_device([rays[rows], pixels[rows], share, votes], device)
+    return rays, pixels, noise_rows(noise, rows), Shard(context, share, votes)
+
+
+def to_device(items: list, device: torch.device) -> list:
+    """float32 CPU tensors and RayBundles on `device`, in one host->device copy (a pinned
+    buffer on CUDA, copied without blocking); on a CPU they are returned as they are."""
+    if device.type == "cpu":
+        return list(items)
+    return packed_copy(items, device)
+
+
+def packed_copy(items: list, device: torch.device) -> list:
+    """`items` (float32 tensors and RayBundles) copied to `device` through one flat buffer;
+    each comes back contiguous, with its shape and the same values bit for bit."""
+    tensors = []
+    for item in items:
+        tensors.extend(item.tensors().values() if isinstance(item, RayBundle) else [item])
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    moved = iter(view.view(t.shape) for view, t in zip(flat.to(device, non_blocking=True).split([t.numel() for t in tensors]), tensors))
+    out = []
+    for item in items:
+        if isinstance(item, RayBundle):
+            out.append(RayBundle(**{name: next(moved) for name in item.tensors()}))
+        else:
+            out.append(next(moved))
+    return out
 
 
 def _format_psnrs(result: dict[str, Any]) -> str:

@@ -103,6 +103,34 @@ def test_bench_json_has_every_field(tmp_path, fast):
     assert data["machine"] and data["config"] == "tiny.yaml" and data["date"]
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_bench_plain_never_touches_the_fast_path_and_fast_does(tmp_path, monkeypatch, fast):
+    """--plain measures the plain (CUDA) step and render; --fast the CPU fast path's."""
+    from mipnerf_cli.core import fast as fast_module
+
+    calls = []
+
+    def recorded(name):
+        real = getattr(fast_module, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            if not fast:
+                raise AssertionError(f"bench --plain went through core.fast.{name}")
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("render_last_level", "forward_backward"):
+        monkeypatch.setattr(fast_module, name, recorded(name))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    result = invoke("--config", str(config), "--batch", "8", "--chunk", "16", "--steps", "1", "--warmup", "0",
+                    "--no-peak", "--json", "--fast" if fast else "--plain")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(set(calls)) == (["forward_backward", "render_last_level"] if fast else [])
+
+
 def test_bench_with_peak_reports_mfu_and_writes_markdown(tmp_path):
     markdown = tmp_path / "BENCHMARKS.md"
     markdown.write_text("# Benchmarks\n\n| machine | config | what | anchor rays/s | ours rays/s | ratio | MFU | date | load | command |\n"

@@ -399,3 +399,21 @@ def test_one_process_context_is_a_no_op():
     assert context.on_main(lambda: 5) == 5 and context.main_first(lambda: 6) == 6
     with distributed.launched("cpu") as launched:  # no WORLD_SIZE here: alone
         assert launched is distributed.SINGLE
+
+
+@pytest.mark.parametrize("device_name, backend", [("cuda", "nccl"), ("cpu", "gloo")])
+def test_the_nccl_group_is_bound_to_the_ranks_gpu(monkeypatch, device_name, backend):
+    """init_process_group(device_id=cuda:LOCAL_RANK) under NCCL; gloo gets no device."""
+    joined = {}
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, **kwargs: joined.update(backend=backend, **kwargs))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: None)
+    with distributed.launched(device_name) as context:
+        assert context.rank == 1 and context.world_size == 2
+    assert joined["backend"] == backend
+    assert joined.get("device_id") == (torch.device("cuda", 1) if backend == "nccl" else None)

@@ -195,6 +195,18 @@ def test_linspace_matches_jax_rounding():
     assert not torch.equal(u, torch.linspace(0, 1, 25))
 
 
+def test_encoding_and_sampling_constants_are_built_once_per_device_and_dtype():
+    # A forward on a GPU would otherwise copy them host->device (and wait) every time.
+    like = torch.zeros(3)
+    assert mip._linspace_from_zero(1.0, 25, like) is mip._linspace_from_zero(1.0, 25, torch.ones(2))
+    scales = mip._degree_scales(0, 16, like)
+    assert scales is mip._degree_scales(0, 16, like)
+    assert torch.equal(scales, torch.tensor([2.0**i for i in range(16)]))
+    half = mip._degree_scales(0, 16, like.bfloat16())
+    assert half.dtype == torch.bfloat16 and torch.equal(half.float(), scales)
+    assert mip._degree_scales(2, 5, like).tolist() == [4.0, 8.0, 16.0]
+
+
 def test_prefix_sums_follow_xla_order():
     # XLA's cumsum adds sequentially within blocks of 16, then adds the earlier blocks' total:
     # 1 + 15 * 2**-24 rounds back to 1 step by step, but the next block's 4 * 2**-24 = 2**-22

@@ -390,3 +390,82 @@ def test_tensorboard_events_when_it_is_installed(tmp_path, monkeypatch):
     train(tiny(tmp_path, max_steps=2, check_interval=2, tensorboard=True))
     assert ("train/loss", 1) in scalars and ("train/psnr_levels_1", 2) in scalars and ("val/psnr", 2) in scalars
     assert scalars[-1] == ("closed", None)
+
+
+def test_a_batch_goes_to_the_device_in_one_packed_copy_bit_for_bit(tmp_path):
+    from mipnerf_cli.data import load_scene
+
+    rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(0, 4096, 37))
+    share, votes = torch.tensor(0.25), torch.tensor([0.0, 1.0])
+    moved = trainer.packed_copy([rays, pixels, share, votes], torch.device("cpu"))
+    for name, tensor in rays.tensors().items():
+        got = moved[0].tensors()[name]
+        assert got.is_contiguous() and torch.equal(got, tensor)
+    assert torch.equal(moved[1], pixels) and moved[2].shape == () and moved[2].item() == 0.25
+    assert moved[3].tolist() == [0.0, 1.0]
+    # A CPU run copies nothing.
+    assert trainer.to_device([rays, pixels], torch.device("cpu"))[1] is pixels
+
+
+def test_optimizer_state_moves_between_fused_and_plain_adam(tmp_path):
+    from mipnerf_cli.runtime import Runtime
+
+    settings = tiny(tmp_path)
+    sync_free = Runtime(device=torch.device("cpu"), sync_free_step=True)
+    model = trainer.build_model(settings)
+    plain = trainer.build_optimizer(model, settings)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    plain.step()
+    fused = trainer.build_optimizer(model, settings, sync_free)
+    trainer.load_optimizer_state(fused, plain.state_dict())
+    assert fused.param_groups[0]["fused"] is True
+    assert fused.state[next(model.parameters())]["step"].item() == 1
+    back = trainer.build_optimizer(model, settings)
+    trainer.load_optimizer_state(back, fused.state_dict())
+    assert back.param_groups[0]["fused"] is None
+
+
+def test_compile_covers_the_training_step_and_leaves_validation_eager(tmp_path, monkeypatch):
+    """compile: true compiles what the steps run; validation renders the plain model (no
+    recompiles for its flags and short last chunk), and checkpoints keep plain keys."""
+    compiled, validated = [], []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args, **kwargs):
+            compiled.append(kwargs.get("randomized"))
+            return self.inner(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", lambda module, dynamic=None: Recorder(module))
+    real_validate = trainer.validate
+    monkeypatch.setattr(trainer, "validate", lambda model, *a, **k: validated.append(model) or real_validate(model, *a, **k))
+    settings = tiny(tmp_path, max_steps=3, check_interval=3, compile=True)
+    train(settings)
+    assert compiled == [True, True, True]  # every training step, nothing else
+    assert len(validated) == 1 and not isinstance(validated[0], Recorder)
+    saved = checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["model"]
+    assert not any(key.startswith(("inner.", "_orig_mod.")) for key in saved)
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_the_ranks_stop_votes_travel_with_the_loss_terms(tmp_path, sync_free):
+    """A Shard's stop votes are summed with the loss terms (no collective of their own)
+    and come back as the largest STOP_SIGNALS index voted for."""
+    from mipnerf_cli.data import load_scene
+    from mipnerf_cli.distributed import SINGLE
+    from mipnerf_cli.runtime import Runtime
+
+    settings = tiny(tmp_path)
+    policy = Runtime(device=torch.device("cpu"), sync_free_step=sync_free)
+    model = trainer.build_model(settings)
+    optimizer = trainer.build_optimizer(model, settings, policy)
+    rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
+    for votes, expected in (([0.0, 0.0], None), ([1.0, 0.0], "SIGINT"), ([1.0, 1.0], "SIGTERM")):
+        shard = trainer.Shard(SINGLE, torch.tensor(1.0), torch.tensor(votes))
+        stats = trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard)
+        assert stats.finite and len(stats.level_mses) == 2
+        assert trainer.STOP_SIGNALS[stats.stop_vote] == expected

@@ -73,7 +73,7 @@ def _format_table(result) -> None:
         shape = "x".join(str(x) for x in peak["mlp_shape"])
         console.print(
             f"{peak['dtype']} matmul peak: {peak['mlp_gflops']:.1f} GFLOP/s at the MLP shape {shape}, "
-            f"{peak['square_2048_gflops']:.1f} at 2048³ (MFU is relative to the better one)",
+            f"{peak['square_gflops']:.1f} at {peak['square_side']}³ (MFU is relative to the better one)",
             highlight=False,
         )
     fast = result.fast_path
@@ -111,8 +111,9 @@ def bench_command(
     cpu_threads: Annotated[Optional[int], typer.Option("--cpu-threads", help="torch CPU threads (default: torch's choice).")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="Wrap the model in torch.compile (compile time is not measured; warm-up pays it).")] = False,
     mixed_precision: Annotated[
-        bool, typer.Option("--mixed-precision/--fp32", help="CUDA only: bf16 autocast + tf32 matmuls (CPU is always float32).")
+        bool, typer.Option("--mixed-precision/--fp32", help="CUDA only: bf16 autocast on GPUs with native bf16 (CPU is always float32).")
     ] = True,
+    tf32: Annotated[bool, typer.Option("--tf32/--no-tf32", help="CUDA only: TF32 matmuls for what runs in float32.")] = True,
     peak: Annotated[bool, typer.Option("--peak/--no-peak", help="Measure the fp32 matmul peak (for MFU).")] = True,
     memory_sizes: Annotated[
         str, typer.Option("--memory-sizes", help="Also render the first chunks of square images of these sides (e.g. 100,800) and report peak memory.")
@@ -149,7 +150,7 @@ def bench_command(
     options = BenchOptions(
         what=what, model=model_config, config_name=config_name, device=device, batch=batch, chunk=chunk,
         steps=steps, warmup=warmup, fast=fast, micro_batch=micro_batch, workers=workers, compile=compile,
-        mixed_precision=mixed_precision, peak=peak, memory_sizes=_parse_sizes(memory_sizes),
+        mixed_precision=mixed_precision, tf32=tf32, peak=peak, memory_sizes=_parse_sizes(memory_sizes),
     )  # fmt: skip
     result = _run_with_progress(options, as_json, chunk)
     if as_json:

@@ -85,9 +85,29 @@ def _ipow(x: torch.Tensor, n: int) -> torch.Tensor:
     return result
 
 
+_CONSTANTS: dict[tuple, torch.Tensor] = {}  # (name, args, dtype, device) -> a read-only constant
+
+
+def _constant(key: tuple, dtype: torch.dtype, device: torch.device, build) -> torch.Tensor:
+    """`build()` (a small CPU tensor) on `device` in `dtype`, built and copied once per device.
+
+    A forward then sends no host->device copy (and no synchronisation) for its constants.
+    Under torch.compile the value is built in the graph instead (dynamo folds it); the cached
+    tensors are shared, so callers never write into them.
+    """
+    if torch.compiler.is_compiling():
+        return build().to(device=device, dtype=dtype)
+    full_key = (key, dtype, device)
+    found = _CONSTANTS.get(full_key)
+    if found is None:
+        found = _CONSTANTS[full_key] = build().to(device=device, dtype=dtype)
+    return found
+
+
 def _degree_scales(min_deg: int, max_deg: int, like: torch.Tensor) -> torch.Tensor:
-    """(L,) the frequencies 2**min_deg .. 2**(max_deg-1), float32 on like's device."""
-    return torch.tensor([2.0**i for i in range(min_deg, max_deg)], dtype=like.dtype, device=like.device)
+    """(L,) the frequencies 2**min_deg .. 2**(max_deg-1), in like's dtype on like's device (cached)."""
+    return _constant(("degree_scales", min_deg, max_deg), like.dtype, like.device,
+                     lambda: torch.tensor([2.0**i for i in range(min_deg, max_deg)], dtype=torch.float64))
 
 
 def pos_enc(x: torch.Tensor, min_deg: int, max_deg: int, append_identity: bool = True) -> torch.Tensor:
@@ -265,11 +285,16 @@ def _linspace_from_zero(stop: float, num: int, like: torch.Tensor) -> torch.Tens
     together), which is not always the correctly rounded i*stop/(num-1) that torch.linspace
     aims for: for 25 or 41 points some entries differ in the last bit.
     """
-    stop_t = torch.tensor(stop, dtype=torch.float32, device=like.device)
+    return _constant(("linspace_from_zero", stop, num), torch.float32, like.device,
+                     lambda: _linspace_from_zero_cpu(stop, num))
+
+
+def _linspace_from_zero_cpu(stop: float, num: int) -> torch.Tensor:
+    stop_t = torch.tensor(stop, dtype=torch.float32)
     if num == 1:
-        return torch.zeros(1, dtype=torch.float32, device=like.device)
+        return torch.zeros(1, dtype=torch.float32)
     step = stop_t * _reciprocal(num - 1)
-    return torch.cat([torch.arange(num - 1, dtype=torch.float32, device=like.device) * step, stop_t[None]])
+    return torch.cat([torch.arange(num - 1, dtype=torch.float32) * step, stop_t[None]])
 
 
 def sample_along_rays(
