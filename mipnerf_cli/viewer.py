@@ -110,6 +110,14 @@ def plan_resolutions(max_size: int, aspect: float, coarse_factor: int = 4) -> li
     return [full] if coarse == full else [coarse, full]
 
 
+def coarse_factor(full_pixels: int, rays_per_second: float | None, budget_s: float, minimum: int = 4) -> int:
+    """How many times smaller (per side) the coarse image is than the refined one: `minimum`,
+    or more when this machine's measured speed would take longer than `budget_s` for it."""
+    if not rays_per_second or rays_per_second <= 0:
+        return minimum
+    return max(minimum, math.ceil(math.sqrt(full_pixels / (rays_per_second * budget_s))))
+
+
 def nearest_training_view(position: np.ndarray, cam2world: np.ndarray) -> int:
     """Index of the training camera (cam2world (I, 3, 4)) whose centre is nearest to `position`."""
     return int(np.argmin(np.linalg.norm(cam2world[:, :3, 3] - np.asarray(position)[None], axis=1)))
@@ -229,10 +237,14 @@ class RenderQueue:
 
     submit() replaces whatever is pending and cancels the render in progress; the worker
     renders the plan of each request (coarse, then full) and hands every Frame to `show`.
+    The coarse image is sized from the speed of the renders so far to take about
+    `coarse_seconds` (at least 4 times smaller per side than the full one).
     """
 
-    def __init__(self, renderer: ProgressiveRenderer, show: Callable[[Frame], None]) -> None:
+    def __init__(self, renderer: ProgressiveRenderer, show: Callable[[Frame], None], coarse_seconds: float = 0.25) -> None:
         self.renderer, self.show = renderer, show
+        self.coarse_seconds = coarse_seconds
+        self.rays_per_second: float | None = None  # measured on the last completed image
         self._condition = threading.Condition()
         self._request: dict[str, Any] | None = None
         self._generation = 0
@@ -293,7 +305,9 @@ class RenderQueue:
             return self._generation != generation
 
         view = request["view"]
-        plan = plan_resolutions(request["max_size"], view.aspect)
+        full = plan_resolutions(request["max_size"], view.aspect)[-1]
+        shrink = coarse_factor(full[0] * full[1], self.rays_per_second, self.coarse_seconds)
+        plan = plan_resolutions(request["max_size"], view.aspect, shrink)
         if not request["refine"]:
             plan = plan[:1]
         for index, (width, height) in enumerate(plan):
@@ -308,7 +322,9 @@ class RenderQueue:
                                          is_cancelled=cancelled, on_partial=partial)
             if cancelled():
                 raise Cancelled()
-            self.last_seconds["coarse" if index == 0 and len(plan) > 1 else "full"] = time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            self.last_seconds["coarse" if index == 0 and len(plan) > 1 else "full"] = seconds
+            self.rays_per_second = width * height / max(seconds, 1e-6)
             self.show(Frame(image, width, height, final=final))
             if final:
                 self.completed += 1

@@ -144,3 +144,34 @@ def test_spherified_llff_views_use_world_rays(tmp_path):
     trained = load_trained_model(llff_run(tmp_path, spherify=True), None, torch.device("cpu"))
     views = viewer.load_training_views(trained, None)
     assert (views.ndc, views.kind) == (False, "llff") and views.far > views.near > 0
+
+
+def test_coarse_image_fits_the_time_budget():
+    # 256x192 = 49152 pixels; 1600 rays/s and 0.25 s: 400 rays, 11.1 (so 12) times smaller per side.
+    assert viewer.coarse_factor(256 * 192, 1600.0, 0.25) == 12
+    assert viewer.plan_resolutions(256, 4 / 3, 12)[0] == (21, 16)
+    assert viewer.coarse_factor(256 * 192, 1e6, 0.25) == 4  # a fast machine: the default 4
+    assert viewer.coarse_factor(256 * 192, None, 0.25) == 4  # nothing measured yet
+    # Never below 8 pixels on the shorter side, however slow.
+    assert viewer.plan_resolutions(256, 4 / 3, viewer.coarse_factor(256 * 192, 1.0, 0.25))[0] == (10, 8)
+
+
+def test_render_queue_sizes_the_coarse_image_from_measured_speed(tmp_path):
+    from mipnerf_cli.trained_model import load_trained_model
+
+    trained = load_trained_model(make_run(tmp_path, multiscale=False), None, torch.device("cpu"))
+    renderer = viewer.ProgressiveRenderer(trained.model, True, 2.0, 6.0, chunk=256)
+    frames = []
+    queue = viewer.RenderQueue(renderer, frames.append, coarse_seconds=0.25)
+    view = viewer.ViewCamera(np.array([[1, 0, 0, 0], [0, 0, -1, -4.0], [0, 1, 0, 0]], dtype=float), 0.7, 1.0)
+    try:
+        queue.submit(view, 64)
+        assert queue.wait_idle(60)
+        assert [(f.width, f.final) for f in frames if f.width != 64 or f.final] == [(16, False), (64, True)]
+        queue.rays_per_second = 100.0  # pretend a slow machine: 25 rays in 0.25 s
+        frames.clear()
+        queue.submit(view, 64)
+        assert queue.wait_idle(60)
+        assert (frames[0].width, frames[0].height) == (8, 8)  # 8 times smaller: as small as allowed
+    finally:
+        queue.stop()
