@@ -49,7 +49,7 @@ def fps(args) -> None:
     from mipnerf_cli.core.model import MipNerf
     from mipnerf_cli.runtime import resolve
     from mipnerf_cli.settings import resolve_train_settings
-    from mipnerf_cli.viewer import ProgressiveRenderer, ViewCamera, plan_resolutions
+    from mipnerf_cli.viewer import COARSE_SECONDS, ProgressiveRenderer, ViewCamera, coarse_factor, plan_resolutions
 
     view = ViewCamera(look_at_origin(torch.tensor([2.4, -2.4, 2.0], dtype=torch.float64)).numpy(),
                       np.radians(50.0), 4 / 3)
@@ -70,7 +70,17 @@ def fps(args) -> None:
                     renderer.render(view, w, h)
                     times[key].append(time.perf_counter() - start)
             row = {key: statistics.median(values) for key, values in times.items()}
+            # The coarse image RenderQueue picks once it has measured the refined one's speed.
+            shrink = coarse_factor(fw * fh, fw * fh / row["refined"], COARSE_SECONDS)
+            aw, ah = plan_resolutions(args.resolution, view.aspect, shrink)[0]
+            adaptive = []
+            for _ in range(args.rounds):
+                start = time.perf_counter()
+                renderer.render(view, aw, ah)
+                adaptive.append(time.perf_counter() - start)
+            adaptive_s = statistics.median(adaptive)
             print(f"| {name} | {threads} | {cw}x{ch}: {row['coarse']:.3f} s = {1 / row['coarse']:.1f} fps "
+                  f"| {aw}x{ah}: {adaptive_s:.3f} s = {1 / adaptive_s:.1f} fps "
                   f"| {fw}x{fh}: {row['refined']:.2f} s = {1 / row['refined']:.2f} fps "
                   f"| {os.getloadavg()[0]:.1f} |", flush=True)
 
@@ -120,6 +130,16 @@ def startup(args) -> None:
                   f"start -> first (coarse) image: {first - started:.1f} s; -> refined image: {refined - started:.1f} s "
                   f"(page open -> first image {first - listening:.1f} s); load average {os.getloadavg()}")
             if args.screenshot:
+                # Orbit away from the first training camera (same distance to the scene), so its
+                # frustum shows beside the scene, and wait for the refined image of the new view.
+                page.mouse.move(640, 400)
+                page.mouse.down()
+                page.mouse.move(640 + args.drag, 400, steps=10)
+                page.mouse.up()
+                time.sleep(0.5)
+                for line in process.stdout:
+                    if line.startswith("{") and json.loads(line)["final"]:
+                        break
                 time.sleep(1.0)
                 close = page.locator(".mantine-Notification-closeButton")
                 if close.count():
@@ -144,6 +164,7 @@ def main() -> None:
     start = sub.add_parser("startup")
     start.add_argument("run", type=Path)
     start.add_argument("--screenshot", type=Path)
+    start.add_argument("--drag", type=int, default=-120, help="horizontal mouse drag (pixels) before the screenshot")
     start.add_argument("--cpu-threads", type=int, default=1)
     start.add_argument("--resolution", type=int, default=256)
     start.add_argument("--chromium", default="/usr/bin/chromium")

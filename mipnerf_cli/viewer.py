@@ -25,6 +25,7 @@ from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runtime import Runtime
 
 OUTPUTS = ("rgb", "depth", "acc")
+COARSE_SECONDS = 0.25  # how long the coarse image of a moving camera should take to render
 _OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])  # flips y and z: camera looks down -z, y up
 
 
@@ -241,7 +242,8 @@ class RenderQueue:
     `coarse_seconds` (at least 4 times smaller per side than the full one).
     """
 
-    def __init__(self, renderer: ProgressiveRenderer, show: Callable[[Frame], None], coarse_seconds: float = 0.25) -> None:
+    def __init__(self, renderer: ProgressiveRenderer, show: Callable[[Frame], None],
+                 coarse_seconds: float = COARSE_SECONDS) -> None:
         self.renderer, self.show = renderer, show
         self.coarse_seconds = coarse_seconds
         self.rays_per_second: float | None = None  # measured on the last completed image
