@@ -49,7 +49,13 @@ def fps(args) -> None:
     from mipnerf_cli.core.model import MipNerf
     from mipnerf_cli.runtime import resolve
     from mipnerf_cli.settings import resolve_train_settings
-    from mipnerf_cli.viewer import COARSE_SECONDS, ProgressiveRenderer, ViewCamera, coarse_factor, plan_resolutions
+    from mipnerf_cli.viewer import (
+        COARSE_SECONDS,
+        ProgressiveRenderer,
+        ViewCamera,
+        coarse_factor,
+        plan_resolutions,
+    )
 
     view = ViewCamera(look_at_origin(torch.tensor([2.4, -2.4, 2.0], dtype=torch.float64)).numpy(),
                       np.radians(50.0), 4 / 3)

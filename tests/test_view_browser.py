@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from tiny_runs import make_run, one_cpu_thread  # noqa: F401
 
 CHROMIUM = Path(os.environ.get("MIPNERF_CHROMIUM", "/usr/bin/chromium"))
@@ -27,7 +26,7 @@ pytest.importorskip("viser", reason="viser is not installed (pip install -e '.[v
 if not CHROMIUM.is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MIPNERF_CHROMIUM)", allow_module_level=True)
 
-from mipnerf_cli import checkpoint, viewer  # noqa: E402
+from mipnerf_cli import checkpoint, viewer
 
 VIEWPORT = (800, 600)
 RESOLUTION = 64  # the refined image: 64x48 for the 4:3 viewport
@@ -72,7 +71,7 @@ class Page:
 
     def _route(self, route) -> None:
         url = route.request.url
-        if url.startswith("http://127.0.0.1:") or url.startswith("ws://127.0.0.1:"):
+        if url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")):
             route.continue_()
         else:
             self.blocked.append(url)
@@ -158,9 +157,9 @@ def test_viewer_in_a_real_browser(tmp_path, browser):
         page = Page(browser, served.url)
 
         # 1. The first image: the canvas shows the scene from the browser's camera.
-        first_canvas, first_render, first_error = wait_for_match(page, served, timeout=WAIT_S)
+        _, first_render, _ = wait_for_match(page, served, timeout=WAIT_S)
         assert first_render[REGION].std() > 30  # a structured image, not a flat colour
-        assert page.requests and all(url.startswith(served.url) or url.startswith(served.url.replace("http", "ws"))
+        assert page.requests and all(url.startswith((served.url, served.url.replace("http", "ws")))
                                      for url in page.requests), page.requests
         assert page.blocked == []  # the client fetched nothing from the internet
 
@@ -193,7 +192,7 @@ def test_viewer_in_a_real_browser(tmp_path, browser):
         page.page.wait_for_function(
             "() => [...document.querySelectorAll('input')].some(e => e.value === '11')", timeout=WAIT_S * 1000)
         assert served.step == 11
-        new_canvas, new_render, _ = wait_for_match(page, served)
+        new_canvas, _, _ = wait_for_match(page, served)
         assert error(new_canvas, depth_render) > MATCH / 2  # the new weights render differently
     finally:
         served.close()
