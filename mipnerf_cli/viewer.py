@@ -25,6 +25,7 @@ from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runtime import Runtime
 
 OUTPUTS = ("rgb", "depth", "acc")
+COARSE_SECONDS = 0.25  # how long the coarse image of a moving camera should take to render
 _OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])  # flips y and z: camera looks down -z, y up
 
 
@@ -110,6 +111,14 @@ def plan_resolutions(max_size: int, aspect: float, coarse_factor: int = 4) -> li
     return [full] if coarse == full else [coarse, full]
 
 
+def coarse_factor(full_pixels: int, rays_per_second: float | None, budget_s: float, minimum: int = 4) -> int:
+    """How many times smaller (per side) the coarse image is than the refined one: `minimum`,
+    or more when this machine's measured speed would take longer than `budget_s` for it."""
+    if not rays_per_second or rays_per_second <= 0:
+        return minimum
+    return max(minimum, math.ceil(math.sqrt(full_pixels / (rays_per_second * budget_s))))
+
+
 def nearest_training_view(position: np.ndarray, cam2world: np.ndarray) -> int:
     """Index of the training camera (cam2world (I, 3, 4)) whose centre is nearest to `position`."""
     return int(np.argmin(np.linalg.norm(cam2world[:, :3, 3] - np.asarray(position)[None], axis=1)))
@@ -157,17 +166,30 @@ def colorize(output: str, result: dict[str, torch.Tensor], near: float, far: flo
     raise ValueError(f"unknown output {output!r}; expected one of {', '.join(OUTPUTS)}")
 
 
+def view_rays(view: ViewCamera, width: int, height: int, near: float, far: float, ndc: bool):
+    """The width*height rays (row-major) of `view`; in NDC for a forward-facing LLFF model,
+    exactly as `mipnerf render` builds a path frame's rays."""
+    from mipnerf_cli.core.camera_paths import camera_rays
+    from mipnerf_cli.data.llff import pose_rays
+
+    pose = torch.from_numpy(view.cam2world)
+    if ndc:
+        return pose_rays(pose, width, height, view.focal(height), near, far, True)
+    return camera_rays(pose.float(), width, height, view.focal(height), near, far)
+
+
 class ProgressiveRenderer:
     """Renders a ViewCamera coarse first, then full size chunk by chunk, cancellable between chunks.
 
     Every ray goes through core.render.render_rays (the CPU fast path or the device), so the
     viewer shows what `mipnerf render` would. `footprint` scales the cone radii: 2 renders the
     view as a camera with half the resolution sees it (mip-NeRF's anti-aliasing made visible).
+    `ndc`: the model is a forward-facing LLFF one and sees its rays in NDC (as in training).
     """
 
     def __init__(self, model: torch.nn.Module, white_bkgd: bool, near: float, far: float,
-                 runtime: Runtime | None = None, chunk: int = 4096) -> None:
-        self.model, self.white_bkgd, self.near, self.far = model, white_bkgd, near, far
+                 runtime: Runtime | None = None, chunk: int = 4096, ndc: bool = False) -> None:
+        self.model, self.white_bkgd, self.near, self.far, self.ndc = model, white_bkgd, near, far, ndc
         self.runtime = runtime or Runtime(device=torch.device("cpu"))
         self.chunk = chunk
         self.lock = threading.Lock()  # guards self.model against a checkpoint swap mid-render
@@ -183,11 +205,9 @@ class ProgressiveRenderer:
 
         on_partial (optional) gets the image so far (rows not yet rendered are black) after each chunk.
         """
-        from mipnerf_cli.core.camera_paths import camera_rays
         from mipnerf_cli.core.render import render_rays
 
-        rays = camera_rays(torch.from_numpy(view.cam2world).float(), width, height, view.focal(height),
-                           self.near, self.far)
+        rays = view_rays(view, width, height, self.near, self.far, self.ndc)
         rays = dataclasses.replace(rays, radii=rays.radii * float(footprint))
         count = width * height
         parts: dict[str, list[torch.Tensor]] = {"rgb": [], "distance": [], "acc": []}
@@ -218,10 +238,15 @@ class RenderQueue:
 
     submit() replaces whatever is pending and cancels the render in progress; the worker
     renders the plan of each request (coarse, then full) and hands every Frame to `show`.
+    The coarse image is sized from the speed of the renders so far to take about
+    `coarse_seconds` (at least 4 times smaller per side than the full one).
     """
 
-    def __init__(self, renderer: ProgressiveRenderer, show: Callable[[Frame], None]) -> None:
+    def __init__(self, renderer: ProgressiveRenderer, show: Callable[[Frame], None],
+                 coarse_seconds: float = COARSE_SECONDS) -> None:
         self.renderer, self.show = renderer, show
+        self.coarse_seconds = coarse_seconds
+        self.rays_per_second: float | None = None  # measured on the last completed image
         self._condition = threading.Condition()
         self._request: dict[str, Any] | None = None
         self._generation = 0
@@ -282,7 +307,9 @@ class RenderQueue:
             return self._generation != generation
 
         view = request["view"]
-        plan = plan_resolutions(request["max_size"], view.aspect)
+        full = plan_resolutions(request["max_size"], view.aspect)[-1]
+        shrink = coarse_factor(full[0] * full[1], self.rays_per_second, self.coarse_seconds)
+        plan = plan_resolutions(request["max_size"], view.aspect, shrink)
         if not request["refine"]:
             plan = plan[:1]
         for index, (width, height) in enumerate(plan):
@@ -297,7 +324,9 @@ class RenderQueue:
                                          is_cancelled=cancelled, on_partial=partial)
             if cancelled():
                 raise Cancelled()
-            self.last_seconds["coarse" if index == 0 and len(plan) > 1 else "full"] = time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            self.last_seconds["coarse" if index == 0 and len(plan) > 1 else "full"] = seconds
+            self.rays_per_second = width * height / max(seconds, 1e-6)
             self.show(Frame(image, width, height, final=final))
             if final:
                 self.completed += 1
@@ -408,17 +437,32 @@ class TrainingViews:
     near: float
     far: float
     multiscale: bool
+    ndc: bool = False  # a forward-facing LLFF scene: the model sees NDC rays
+    kind: str = "blender"
+
+    def up_direction(self) -> np.ndarray:
+        """The world's up for the orbit controls: +z for Blender scenes (their world is z-up);
+        the training cameras' mean up for LLFF ones (recentred poses, about +y)."""
+        if self.kind != "llff":
+            return np.array([0.0, 0.0, 1.0])
+        up = self.cam2world[:, :3, 1].mean(axis=0)
+        return up / np.linalg.norm(up)
 
 
 def load_training_views(trained, data: Path | None, thumbnail: int = 64) -> TrainingViews:
-    """The train split's cameras (and small RGB thumbnails) of the run's scene."""
-    from mipnerf_cli.data import load_scene, scene_kind
+    """The train split's cameras (and small RGB thumbnails) of the run's scene.
+
+    An LLFF scene is loaded with the run's own factor, spherify and llffhold (so its poses
+    and focal are the ones it was trained on) and renders in NDC unless spherified.
+    """
+    from mipnerf_cli.data import llff_options, load_scene, scene_kind
     from mipnerf_cli.trained_model import scene_folder, training_downscale
 
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
+    options = llff_options(trained.settings) if kind == "llff" else {}
     images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd,
-                        downscale=training_downscale(trained, kind))
+                        downscale=training_downscale(trained, kind), **options)
     thumbnails = []
     for image in images.images:
         rgba = image.float() / 255.0
@@ -429,6 +473,7 @@ def load_training_views(trained, data: Path | None, thumbnail: int = 64) -> Trai
         cam2world=images.cam2world.to(torch.float64).numpy(), focal=images.focal.numpy(), widths=list(images.widths),
         heights=list(images.heights), levels=list(images.levels), thumbnails=thumbnails,
         near=float(images.near), far=float(images.far), multiscale=(kind == "multiscale"),
+        ndc=bool(options) and not options["spherify"], kind=kind,
     )
 
 
@@ -454,7 +499,8 @@ class Viewer:
         self.step = trained.step
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.host, self.port = host, self.server.get_port()
-        self.server.scene.set_up_direction("+z")
+        self.server.scene.set_up_direction(tuple(views.up_direction()))
+        self._start_at_training_view(0)
         self._renderers: dict[int, tuple[ProgressiveRenderer, RenderQueue]] = {}
         self._chunk = chunk
         self._build_gui(max_size)
@@ -508,6 +554,20 @@ class Viewer:
             self._frustums.append(frustum)
             frustum.on_click(lambda event, index=index: self._jump(event.client, index))
 
+    def _start_at_training_view(self, index: int) -> None:
+        """New browsers start at training camera `index` (its fov), orbiting a point ahead of it:
+        the scene centre for Blender scenes, 2 units ahead (beyond the NDC near plane at
+        distance 1) for LLFF ones, whose cameras sit near the origin looking along -z."""
+        views = self.views
+        c2w = views.cam2world[index]
+        position, forward = c2w[:, 3], -c2w[:, 2] / np.linalg.norm(c2w[:, 2])
+        distance = 2.0 if views.kind == "llff" else max(float(np.linalg.norm(position)), 1e-3)
+        initial = self.server.initial_camera
+        initial.position = tuple(position)
+        initial.look_at = tuple(position + distance * forward)
+        initial.up = tuple(views.up_direction())
+        initial.fov = 2 * math.atan(0.5 * views.heights[index] / views.focal[index])
+
     def set_cameras_visible(self, visible: bool) -> None:
         for frustum in self._frustums:
             frustum.visible = visible
@@ -520,7 +580,7 @@ class Viewer:
 
     def _connect(self, client) -> None:
         renderer = ProgressiveRenderer(self.trained.model, self.trained.white_bkgd, self.views.near, self.views.far,
-                                       runtime=self.runtime, chunk=self._chunk)
+                                       runtime=self.runtime, chunk=self._chunk, ndc=self.views.ndc)
         queue = RenderQueue(renderer, lambda frame, client=client: self._show(client, frame))
         self._renderers[client.client_id] = (renderer, queue)
         client.camera.on_update(lambda camera, client=client: self._camera_moved(client))

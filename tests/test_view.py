@@ -93,3 +93,85 @@ def test_watcher_picks_up_a_new_checkpoint(tmp_path):
     (run / "ckpt" / "step-0000010.pt").write_bytes(b"damaged")
     assert watcher.poll() is None and watcher.step == 9
     assert "lock" not in " ".join(sorted(p.name for p in run.rglob("*")) + before).lower()
+
+
+LLFF_SCENE = __import__("pathlib").Path(__file__).parent / "golden" / "llff" / "llff_scene"  # 17 images, 36x24
+
+
+def llff_run(tmp_path, spherify: bool = False):
+    """A tiny run on the forward-facing golden LLFF scene, trained (here: saved) at factor 2."""
+    from mipnerf_cli import checkpoint
+
+    run = make_run(tmp_path, multiscale=False, exp_name="tiny-llff", data=LLFF_SCENE, factor=2, spherify=spherify,
+                   white_bkgd=False)
+    payload = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
+    payload["scene"]["kind"] = "llff"
+    checkpoint.save_step(run / "ckpt", payload, keep=1)
+    return run
+
+
+def test_llff_views_render_in_ndc_like_mipnerf_render(tmp_path):
+    from mipnerf_cli.core.render import render_image
+    from mipnerf_cli.data import load_scene
+    from mipnerf_cli.data.llff import pose_rays
+    from mipnerf_cli.trained_model import load_trained_model
+
+    trained = load_trained_model(llff_run(tmp_path), None, torch.device("cpu"))
+    views = viewer.load_training_views(trained, None)
+    # The run's factor 2, not the full-size images: the poses and focal it was trained on.
+    expected = load_scene(LLFF_SCENE, "train", white_bkgd=False, factor=2)
+    assert (views.ndc, views.kind, views.widths[0], views.heights[0]) == (True, "llff", 18, 12)
+    np.testing.assert_allclose(views.cam2world, expected.cam2world.numpy())
+    np.testing.assert_allclose(views.focal, expected.focal.numpy())
+    assert (views.near, views.far) == (0.0, 1.0)
+    # Recentred forward-facing poses: the orbit's up is the cameras' mean up, about +y.
+    assert views.up_direction()[1] > 0.9
+
+    view = viewer.ViewCamera(views.cam2world[1], 2 * np.arctan(0.5 * 12 / views.focal[1]), 18 / 12)
+    renderer = viewer.ProgressiveRenderer(trained.model, False, views.near, views.far, chunk=64, ndc=True)
+    shown = renderer.render(view, 18, 12)
+    # `mipnerf render`'s frame of the same camera: NDC rays from pose_rays, one render_image.
+    rays = pose_rays(torch.from_numpy(views.cam2world[1]), 18, 12, float(views.focal[1]), 0.0, 1.0, True)
+    out = render_image(trained.model, rays, 12, 18, 64, False)
+    np.testing.assert_array_equal(shown, (out["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+    world = viewer.ProgressiveRenderer(trained.model, False, views.near, views.far, chunk=64, ndc=False)
+    assert np.abs(world.render(view, 18, 12).astype(int) - shown).mean() > 1  # world rays would be wrong
+
+
+def test_spherified_llff_views_use_world_rays(tmp_path):
+    from mipnerf_cli.trained_model import load_trained_model
+
+    trained = load_trained_model(llff_run(tmp_path, spherify=True), None, torch.device("cpu"))
+    views = viewer.load_training_views(trained, None)
+    assert (views.ndc, views.kind) == (False, "llff") and views.far > views.near > 0
+
+
+def test_coarse_image_fits_the_time_budget():
+    # 256x192 = 49152 pixels; 1600 rays/s and 0.25 s: 400 rays, 11.1 (so 12) times smaller per side.
+    assert viewer.coarse_factor(256 * 192, 1600.0, 0.25) == 12
+    assert viewer.plan_resolutions(256, 4 / 3, 12)[0] == (21, 16)
+    assert viewer.coarse_factor(256 * 192, 1e6, 0.25) == 4  # a fast machine: the default 4
+    assert viewer.coarse_factor(256 * 192, None, 0.25) == 4  # nothing measured yet
+    # Never below 8 pixels on the shorter side, however slow.
+    assert viewer.plan_resolutions(256, 4 / 3, viewer.coarse_factor(256 * 192, 1.0, 0.25))[0] == (10, 8)
+
+
+def test_render_queue_sizes_the_coarse_image_from_measured_speed(tmp_path):
+    from mipnerf_cli.trained_model import load_trained_model
+
+    trained = load_trained_model(make_run(tmp_path, multiscale=False), None, torch.device("cpu"))
+    renderer = viewer.ProgressiveRenderer(trained.model, True, 2.0, 6.0, chunk=256)
+    frames = []
+    queue = viewer.RenderQueue(renderer, frames.append, coarse_seconds=0.25)
+    view = viewer.ViewCamera(np.array([[1, 0, 0, 0], [0, 0, -1, -4.0], [0, 1, 0, 0]], dtype=float), 0.7, 1.0)
+    try:
+        queue.submit(view, 64)
+        assert queue.wait_idle(60)
+        assert [(f.width, f.final) for f in frames if f.width != 64 or f.final] == [(16, False), (64, True)]
+        queue.rays_per_second = 100.0  # pretend a slow machine: 25 rays in 0.25 s
+        frames.clear()
+        queue.submit(view, 64)
+        assert queue.wait_idle(60)
+        assert (frames[0].width, frames[0].height) == (8, 8)  # 8 times smaller: as small as allowed
+    finally:
+        queue.stop()
