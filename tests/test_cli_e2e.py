@@ -244,7 +244,9 @@ def _train_args(workflow, exp_name: str, max_steps: int, check_interval: int) ->
 def test_resume_auto_after_sigkill_continues_from_the_saved_step(workflow):
     run_dir = workflow["runs"] / "killed"
     trainer = start(*_train_args(workflow, "killed", 100_000, 10))
-    wait_until(lambda: (run_dir / "ckpt" / "step-0000020.pt").exists(), trainer)
+    # step-N.pt is written before last.pt is linked to it: wait for both of the second save.
+    last = run_dir / "ckpt" / "last.pt"
+    wait_until(lambda: (run_dir / "ckpt" / "step-0000020.pt").exists() and last.exists() and checkpoint_step(last) >= 20, trainer)
     trainer.send_signal(signal.SIGKILL)
     trainer.communicate()
     assert trainer.returncode == -signal.SIGKILL
