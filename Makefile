@@ -5,7 +5,7 @@ OUT ?= out
 DATA ?= ../shared/data/lego
 STAMP := .make/installed
 
-.PHONY: install demo demo-llff demo-lego compare reproduce-lego test test-slow bench clean
+.PHONY: install demo demo-llff demo-lego compare reproduce-lego test test-slow lint bench clean
 
 # torch first, pinned to the local CPU wheel, so that the package's torch range
 # installs nothing more (an unpinned torch would pull several GB of CUDA packages).
@@ -33,6 +33,10 @@ reproduce-lego: $(STAMP)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 test-slow: $(STAMP)
 	$(PYTHON) -m pytest -q -m slow

@@ -107,7 +107,9 @@ def main() -> None:
 def orchestrate(args) -> None:
     import subprocess
 
-    rates: dict[str, list[float]] = {f"{side} {phase}": [] for side in ("anchor", "ours") for phase in ("train", "render")}
+    rates: dict[str, list[float]] = {
+        f"{side} {phase}": [] for side in ("anchor", "ours") for phase in ("train", "render")
+    }
     for r in range(args.rounds):
         for side in ("anchor", "ours"):
             print(f"round {r + 1}/{args.rounds}: {side}", file=sys.stderr, flush=True)

@@ -51,7 +51,19 @@ def scene_of(run: Path) -> Path:
 
 
 def export(run: Path, out: Path, *args: str) -> str:
-    command = [sys.executable, "-m", "mipnerf_cli", "export", str(run), "--out", str(out), "--no-progress", "--cpu-threads", "1", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "mipnerf_cli",
+        "export",
+        str(run),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--cpu-threads",
+        "1",
+        *args,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise SystemExit(done.stderr)
@@ -76,7 +88,9 @@ def draw_mesh(ply: Path, picture: Path, size: int = 640) -> None:
     pose = look_at(sphere_point(np.radians(-60), np.radians(35), 4.0))  # all four objects in view
     camera = (vertices - pose[:3, 3]) @ pose[:3, :3]  # camera coordinates, looking down -z
     focal = size / 2 / np.tan(np.radians(22))
-    pixels = np.stack([size / 2 + focal * camera[:, 0] / -camera[:, 2], size / 2 - focal * camera[:, 1] / -camera[:, 2]], 1)
+    pixels = np.stack(
+        [size / 2 + focal * camera[:, 0] / -camera[:, 2], size / 2 - focal * camera[:, 1] / -camera[:, 2]], 1
+    )
     corners = vertices[faces]
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
@@ -98,7 +112,7 @@ def draw_mesh(ply: Path, picture: Path, size: int = 640) -> None:
         w0 = ((bx - xs) * (cy - ys) - (by - ys) * (cx - xs)) / area
         w1 = ((cx - xs) * (ay - ys) - (cy - ys) * (ax - xs)) / area
         inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
-        region = image[y0:y1 + 1, x0:x1 + 1]
+        region = image[y0 : y1 + 1, x0 : x1 + 1]
         region[inside] = face_colour[index]
     write_png(picture, np.rint(image).astype(np.uint8))
 
@@ -119,17 +133,27 @@ def main() -> None:
         print(log.strip())
         export(args.run, largest, "--what", "mesh", "--resolution", str(args.resolution))
         print(export(args.run, cloud, "--what", "pointcloud").strip())
-        for name, ply in (("mesh (--keep-all)", mesh), ("mesh, largest piece (default)", largest), ("point cloud", cloud)):
+        for name, ply in (
+            ("mesh (--keep-all)", mesh),
+            ("mesh, largest piece (default)", largest),
+            ("point cloud", cloud),
+        ):
             rows.append((name, scores(ply, true_points, tau)))
         if args.picture is not None:
             draw_mesh(mesh, args.picture)
-    print(f"\n{len(true_points):,} true points on the visible surfaces; tau = 1 % of the scene radius {radius} = {tau:.4f}\n")
-    print("| export | Chamfer (units) | Chamfer (% of radius) | accuracy | completeness | precision | recall "
-          "| F-score @ 1 % | F-score @ 3 % |")
+    print(
+        f"\n{len(true_points):,} true points on the visible surfaces; tau = 1 % of the scene radius {radius} = {tau:.4f}\n"
+    )
+    print(
+        "| export | Chamfer (units) | Chamfer (% of radius) | accuracy | completeness | precision | recall "
+        "| F-score @ 1 % | F-score @ 3 % |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, s in rows:
-        print(f"| {name} | {s['chamfer']:.4f} | {100 * s['chamfer'] / radius:.2f} % | {s['accuracy']:.4f} | "
-              f"{s['completeness']:.4f} | {s['precision']:.3f} | {s['recall']:.3f} | {s['fscore']:.3f} | {s['fscore3']:.3f} |")
+        print(
+            f"| {name} | {s['chamfer']:.4f} | {100 * s['chamfer'] / radius:.2f} % | {s['accuracy']:.4f} | "
+            f"{s['completeness']:.4f} | {s['precision']:.3f} | {s['recall']:.3f} | {s['fscore']:.3f} | {s['fscore3']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

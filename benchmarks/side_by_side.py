@@ -53,11 +53,17 @@ def load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mirror", required=True, help="git directory of a copy of hjxwhy/mipnerf_pl (kept outside this repo)")
+    parser.add_argument(
+        "--mirror", required=True, help="git directory of a copy of hjxwhy/mipnerf_pl (kept outside this repo)"
+    )
     parser.add_argument("--anchor-script", type=Path, default=DEFAULT_ANCHOR)
-    parser.add_argument("--anchor-pythonpath", default="", help="extra PYTHONPATH for the anchor (e.g. a folder with einops)")
+    parser.add_argument(
+        "--anchor-pythonpath", default="", help="extra PYTHONPATH for the anchor (e.g. a folder with einops)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3, help="measured train steps of each side (the anchor's default is 3)")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="measured train steps of each side (the anchor's default is 3)"
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--chunk", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both sides (0: their default)")
@@ -101,7 +107,9 @@ def main() -> None:
     summary = {}
     for phase in ("train", "render"):
         anchor, ours, ratio = medians(phase)
-        per_round = ", ".join(f"{r['anchor'][f'{phase}_rays_per_s']:.1f}/{r['ours'][phase]['rays_per_s']:.1f}" for r in rounds)
+        per_round = ", ".join(
+            f"{r['anchor'][f'{phase}_rays_per_s']:.1f}/{r['ours'][phase]['rays_per_s']:.1f}" for r in rounds
+        )
         print(f"{phase:8s} {anchor:14.1f} {ours:12.1f} {ratio:6.2f}×   {per_round}")
         summary[phase] = {"anchor": anchor, "ours": ours, "ratio": ratio}
     peak = first.get("matmul_peak")

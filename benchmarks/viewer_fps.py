@@ -57,8 +57,9 @@ def fps(args) -> None:
         plan_resolutions,
     )
 
-    view = ViewCamera(look_at_origin(torch.tensor([2.4, -2.4, 2.0], dtype=torch.float64)).numpy(),
-                      np.radians(50.0), 4 / 3)
+    view = ViewCamera(
+        look_at_origin(torch.tensor([2.4, -2.4, 2.0], dtype=torch.float64)).numpy(), np.radians(50.0), 4 / 3
+    )
     (cw, ch), (fw, fh) = plan_resolutions(args.resolution, view.aspect)
     print(f"# {os.uname().nodename}, load average {os.getloadavg()}, torch {torch.__version__}")
     for name in args.configs:
@@ -85,10 +86,13 @@ def fps(args) -> None:
                 renderer.render(view, aw, ah)
                 adaptive.append(time.perf_counter() - start)
             adaptive_s = statistics.median(adaptive)
-            print(f"| {name} | {threads} | {cw}x{ch}: {row['coarse']:.3f} s = {1 / row['coarse']:.1f} fps "
-                  f"| {aw}x{ah}: {adaptive_s:.3f} s = {1 / adaptive_s:.1f} fps "
-                  f"| {fw}x{fh}: {row['refined']:.2f} s = {1 / row['refined']:.2f} fps "
-                  f"| {os.getloadavg()[0]:.1f} |", flush=True)
+            print(
+                f"| {name} | {threads} | {cw}x{ch}: {row['coarse']:.3f} s = {1 / row['coarse']:.1f} fps "
+                f"| {aw}x{ah}: {adaptive_s:.3f} s = {1 / adaptive_s:.1f} fps "
+                f"| {fw}x{fh}: {row['refined']:.2f} s = {1 / row['refined']:.2f} fps "
+                f"| {os.getloadavg()[0]:.1f} |",
+                flush=True,
+            )
 
 
 def free_port() -> int:
@@ -103,15 +107,32 @@ def startup(args) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=args.chromium,
-                                             args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        browser = playwright.chromium.launch(
+            executable_path=args.chromium, args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.route("**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url else route.abort())
         started = time.time()
         process = subprocess.Popen(
-            [sys.executable, "-c", HOOK, str(args.run), "--port", str(port), "--device", "cpu",
-             "--cpu-threads", str(args.cpu_threads), "--resolution", str(args.resolution)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            [
+                sys.executable,
+                "-c",
+                HOOK,
+                str(args.run),
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+                "--cpu-threads",
+                str(args.cpu_threads),
+                "--resolution",
+                str(args.resolution),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         try:
             while True:
                 with socket.socket() as probe:
@@ -132,9 +153,11 @@ def startup(args) -> None:
                 if event["final"]:
                     refined = event["frame"]
                     break
-            print(f"command start -> listening: {listening - started:.1f} s; page load: {loaded - listening:.1f} s; "
-                  f"start -> first (coarse) image: {first - started:.1f} s; -> refined image: {refined - started:.1f} s "
-                  f"(page open -> first image {first - listening:.1f} s); load average {os.getloadavg()}")
+            print(
+                f"command start -> listening: {listening - started:.1f} s; page load: {loaded - listening:.1f} s; "
+                f"start -> first (coarse) image: {first - started:.1f} s; -> refined image: {refined - started:.1f} s "
+                f"(page open -> first image {first - listening:.1f} s); load average {os.getloadavg()}"
+            )
             if args.screenshot:
                 # Orbit away from the first training camera (same distance to the scene), so its
                 # frustum shows beside the scene, and wait for the refined image of the new view.

@@ -251,7 +251,9 @@ class MatmulPeaks:
         return max(self.mlp_gflops, self.square_gflops)
 
 
-def measure_matmul_peaks(mlp_rows: int, width: int, device: torch.device, workers: int = 1, dtype=torch.float32) -> MatmulPeaks:
+def measure_matmul_peaks(
+    mlp_rows: int, width: int, device: torch.device, workers: int = 1, dtype=torch.float32
+) -> MatmulPeaks:
     """The device's matmul rate in `dtype` at the MLP's shape (rows x width x width) and at a
     large square: 2048^3 on a CPU, 8192^3 on CUDA (where 2048^3 leaves a big GPU half idle).
 
@@ -350,7 +352,9 @@ def load_average() -> Optional[list[float]]:
         return None
 
 
-def _timed(iterations: int, warmup: int, step: Callable[[], None], device: torch.device, progress: Callable[[str], None]) -> list[float]:
+def _timed(
+    iterations: int, warmup: int, step: Callable[[], None], device: torch.device, progress: Callable[[str], None]
+) -> list[float]:
     for i in range(warmup):
         progress(f"warm-up {i + 1}/{warmup}")
         step()
@@ -435,8 +439,18 @@ def bench_train(options: BenchOptions, device: torch.device, progress: Callable[
         # compiled forward sees tensors, not a Generator), the loss read back a step late.
         generator = trainer.step_generator(0, next(counter), device)
         noise = model.draw_noise((options.batch,), generator, device=device)
-        trainer.train_step(step_model, optimizer, rays, pixels, 5e-4, settings, None, runtime, noise=noise,
-                           defer=runtime.sync_free_step)
+        trainer.train_step(
+            step_model,
+            optimizer,
+            rays,
+            pixels,
+            5e-4,
+            settings,
+            None,
+            runtime,
+            noise=noise,
+            defer=runtime.sync_free_step,
+        )
 
     memory = PeakMemory(device)
     memory.start()
@@ -467,8 +481,12 @@ def image_rays(side: int, device: torch.device | str = "cpu") -> RayBundle:
     """The rays of a side x side pinhole image (Blender's 40-degree field of view) from a
     camera at distance 4 on the +z axis looking at the origin."""
     focal = 0.5 * side / math.tan(0.5 * 0.6911112070083618)
-    ys, xs = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32), indexing="ij")
-    directions = torch.stack([(xs + 0.5 - 0.5 * side) / focal, -(ys + 0.5 - 0.5 * side) / focal, -torch.ones_like(xs)], -1)
+    ys, xs = torch.meshgrid(
+        torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32), indexing="ij"
+    )
+    directions = torch.stack(
+        [(xs + 0.5 - 0.5 * side) / focal, -(ys + 0.5 - 0.5 * side) / focal, -torch.ones_like(xs)], -1
+    )
     directions = directions.reshape(-1, 3)
     origins = torch.tensor([0.0, 0.0, ANCHOR_RADIUS]).expand_as(directions).contiguous()
     ones = torch.ones(directions.shape[0], 1)
@@ -516,8 +534,13 @@ def _render_prefix(render_rays, model, rays: RayBundle, count: int, options: Ben
     """Render the first `count` rays into whole-image output buffers; returns their size."""
     num = len(rays)
     buffers = {"rgb": torch.zeros(num, 3), "distance": torch.zeros(num), "acc": torch.zeros(num)}
-    out = render_rays(model, rays[:count], options.chunk, white_bkgd=True,
-                      **bench_runtime(options, torch.device(device)).render_options(model))
+    out = render_rays(
+        model,
+        rays[:count],
+        options.chunk,
+        white_bkgd=True,
+        **bench_runtime(options, torch.device(device)).render_options(model),
+    )
     for key, value in out.items():
         buffers[key][:count] = value
     return sum(t.numel() * t.element_size() for t in buffers.values())

@@ -405,4 +405,3 @@ def _parse_holder(text: str) -> tuple[int | None, str | None]:
         return int(parts[0]), (parts[1] if len(parts) > 1 else None)
     except (IndexError, ValueError):
         return None, None
-

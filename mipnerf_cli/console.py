@@ -151,8 +151,9 @@ class ConsoleReporter:
         sys.stderr.write(f"\n{message}\n")
         sys.stderr.flush()
 
-    def progress(self, description: str, total: int, completed: int = 0, *, line_interval_s: float = 10.0,
-                 unit: str = ""):
+    def progress(
+        self, description: str, total: int, completed: int = 0, *, line_interval_s: float = 10.0, unit: str = ""
+    ):
         if not self.show_progress:
             from mipnerf_cli.reporting import quiet_progress
 

@@ -139,7 +139,9 @@ def torchrun_world_size() -> int:
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
-        raise MipNerfError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number; start the processes with torchrun") from None
+        raise MipNerfError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number; start the processes with torchrun"
+        ) from None
 
 
 def _env_int(name: str) -> int:
@@ -196,7 +198,9 @@ def launched(device_name: str = "auto") -> Iterator[Context]:
             torch.distributed.destroy_process_group()
 
 
-def round_robin(context: Context, count: int, work: Callable[[int], Any], take: Callable[[int, int, Any], None]) -> None:
+def round_robin(
+    context: Context, count: int, work: Callable[[int], Any], take: Callable[[int, int, Any], None]
+) -> None:
     """Items 0..count-1 dealt round-robin to the ranks (item k to rank k % world_size).
 
     Every rank calls `work(k)` for its own items; after each round rank 0 gathers the

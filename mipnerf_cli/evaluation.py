@@ -33,14 +33,17 @@ from mipnerf_cli.core.metrics import ssim as ssim_of
 from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
 from mipnerf_cli.output_folder import StagedFolder
-from mipnerf_cli.reporting import ReportArg, QuietProgress, as_reporter
+from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
+from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import EvalSettings
 from mipnerf_cli.stopping import StopSignals
 from mipnerf_cli.trained_model import (
-    TrainedModel, load_trained_model_on_ranks, scene_folder, training_downscale,
+    TrainedModel,
+    load_trained_model_on_ranks,
+    scene_folder,
+    training_downscale,
 )
 
 RESULTS_FORMAT_VERSION = 1
@@ -206,8 +209,14 @@ def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str, dow
             "scene; pass --data with a scene of the same kind"
         )
     shrink = training_downscale(trained, kind, downscale)
-    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink,
-                        **llff_options(trained.settings))
+    images = load_scene(
+        folder,
+        split,
+        multiscale=(kind == "multiscale"),
+        white_bkgd=trained.white_bkgd,
+        downscale=shrink,
+        **llff_options(trained.settings),
+    )
     return folder, kind, images
 
 
@@ -215,8 +224,9 @@ def _is_eval_folder(folder: Path) -> bool:
     return (folder / "results.json").is_file()
 
 
-def evaluate(settings: EvalSettings, context: Context | None = None,
-             report: ReportArg = None) -> tuple[Optional[EvalResults], Path]:
+def evaluate(
+    settings: EvalSettings, context: Context | None = None, report: ReportArg = None
+) -> tuple[Optional[EvalResults], Path]:
     """Render and score the test split; returns the results and the folder they were written to.
 
     context: this process's place among the torchrun processes (default: alone); ranks other
@@ -242,12 +252,25 @@ def evaluate(settings: EvalSettings, context: Context | None = None,
     lpips, lpips_note = lpips_scorer()
 
     target = settings.out if settings.out is not None else trained.run_dir / "eval" / str(trained.step)
-    staging = context.on_main(lambda: StagedFolder.open(target, _is_eval_folder, "an eval result folder (results.json)"))
+    staging = context.on_main(
+        lambda: StagedFolder.open(target, _is_eval_folder, "an eval result folder (results.json)")
+    )
     try:
         with StopSignals() as stop:
             results = _score(
-                settings, trained, images, groups, kind, folder, lpips, lpips_note, staging.path if staging else None, runtime,
-                context, as_reporter(report), stop,
+                settings,
+                trained,
+                images,
+                groups,
+                kind,
+                folder,
+                lpips,
+                lpips_note,
+                staging.path if staging else None,
+                runtime,
+                context,
+                as_reporter(report),
+                stop,
             )
         if staging is not None:
             _write_results(staging.path / "results.json", results)
@@ -261,8 +284,21 @@ def evaluate(settings: EvalSettings, context: Context | None = None,
     return results, staging.target
 
 
-def _score(settings, trained, images, groups, kind, folder, lpips, lpips_note, out_dir: Optional[Path], runtime: Runtime,
-           context: Context, reporter, stop: StopSignals) -> Optional[EvalResults]:
+def _score(
+    settings,
+    trained,
+    images,
+    groups,
+    kind,
+    folder,
+    lpips,
+    lpips_note,
+    out_dir: Optional[Path],
+    runtime: Runtime,
+    context: Context,
+    reporter,
+    stop: StopSignals,
+) -> Optional[EvalResults]:
     """Render and score the images of `groups`; the results on rank 0, None on the other ranks."""
     if settings.save_image and out_dir is not None:
         (out_dir / "images").mkdir()
@@ -338,8 +374,16 @@ def _score_image(settings, trained, images, lpips, runtime: Runtime, level: int,
     height, width = images.heights[i], images.widths[i]
     start = time.perf_counter()
     try:
-        out = render_image(trained.model, rays, height, width, settings.chunk, trained.white_bkgd,
-                           **runtime.render_options(trained.model), should_stop=should_stop)
+        out = render_image(
+            trained.model,
+            rays,
+            height,
+            width,
+            settings.chunk,
+            trained.white_bkgd,
+            **runtime.render_options(trained.model),
+            should_stop=should_stop,
+        )
     except RenderStopped:
         raise KeyboardInterrupt("stop requested during the render") from None
     seconds = time.perf_counter() - start
@@ -384,7 +428,9 @@ def _write_results(path: Path, results: EvalResults) -> None:
     except OSError as error:
         # `path` is inside the hidden staging folder, a sibling of the output folder.
         where = path.parent.parent
-        raise MipNerfError(f"could not write results.json in {where}: {error.strerror or error}; nothing was kept") from None
+        raise MipNerfError(
+            f"could not write results.json in {where}: {error.strerror or error}; nothing was kept"
+        ) from None
 
 
 def read_results(path: Path) -> EvalResults:

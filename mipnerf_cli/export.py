@@ -57,7 +57,9 @@ class ExportSettings(BaseModel):
     keep_all: bool = False
     min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
     neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
-    std_ratio: float = Field(2.0, gt=0, description="outlier when the mean k-NN distance exceeds mean + std_ratio * std")
+    std_ratio: float = Field(
+        2.0, gt=0, description="outlier when the mean k-NN distance exceeds mean + std_ratio * std"
+    )
     chunk: int = Field(65536, gt=0, description="points or rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1)
@@ -104,13 +106,24 @@ def training_cameras(trained, data: Optional[Path]) -> TrainingCameras:
     options = llff_options(trained.settings)
     if kind == "llff" and not options.get("spherify"):
         raise MipNerfError(f"{folder} is a forward-facing LLFF scene (rays in NDC); export needs a 360° scene")
-    images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd,
-                        downscale=training_downscale(trained, kind), **options)
+    images = load_scene(
+        folder,
+        "train",
+        multiscale=(kind == "multiscale"),
+        white_bkgd=trained.white_bkgd,
+        downscale=training_downscale(trained, kind),
+        **options,
+    )
     full = [i for i, level in enumerate(images.levels) if level == 0]
     first = full[0]
-    return TrainingCameras(cam2world=images.cam2world[full].float(), focal=float(images.focal[first]),
-                           width=images.widths[first], height=images.heights[first],
-                           near=float(images.near), far=float(images.far))
+    return TrainingCameras(
+        cam2world=images.cam2world[full].float(),
+        focal=float(images.focal[first]),
+        width=images.widths[first],
+        height=images.heights[first],
+        near=float(images.near),
+        far=float(images.far),
+    )
 
 
 def scene_bounds(cameras: TrainingCameras) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,8 +203,16 @@ def check_output(path: Path, default: bool = False) -> None:
 
 
 @torch.no_grad()
-def density_grid(model, lower: torch.Tensor, upper: torch.Tensor, resolution: int, variance: float, chunk: int,
-                 device: torch.device, progress: Optional[Progress] = None) -> np.ndarray:
+def density_grid(
+    model,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    resolution: int,
+    variance: float,
+    chunk: int,
+    device: torch.device,
+    progress: Optional[Progress] = None,
+) -> np.ndarray:
     """(R, R, R) float32 densities of `model` at the grid points (x, y, z index order)."""
     axes = geometry.grid_axes(lower, upper, resolution)
     total = resolution**3
@@ -258,8 +279,15 @@ def largest_piece(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
 
 
 @torch.no_grad()
-def vertex_colours(model, vertices: np.ndarray, cameras: TrainingCameras, window: float, chunk: int,
-                   device: torch.device, progress: Optional[Progress] = None) -> np.ndarray:
+def vertex_colours(
+    model,
+    vertices: np.ndarray,
+    cameras: TrainingCameras,
+    window: float,
+    chunk: int,
+    device: torch.device,
+    progress: Optional[Progress] = None,
+) -> np.ndarray:
     """(V, 3) uint8: the colour the model renders along the ray from each vertex's nearest
     training camera, integrated over ``distance +- window`` around the vertex."""
     points = torch.from_numpy(vertices)
@@ -280,12 +308,15 @@ def vertex_colours(model, vertices: np.ndarray, cameras: TrainingCameras, window
     return colours
 
 
-def export_mesh(settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path,
-                write: Writer) -> ExportResult:
+def export_mesh(
+    settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path, write: Writer
+) -> ExportResult:
     """Density grid -> threshold -> marching cubes -> largest piece -> vertex colours -> `write`."""
     lower, upper = scene_bounds(cameras)
     variance = geometry.footprint_variance(float(cameras.centres.norm(dim=-1).mean()), cameras.focal)
-    densities = density_grid(trained.model, lower, upper, settings.resolution, variance, settings.chunk, device, progress)
+    densities = density_grid(
+        trained.model, lower, upper, settings.resolution, variance, settings.chunk, device, progress
+    )
     chosen = settings.threshold is None
     threshold = choose_threshold(densities) if chosen else settings.threshold
     vertices, faces = marching_cubes(densities, threshold, lower, upper)
@@ -300,9 +331,17 @@ def export_mesh(settings: ExportSettings, trained, cameras: TrainingCameras, dev
     colours = vertex_colours(trained.model, vertices, cameras, window, settings.chunk, device, progress)
     write(vertices, colours, faces)
     return ExportResult(
-        path=out, what="mesh", num_vertices=len(vertices), num_faces=len(faces), threshold=threshold,
-        threshold_chosen=chosen, density_range=density_range, pieces=pieces, removed=total_vertices - len(vertices),
-        lower=tuple(lower.tolist()), upper=tuple(upper.tolist()),
+        path=out,
+        what="mesh",
+        num_vertices=len(vertices),
+        num_faces=len(faces),
+        threshold=threshold,
+        threshold_chosen=chosen,
+        density_range=density_range,
+        pieces=pieces,
+        removed=total_vertices - len(vertices),
+        lower=tuple(lower.tolist()),
+        upper=tuple(upper.tolist()),
     )
 
 
@@ -310,8 +349,9 @@ def export_mesh(settings: ExportSettings, trained, cameras: TrainingCameras, dev
 
 
 @torch.no_grad()
-def depth_points(model, cameras: TrainingCameras, min_acc: float, chunk: int, device,
-                 progress: Optional[Progress] = None) -> tuple[np.ndarray, np.ndarray]:
+def depth_points(
+    model, cameras: TrainingCameras, min_acc: float, chunk: int, device, progress: Optional[Progress] = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(points (P, 3) float32, colours (P, 3) uint8) at the rendered depth of every training
     pixel whose accumulated opacity is at least `min_acc`."""
     from mipnerf_cli.core.camera_paths import camera_rays
@@ -319,8 +359,9 @@ def depth_points(model, cameras: TrainingCameras, min_acc: float, chunk: int, de
     all_points, all_colours = [], []
     views = cameras.cam2world.shape[0]
     for index in range(views):
-        rays = camera_rays(cameras.cam2world[index], cameras.width, cameras.height, cameras.focal,
-                           cameras.near, cameras.far)
+        rays = camera_rays(
+            cameras.cam2world[index], cameras.width, cameras.height, cameras.focal, cameras.near, cameras.far
+        )
         out = render_rays(model, rays, chunk, white_bkgd=False, device=device)
         keep = out["acc"] >= min_acc
         points = geometry.points_from_depth(rays.origins[keep], rays.directions[keep], out["distance"][keep])
@@ -344,20 +385,30 @@ def outlier_mask(points: np.ndarray, neighbours: int, std_ratio: float) -> np.nd
     return mean <= mean.mean() + std_ratio * mean.std()
 
 
-def export_pointcloud(settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path,
-                write: Writer) -> ExportResult:
+def export_pointcloud(
+    settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path, write: Writer
+) -> ExportResult:
     """Rendered depth of the training views -> outlier removal -> `write`."""
     points, colours = depth_points(trained.model, cameras, settings.min_acc, settings.chunk, device, progress)
     if len(points) == 0:
-        raise MipNerfError(f"no training pixel reaches accumulated opacity {settings.min_acc:g}; "
-                           "lower --min-acc or train longer")
+        raise MipNerfError(
+            f"no training pixel reaches accumulated opacity {settings.min_acc:g}; lower --min-acc or train longer"
+        )
     keep = outlier_mask(points, settings.neighbours, settings.std_ratio)
     write(points[keep], colours[keep], None)
     lower, upper = scene_bounds(cameras)
     return ExportResult(
-        path=out, what="pointcloud", num_vertices=int(keep.sum()), num_faces=0, threshold=None,
-        threshold_chosen=False, density_range=None, pieces=0, removed=int((~keep).sum()),
-        lower=tuple(lower.tolist()), upper=tuple(upper.tolist()),
+        path=out,
+        what="pointcloud",
+        num_vertices=int(keep.sum()),
+        num_faces=0,
+        threshold=None,
+        threshold_chosen=False,
+        density_range=None,
+        pieces=0,
+        removed=int((~keep).sum()),
+        lower=tuple(lower.tolist()),
+        upper=tuple(upper.tolist()),
     )
 
 
@@ -382,7 +433,9 @@ def export_geometry(settings: ExportSettings, progress: Optional[Progress] = Non
         try:
             out.parent.mkdir(exist_ok=True)  # the default <run>/export/, made only now that there is a file for it
         except OSError as error:
-            raise MipNerfError(f"{out.parent}: cannot create it ({error.strerror or error}); pass --out FILE.ply") from None
+            raise MipNerfError(
+                f"{out.parent}: cannot create it ({error.strerror or error}); pass --out FILE.ply"
+            ) from None
         write_ply(out, vertices, colours, faces)
 
     export = export_mesh if settings.what == "mesh" else export_pointcloud

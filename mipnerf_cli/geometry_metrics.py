@@ -39,6 +39,10 @@ def surface_scores(predicted: np.ndarray, truth: np.ndarray, tau: float) -> dict
     fscore = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     accuracy, completeness = float(to_truth.mean()), float(to_predicted.mean())
     return {
-        "accuracy": accuracy, "completeness": completeness, "chamfer": 0.5 * (accuracy + completeness),
-        "precision": precision, "recall": recall, "fscore": fscore,
+        "accuracy": accuracy,
+        "completeness": completeness,
+        "chamfer": 0.5 * (accuracy + completeness),
+        "precision": precision,
+        "recall": recall,
+        "fscore": fscore,
     }

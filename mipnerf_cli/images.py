@@ -93,8 +93,15 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     try:
         if kind == "mp4":
             writer = imageio_v2.get_writer(
-                tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
-                pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
+                tmp,
+                format="FFMPEG",
+                mode="I",
+                fps=fps,
+                codec="libx264",
+                quality=8,
+                pixelformat="yuv420p",
+                macro_block_size=1,
+                ffmpeg_log_level="error",
             )
             try:
                 for frame in frames:

@@ -71,13 +71,12 @@ class StagedFolder:
         remove_empty(self._created_parents)
 
 
-
 def _remove_stale_staging(target: Path) -> None:
     """Delete hidden folders for `target` left by a writer that was killed (its pid is gone)."""
     if not target.parent.is_dir():
         return
     for prefix in (f".{target.name}.partial-", f".{target.name}.old.partial-"):
         for entry in target.parent.glob(f"{glob.escape(prefix)}*"):
-            pid_text = entry.name[len(prefix):].split("-", 1)[0]
+            pid_text = entry.name[len(prefix) :].split("-", 1)[0]
             if pid_text.isdigit() and int(pid_text) != os.getpid() and not pid_alive(int(pid_text)):
                 shutil.rmtree(entry, ignore_errors=True)

@@ -141,7 +141,7 @@ def plot_curves(curves: Curves, title: str) -> np.ndarray:
                 colour = SCALE_COLOURS[level % len(SCALE_COLOURS)]
                 colours.append(colour)
                 widths.append(1)
-                legend.append((f"test 1/{2 ** level}", colour))
+                legend.append((f"test 1/{2**level}", colour))
         series_steps.append(curves.val_step)
         series_minutes.append([t / 60 for t in curves.val_time])
         series_y.append(curves.val_psnr)

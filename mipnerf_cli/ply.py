@@ -31,8 +31,12 @@ def ply_bytes(vertices: np.ndarray, colours: np.ndarray, faces: Optional[np.ndar
     colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
     if len(colours) != len(vertices):
         raise ValueError(f"{len(vertices)} vertices but {len(colours)} colours")
-    header = ["ply", "format binary_little_endian 1.0", "comment written by mipnerf export",
-              f"element vertex {len(vertices)}"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        "comment written by mipnerf export",
+        f"element vertex {len(vertices)}",
+    ]
     header += [f"property float {axis}" for axis in "xyz"]
     header += [f"property uchar {channel}" for channel in ("red", "green", "blue")]
     records = np.empty(len(vertices), VERTEX)
@@ -69,7 +73,9 @@ def write_ply(path: Path, vertices: np.ndarray, colours: np.ndarray, faces: Opti
         os.replace(temp, path)
         temp = None
     except OSError as error:
-        raise MipNerfError(f"{path}: cannot write there ({error.strerror or error}); choose an --out you can write to") from None
+        raise MipNerfError(
+            f"{path}: cannot write there ({error.strerror or error}); choose an --out you can write to"
+        ) from None
     finally:
         if temp is not None and os.path.exists(temp):
             os.unlink(temp)

@@ -142,7 +142,9 @@ def path_frames(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
     else:
         generator = PATH_GENERATORS.get(settings.path)
         if generator is None:
-            raise MipNerfError(f"--path {settings.path}: unknown path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json")
+            raise MipNerfError(
+                f"--path {settings.path}: unknown path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json"
+            )
         frames = generator(settings, cameras)
     return resized(frames, settings.scale, settings.resolution)
 
@@ -181,7 +183,9 @@ def read_camera_path(path: Path) -> PathFrames:
         raise MipNerfError(f"{path}: not a camera path (expected a JSON object with {', '.join(REQUIRED_KEYS)})")
     for key in REQUIRED_KEYS:
         if key not in document:
-            raise MipNerfError(f"{path}: not a camera path: missing '{key}' (nerfstudio's camera_path.json has {', '.join(REQUIRED_KEYS)})")
+            raise MipNerfError(
+                f"{path}: not a camera path: missing '{key}' (nerfstudio's camera_path.json has {', '.join(REQUIRED_KEYS)})"
+            )
     width, height = (_positive_int(path, document, key) for key in ("render_width", "render_height"))
     entries = document["camera_path"]
     if not isinstance(entries, list):
@@ -207,8 +211,11 @@ def read_camera_path(path: Path) -> PathFrames:
             "its rotation must be orthonormal with determinant 1, its last row 0 0 0 1)"
         )
     return PathFrames(
-        poses=matrices[:, :3, :4].contiguous(), focals=torch.tensor(focals, dtype=torch.float64),
-        width=width, height=height, fps=_frame_rate(path, document, len(entries)),
+        poses=matrices[:, :3, :4].contiguous(),
+        focals=torch.tensor(focals, dtype=torch.float64),
+        width=width,
+        height=height,
+        fps=_frame_rate(path, document, len(entries)),
     )
 
 
@@ -238,7 +245,9 @@ def _matrix(where: str, value) -> torch.Tensor:
 def _focal(where: str, entry: dict, width: int, height: int) -> float:
     fov = _number(entry["fov"])
     if fov is None or not 0 < fov < 180:
-        raise MipNerfError(f"{where}.fov is {entry['fov']!r}; a vertical field of view must be between 0 and 180 degrees")
+        raise MipNerfError(
+            f"{where}.fov is {entry['fov']!r}; a vertical field of view must be between 0 and 180 degrees"
+        )
     if "focal" not in entry:
         return float(focal_from_vertical_fov(torch.tensor(fov), height))
     # A render's own cameras.json: the exact focal, for the exact frame size.
@@ -246,8 +255,10 @@ def _focal(where: str, entry: dict, width: int, height: int) -> float:
     if focal is None or focal <= 0:
         raise MipNerfError(f"{where}.focal must be a positive number of pixels, got {entry['focal']!r}")
     if (entry.get("width", width), entry.get("height", height)) != (width, height):
-        raise MipNerfError(f"{where} is {entry.get('width')}x{entry.get('height')} but the path is {width}x{height}; "
-                           "every frame of a path has the same size")
+        raise MipNerfError(
+            f"{where} is {entry.get('width')}x{entry.get('height')} but the path is {width}x{height}; "
+            "every frame of a path has the same size"
+        )
     return focal
 
 
@@ -267,14 +278,16 @@ def camera_path_document(frames: PathFrames, fps: float) -> dict:
     fovs = vertical_fov_from_focal(frames.focals, frames.height)
     cameras = []
     for pose, focal, fov in zip(frames.poses.to(torch.float64), frames.focals.tolist(), fovs.tolist()):
-        cameras.append({
-            "camera_to_world": torch.cat([pose, bottom]).flatten().tolist(),
-            "fov": fov,
-            "aspect": frames.width / frames.height,
-            "focal": focal,
-            "width": frames.width,
-            "height": frames.height,
-        })
+        cameras.append(
+            {
+                "camera_to_world": torch.cat([pose, bottom]).flatten().tolist(),
+                "fov": fov,
+                "aspect": frames.width / frames.height,
+                "focal": focal,
+                "width": frames.width,
+                "height": frames.height,
+            }
+        )
     return {
         "camera_type": "perspective",
         "render_width": frames.width,

@@ -38,8 +38,9 @@ class Reporter(Protocol):
 
     def alert(self, message: str) -> None: ...
 
-    def progress(self, description: str, total: int, completed: int = 0, *, line_interval_s: float = 10.0,
-                 unit: str = "") -> Progress: ...
+    def progress(
+        self, description: str, total: int, completed: int = 0, *, line_interval_s: float = 10.0, unit: str = ""
+    ) -> Progress: ...
 
 
 class QuietProgress:
@@ -77,8 +78,9 @@ class LineReporter:
     def alert(self, message: str) -> None:
         self._write(message)
 
-    def progress(self, description: str, total: int, completed: int = 0, *, line_interval_s: float = 10.0,
-                 unit: str = "") -> QuietProgress:
+    def progress(
+        self, description: str, total: int, completed: int = 0, *, line_interval_s: float = 10.0, unit: str = ""
+    ) -> QuietProgress:
         return QuietProgress(log_to=self._write)
 
 

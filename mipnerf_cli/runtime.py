@@ -53,8 +53,9 @@ class Runtime:
         """Whether `model` trains and renders through `core/fast.py` (MipNerf on a CPU, float32)."""
         from mipnerf_cli.core.model import MipNerf
 
-        return (self.fast_path and self.device.type == "cpu" and self.autocast_dtype is None
-                and isinstance(model, MipNerf))
+        return (
+            self.fast_path and self.device.type == "cpu" and self.autocast_dtype is None and isinstance(model, MipNerf)
+        )
 
     def render_options(self, model: nn.Module) -> dict:
         """The keyword arguments of `core.render.render_rays` / `render_image` under this policy."""
@@ -153,5 +154,6 @@ def from_settings(settings, device: Optional[torch.device] = None) -> Runtime:
 def cuda_like(device: torch.device | str = "cpu") -> Runtime:
     """The CUDA path's policy (bf16 autocast, plain step and render, TF32) on any device, for
     tests; on a CPU only where `cpu_has_native_bf16()` (callers skip elsewhere)."""
-    return Runtime(device=torch.device(device), autocast_dtype=torch.bfloat16, tf32=True, fast_path=False,
-                   sync_free_step=True)
+    return Runtime(
+        device=torch.device(device), autocast_dtype=torch.bfloat16, tf32=True, fast_path=False, sync_free_step=True
+    )

@@ -53,7 +53,9 @@ class ModelSettings(BaseModel):
     @model_validator(mode="after")
     def _degrees_ordered(self) -> "ModelSettings":
         if self.max_deg_point <= self.min_deg_point:
-            raise ValueError(f"max_deg_point ({self.max_deg_point}) must be larger than min_deg_point ({self.min_deg_point})")
+            raise ValueError(
+                f"max_deg_point ({self.max_deg_point}) must be larger than min_deg_point ({self.min_deg_point})"
+            )
         return self
 
     def to_model_config(self):
@@ -77,11 +79,17 @@ class TrainSettings(BaseModel):
     out_dir: Path = Field(Path("out"), description="runs are written to <out_dir>/<exp_name>/")
     scene: Optional[str] = Field(None, pattern=SIMPLE_NAME, description="scene name under data_root")
     data: Optional[Path] = Field(None, description="scene folder; overrides scene/data_root")
-    data_root: Path = Field(default_factory=_default_data_root, description=f"holds nerf_synthetic/ and multiscale/ (env {DATA_ROOT_ENV})")
+    data_root: Path = Field(
+        default_factory=_default_data_root, description=f"holds nerf_synthetic/ and multiscale/ (env {DATA_ROOT_ENV})"
+    )
     multiscale: bool = Field(False, description="train on a converted multiscale scene")
     white_bkgd: bool = Field(True, description="composite on white (Blender scenes)")
-    downscale: int = Field(1, ge=1, description="train on images this many times smaller (Blender scenes; the reference's `factor`)")
-    factor: int = Field(0, ge=0, description="LLFF scenes: read images_<factor>/ (0: images/), the reference's `factor`")
+    downscale: int = Field(
+        1, ge=1, description="train on images this many times smaller (Blender scenes; the reference's `factor`)"
+    )
+    factor: int = Field(
+        0, ge=0, description="LLFF scenes: read images_<factor>/ (0: images/), the reference's `factor`"
+    )
     spherify: bool = Field(False, description="LLFF scenes: a 360° capture (spherified poses, no NDC)")
     llffhold: int = Field(8, ge=1, description="LLFF scenes: every llffhold-th image is a test image")
 
@@ -106,20 +114,35 @@ class TrainSettings(BaseModel):
     check_interval: int = Field(10_000, gt=0, description="steps between checkpoints and validation")
     log_interval: int = Field(100, gt=0, description="steps between metrics.jsonl lines")
     keep_checkpoints: int = Field(3, ge=0, description="step-*.pt files kept besides last.pt")
-    resume_path: Optional[str] = Field("auto", description="'auto' (last.pt of this run, if any), a checkpoint file, or null")
+    resume_path: Optional[str] = Field(
+        "auto", description="'auto' (last.pt of this run, if any), a checkpoint file, or null"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice); fewer can be faster on a busy machine")
-    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA GPUs with native bf16 (compute capability 8+); CPU is always float32")
+    cpu_threads: Optional[int] = Field(
+        None, ge=1, description="torch CPU threads (default: torch's choice); fewer can be faster on a busy machine"
+    )
+    mixed_precision: bool = Field(
+        True, description="bf16 autocast on CUDA GPUs with native bf16 (compute capability 8+); CPU is always float32"
+    )
     tf32: bool = Field(True, description="TF32 matmuls on CUDA (a switch of its own; CPU ignores it)")
-    fast_path: bool = Field(True, description="CPU: each batch in cache-sized blocks of rays over worker threads (same results within float rounding)")
+    fast_path: bool = Field(
+        True,
+        description="CPU: each batch in cache-sized blocks of rays over worker threads (same results within float rounding)",
+    )
     fast_micro_batch: int = Field(16, gt=0, description="rays per block of the CPU fast path")
     fast_workers: int = Field(0, ge=0, description="threads of the CPU fast path (0: one per torch CPU thread)")
-    compile: bool = Field(False, description="torch.compile the model (for CUDA; on a CPU it gains ~1% for minutes of compiling)")
+    compile: bool = Field(
+        False, description="torch.compile the model (for CUDA; on a CPU it gains ~1% for minutes of compiling)"
+    )
     tensorboard: bool = Field(True, description="write TensorBoard events when tensorboard is installed")
 
     # -- validation (PSNR curve in metrics.jsonl)
     val_views: int = Field(1, ge=0, description="test views rendered every check_interval (0: none)")
-    val_downscale: int = Field(4, ge=1, description="validation images are this many times smaller than the training ones (Blender scenes; multiscale data has its own levels)")
+    val_downscale: int = Field(
+        4,
+        ge=1,
+        description="validation images are this many times smaller than the training ones (Blender scenes; multiscale data has its own levels)",
+    )
     val_chunk: int = Field(8192, gt=0, description="rays per forward pass when rendering")
 
     model: ModelSettings = Field(default_factory=ModelSettings)
@@ -193,7 +216,11 @@ def anchor_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
     anchored = dict(values)
     for key in PATH_FIELDS + ("resume_path",):
         value = anchored.get(key)
-        if not isinstance(value, str) or not value or (key == "resume_path" and value in ("auto", "None", "none", "null")):
+        if (
+            not isinstance(value, str)
+            or not value
+            or (key == "resume_path" and value in ("auto", "None", "none", "null"))
+        ):
             continue
         if not Path(value).is_absolute():
             anchored[key] = str(folder / value)
@@ -210,7 +237,9 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def resolve_train_settings(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainSettings:
+def resolve_train_settings(
+    config: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> TrainSettings:
     """Defaults < `config` yaml < `overrides` (CLI flags; a nested dict for `model`).
 
     The result has a concrete `data` folder, `exp_name` and absolute paths.
@@ -291,7 +320,9 @@ class EvalSettings(BaseModel):
     chunk: int = Field(8192, gt=0, description="rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
-    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA GPUs with native bf16, as training's validation (CPU: float32)")
+    mixed_precision: bool = Field(
+        True, description="bf16 autocast on CUDA GPUs with native bf16, as training's validation (CPU: float32)"
+    )
     tf32: bool = Field(True, description="TF32 matmuls on CUDA")
     out: Optional[Path] = Field(None, description="output folder (default: <run>/eval/<step>)")
     progress: bool = True
@@ -310,11 +341,15 @@ class RenderSettings(BaseModel):
         description="auto (spiral for forward-facing LLFF scenes, spheric otherwise), a name of "
         "render_paths.PATH_GENERATORS, or a camera_path.json file",
     )
-    split: Literal["train", "test"] = Field("train", description="the cameras interpolate goes through (and spheric's radius)")
+    split: Literal["train", "test"] = Field(
+        "train", description="the cameras interpolate goes through (and spheric's radius)"
+    )
     frames: int = Field(120, ge=1, le=100_000)
     fps: float = Field(30.0, gt=0, le=1000)
     scale: float = Field(1.0, gt=0, description="render at 1/scale of the training resolution and focal")
-    radius: Optional[float] = Field(None, gt=0, description="camera distance from the origin (default: training cameras' mean)")
+    radius: Optional[float] = Field(
+        None, gt=0, description="camera distance from the origin (default: training cameras' mean)"
+    )
     elevation: float = Field(36.0, ge=-89.0, le=89.0, description="degrees above the horizon")
     resolution: Optional[tuple[int, int]] = Field(None, description="WxH; the focal follows the width")
     format: Literal["mp4", "gif", "png"] = "mp4"
@@ -322,7 +357,9 @@ class RenderSettings(BaseModel):
     chunk: int = Field(8192, gt=0, description="rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
-    mixed_precision: bool = Field(True, description="bf16 autocast on CUDA GPUs with native bf16, as training's validation (CPU: float32)")
+    mixed_precision: bool = Field(
+        True, description="bf16 autocast on CUDA GPUs with native bf16, as training's validation (CPU: float32)"
+    )
     tf32: bool = Field(True, description="TF32 matmuls on CUDA")
     out: Optional[Path] = Field(None, description="output folder (default: <run>/render/<path>)")
     progress: bool = True

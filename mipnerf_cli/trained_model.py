@@ -17,6 +17,7 @@ import torch
 
 from mipnerf_cli.errors import MipNerfError
 
+
 @dataclasses.dataclass
 class TrainedModel:
     """A model ready to render, and where it came from."""
@@ -46,7 +47,9 @@ def newest_checkpoint(run_dir: Path) -> Path:
         return folder / LAST
     steps = step_checkpoints(folder)
     if not steps:
-        raise MipNerfError(f"no checkpoint in {folder} (expected last.pt or step-*.pt); train first or pass --ckpt FILE")
+        raise MipNerfError(
+            f"no checkpoint in {folder} (expected last.pt or step-*.pt); train first or pass --ckpt FILE"
+        )
     return steps[-1][1]
 
 

@@ -41,9 +41,8 @@ from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.distributed import SINGLE, Context, PeerError, check_batch_split
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import SILENT, ReportArg, Reporter, as_reporter, quiet_progress
-from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
 from mipnerf_cli.runtime import Runtime, from_settings
-
+from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
 
 # ----------------------------------------------------------------------------- one step
 
@@ -88,8 +87,12 @@ class PendingStats:
         if self.event is not None:
             self.event.synchronize()
         values = self.terms.tolist()
-        return StepStats(loss=values[0], level_mses=values[1 : 1 + self.levels], finite=math.isfinite(values[0]),
-                         stop_vote=_stop_vote(values[1 + self.levels :]))
+        return StepStats(
+            loss=values[0],
+            level_mses=values[1 : 1 + self.levels],
+            finite=math.isfinite(values[0]),
+            stop_vote=_stop_vote(values[1 + self.levels :]),
+        )
 
 
 def _stop_vote(counts: list[float]) -> int:
@@ -258,8 +261,9 @@ def train_step(
     if settings.grad_max_norm > 0:
         torch.nn.utils.clip_grad_norm_(parameters, settings.grad_max_norm)
     optimizer.step()
-    return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=True,
-                     stop_vote=_stop_vote(votes.tolist()))
+    return StepStats(
+        loss=loss_value, level_mses=level_mses.detach().tolist(), finite=True, stop_vote=_stop_vote(votes.tolist())
+    )
 
 
 def _step_on_device(model, optimizer, loss, level_mses, votes, settings, defer: bool) -> StepStats | PendingStats:
@@ -300,11 +304,19 @@ def check_scene(settings: TrainSettings) -> str:
 
     data = settings.data
     if not data.exists():
-        hint = "" if settings.scene is None else f" (from --scene {settings.scene} under --data-root {settings.data_root})"
+        hint = (
+            "" if settings.scene is None else f" (from --scene {settings.scene} under --data-root {settings.data_root})"
+        )
         raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {DATA_ROOT_ENV}")
     kind = scene_kind(data)
-    check_scene_kind(data, kind, multiscale=settings.multiscale, downscale=settings.downscale,
-                     factor=settings.factor or 0, spherify=bool(settings.spherify))
+    check_scene_kind(
+        data,
+        kind,
+        multiscale=settings.multiscale,
+        downscale=settings.downscale,
+        factor=settings.factor or 0,
+        spherify=bool(settings.spherify),
+    )
     return kind
 
 
@@ -322,7 +334,10 @@ def build_optimizer(model: nn.Module, settings: TrainSettings, runtime: Runtime 
     sync-free step of CUDA (`runtime.sync_free_step`), torch's default implementation elsewhere."""
     fused = runtime is not None and runtime.sync_free_step
     return torch.optim.Adam(
-        model.parameters(), lr=settings.lr_init, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps,
+        model.parameters(),
+        lr=settings.lr_init,
+        betas=(settings.adam_beta1, settings.adam_beta2),
+        eps=settings.adam_eps,
         fused=fused or None,
     )
 
@@ -346,7 +361,11 @@ def model_config_dict(settings: TrainSettings) -> dict[str, Any]:
 
 
 def refuse_model_change(recorded: dict[str, Any], wanted: dict[str, Any], source: Path) -> None:
-    changed = [f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}" for key in sorted(set(recorded) | set(wanted)) if recorded.get(key) != wanted.get(key)]
+    changed = [
+        f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}"
+        for key in sorted(set(recorded) | set(wanted))
+        if recorded.get(key) != wanted.get(key)
+    ]
     if changed:
         raise MipNerfError(
             f"cannot resume from {source}: the model settings differ ({'; '.join(changed)}); "
@@ -522,15 +541,23 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
     for split in ("test", "val"):
         try:
             downscale = settings.downscale * settings.val_downscale if blender else 1
-            return load_scene(settings.data, split, multiscale=settings.multiscale, white_bkgd=settings.white_bkgd,
-                              downscale=downscale, **llff_options(settings.model_dump()))
+            return load_scene(
+                settings.data,
+                split,
+                multiscale=settings.multiscale,
+                white_bkgd=settings.white_bkgd,
+                downscale=downscale,
+                **llff_options(settings.model_dump()),
+            )
         except MipNerfError as error:
             problems.append(str(error))
     report(f"warning: no validation during training ({problems[0]})")
     return None
 
 
-def validate(model: nn.Module, val_set, views: list[int], settings: TrainSettings, runtime: Runtime, should_stop) -> dict[str, Any] | None:
+def validate(
+    model: nn.Module, val_set, views: list[int], settings: TrainSettings, runtime: Runtime, should_stop
+) -> dict[str, Any] | None:
     """PSNR over the chosen views, overall and per scale, rendered under `runtime` as `mipnerf
     eval` renders them; None if `should_stop()` answered True (it is asked between chunks)."""
     from mipnerf_cli.core.metrics import psnr
@@ -542,8 +569,14 @@ def validate(model: nn.Module, val_set, views: list[int], settings: TrainSetting
             return None
         rays, target = val_set.image_rays(i)
         try:
-            out = render_rays(model, rays, settings.val_chunk, settings.white_bkgd, **runtime.render_options(model),
-                              should_stop=should_stop)
+            out = render_rays(
+                model,
+                rays,
+                settings.val_chunk,
+                settings.white_bkgd,
+                **runtime.render_options(model),
+                should_stop=should_stop,
+            )
         except RenderStopped:
             return None
         by_level.setdefault(val_set.levels[i], []).append(psnr(out["rgb"].view_as(target), target))
@@ -596,7 +629,9 @@ def find_start(settings: TrainSettings, files: RunFiles, report: Callable[[str],
     changes = changed_settings(payload.get("settings") or {}, settings.model_dump(mode="json"))
     if changes:
         report(f"resuming with changed settings: {'; '.join(changes)}")
-    return Start(step=int(payload["step"]), elapsed_s=float(payload.get("elapsed_s", 0.0)), payload=payload, source=source)
+    return Start(
+        step=int(payload["step"]), elapsed_s=float(payload.get("elapsed_s", 0.0)), payload=payload, source=source
+    )
 
 
 def set_aside_later_checkpoints(ckpt_dir: Path, start: Start, report: Callable[[str], None]) -> None:
@@ -674,8 +709,12 @@ def train(
     is_main = context.is_main
     reporter = as_reporter(report) if is_main else SILENT
     report = reporter.info
-    check_batch_split(settings.batch_size, context.world_size, f"the {context.world_size} processes",
-                      MipNerfError if is_main else PeerError)
+    check_batch_split(
+        settings.batch_size,
+        context.world_size,
+        f"the {context.world_size} processes",
+        MipNerfError if is_main else PeerError,
+    )
     runtime = from_settings(settings, context.device)  # training and validation both follow it
     device = runtime.device
     files = RunFiles(settings.run_dir)
@@ -691,10 +730,16 @@ def train(
         # Rank 0 reads the checkpoint and hands it out: the other machines need no copy of the run folder.
         kind, start = context.broadcast(context.on_main(decide_start))
         if start.step >= settings.max_steps:
-            report(f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on")
+            report(
+                f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on"
+            )
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
         train_set = load_scene(
-            settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd, downscale=settings.downscale,
+            settings.data,
+            "train",
+            multiscale=settings.multiscale,
+            white_bkgd=settings.white_bkgd,
+            downscale=settings.downscale,
             **llff_options(settings.model_dump()),
         )
         val_set = load_val_set(settings, report) if is_main else None
@@ -720,7 +765,21 @@ def train(
                 files.open_tensorboard()
 
         context.on_main(open_run_folder)
-        return _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime, start, context, reporter, show_progress and is_main)
+        return _loop(
+            settings,
+            step_model,
+            model,
+            optimizer,
+            train_set,
+            val_set,
+            files,
+            kind,
+            runtime,
+            start,
+            context,
+            reporter,
+            show_progress and is_main,
+        )
     finally:
         files.close()
         if lock is not None:
@@ -791,7 +850,21 @@ class Window:
 STOP_SIGNALS = (None, "SIGINT", "SIGTERM")  # agreed between ranks by index (the largest wins)
 
 
-def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kind, runtime: Runtime, start, context: Context, reporter: Reporter, show_progress) -> TrainResult:
+def _loop(
+    settings,
+    step_model,
+    model,
+    optimizer,
+    train_set,
+    val_set,
+    files,
+    kind,
+    runtime: Runtime,
+    start,
+    context: Context,
+    reporter: Reporter,
+    show_progress,
+) -> TrainResult:
     report = reporter.info
 
     is_main = context.is_main
@@ -824,15 +897,20 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
         saved_step = step
 
     window, rays_per_s = Window(), None
-    bar = (reporter.progress(f"train {settings.exp_name}", total=settings.max_steps, completed=step) if show_progress
-           else quiet_progress(reporter))
+    bar = (
+        reporter.progress(f"train {settings.exp_name}", total=settings.max_steps, completed=step)
+        if show_progress
+        else quiet_progress(reporter)
+    )
     say = bar.log
 
     def account(step: int, lr: float, seconds: float, stats: StepStats) -> StepStats:
         """Check and count a step's stats (a sync-free step's arrive one step late)."""
         nonlocal rays_per_s
         if not stats.finite:
-            where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+            where = (
+                f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+            )
             raise (MipNerfError if is_main else PeerError)(
                 f"the loss became {stats.loss} at step {step} (lr {lr:.3g}); stopped without saving, {where}; "
                 "resume with --resume auto and a lower lr_init, or set grad_max_norm"
@@ -840,7 +918,9 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
         window.add(stats, seconds)
         rate = settings.batch_size / max(seconds, 1e-9)
         rays_per_s = rate if rays_per_s is None else 0.9 * rays_per_s + 0.1 * rate
-        bar.update(1, loss=stats.loss, psnr=psnr_from_level_mse(stats.level_mses[-1]), lr=lr, **{"rays/s": int(rays_per_s)})
+        bar.update(
+            1, loss=stats.loss, psnr=psnr_from_level_mse(stats.level_mses[-1]), lr=lr, **{"rays/s": int(rays_per_s)}
+        )
         return stats
 
     stopped_by = None
@@ -852,16 +932,30 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
         while step < settings.max_steps and stopped_by is None:
             step += 1
             tic = time.perf_counter()
-            rays, pixels, noise, shard = step_batch(settings, step, train_set, model, device, context,
-                                                    stop_vote=STOP_SIGNALS.index(stop.signal_name))
+            rays, pixels, noise, shard = step_batch(
+                settings, step, train_set, model, device, context, stop_vote=STOP_SIGNALS.index(stop.signal_name)
+            )
             lr = learning_rate(step, settings)
             generator = step_generator(settings.seed, step, device) if noise is None else None
-            stats = train_step(step_model, optimizer, rays, pixels, lr, settings, generator, runtime, noise=noise, shard=shard,
-                               defer=runtime.sync_free_step)
+            stats = train_step(
+                step_model,
+                optimizer,
+                rays,
+                pixels,
+                lr,
+                settings,
+                generator,
+                runtime,
+                noise=noise,
+                shard=shard,
+                defer=runtime.sync_free_step,
+            )
             if pending is not None:
                 last, pending = account(*pending[:3], pending[3].get()), None
             seconds = time.perf_counter() - tic
-            boundary = step % settings.log_interval == 0 or step % settings.check_interval == 0 or step == settings.max_steps
+            boundary = (
+                step % settings.log_interval == 0 or step % settings.check_interval == 0 or step == settings.max_steps
+            )
             if isinstance(stats, PendingStats) and not boundary:
                 pending = (step, lr, seconds, stats)
             else:
@@ -877,7 +971,9 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
                     result = validate(model, val_set, views, settings, runtime, stop.requested)
                     validation_s += time.perf_counter() - tic
                     if result is not None:
-                        files.log({"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()})
+                        files.log(
+                            {"step": step, "split": "val", **result, "images": len(views), "elapsed_s": elapsed()}
+                        )
                         say(f"step {step}: validation psnr {_format_psnrs(result)} on {len(views)} test image(s)")
             # Every rank stops after the same step, whichever of them got the signal: the ranks'
             # votes come summed with the loss terms; after a validation (which a signal may
@@ -903,8 +999,15 @@ def _loop(settings, step_model, model, optimizer, train_set, val_set, files, kin
     return TrainResult(step=step, run_dir=files.dir, last_checkpoint=last_checkpoint)
 
 
-def step_batch(settings: TrainSettings, step: int, train_set, model: nn.Module, device: torch.device, context: Context,
-               stop_vote: int = 0):
+def step_batch(
+    settings: TrainSettings,
+    step: int,
+    train_set,
+    model: nn.Module,
+    device: torch.device,
+    context: Context,
+    stop_vote: int = 0,
+):
     """This rank's rays (RayBundle on `device`), pixels (N, 3), sampling noise and Shard for `step`.
 
     stop_vote: the STOP_SIGNALS index of the signal this rank has seen (its Shard carries it
@@ -924,7 +1027,9 @@ def step_batch(settings: TrainSettings, step: int, train_set, model: nn.Module, 
         if hasattr(model, "draw_noise"):
             noise = model.draw_noise((settings.batch_size,), step_generator(settings.seed, step, device), device=device)
         elif context.distributed:
-            raise ValueError(f"{type(model).__name__} cannot draw its noise up front (draw_noise), which sharding needs")
+            raise ValueError(
+                f"{type(model).__name__} cannot draw its noise up front (draw_noise), which sharding needs"
+            )
     if not context.distributed:
         rays, pixels = to_device([rays, pixels], device)
         return rays, pixels, noise, None
@@ -955,7 +1060,10 @@ def packed_copy(items: list, device: torch.device) -> list:
     flat = torch.cat([t.reshape(-1) for t in tensors])
     if device.type == "cuda":
         flat = flat.pin_memory()
-    moved = iter(view.view(t.shape) for view, t in zip(flat.to(device, non_blocking=True).split([t.numel() for t in tensors]), tensors))
+    moved = iter(
+        view.view(t.shape)
+        for view, t in zip(flat.to(device, non_blocking=True).split([t.numel() for t in tensors]), tensors)
+    )
     out = []
     for item in items:
         if isinstance(item, RayBundle):

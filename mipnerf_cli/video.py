@@ -30,13 +30,19 @@ from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.data.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.output_folder import StagedFolder
-from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
 from mipnerf_cli.render_paths import (
-    PathFrames, SceneCameras, camera_path_document, is_path_file, path_frames, path_name, read_camera_path,
+    PathFrames,
+    SceneCameras,
+    camera_path_document,
+    is_path_file,
+    path_frames,
+    path_name,
+    read_camera_path,
 )
+from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
+from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import RenderSettings
 from mipnerf_cli.stopping import StopSignals
 from mipnerf_cli.trained_model import load_trained_model, scene_folder, training_downscale
@@ -74,18 +80,28 @@ def _scene_cameras(trained, data: Optional[Path], split: str) -> SceneCameras:
     # A Blender run trained at 1/N renders at 1/N: "training resolution" is the one it saw.
     shrink = training_downscale(trained, kind)
     options = llff_options(trained.settings)
-    images = load_scene(folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink,
-                        **options)
+    images = load_scene(
+        folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink, **options
+    )
     full = [i for i, level in enumerate(images.levels) if level == 0]
     if not full:
         raise MipNerfError(f"{folder}: the {split} split has no full-resolution images to take the cameras from")
     first = full[0]
-    return SceneCameras(cam2world=images.cam2world[full], focal=float(images.focal[first]), width=images.widths[first],
-                        height=images.heights[first], near=float(images.near), far=float(images.far),
-                        folder=folder, llff=options if kind == "llff" else None)
+    return SceneCameras(
+        cam2world=images.cam2world[full],
+        focal=float(images.focal[first]),
+        width=images.widths[first],
+        height=images.heights[first],
+        near=float(images.near),
+        far=float(images.far),
+        folder=folder,
+        llff=options if kind == "llff" else None,
+    )
 
 
-def render_path(settings: RenderSettings, context: Context | None = None, report: ReportArg = None) -> Optional[RenderOutput]:
+def render_path(
+    settings: RenderSettings, context: Context | None = None, report: ReportArg = None
+) -> Optional[RenderOutput]:
     """Render the camera path and write frames/videos and cameras.json to ``<run>/render/<path>`` (or `out`).
 
     context: this process's place among the torchrun processes (default: alone); ranks other
@@ -115,7 +131,9 @@ def render_path(settings: RenderSettings, context: Context | None = None, report
     fps = frames.fps if frames.fps is not None else settings.fps
     target = settings.out if settings.out is not None else trained.run_dir / "render" / name
     staged = context.on_main(
-        lambda: StagedFolder.open(target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/, cameras.json)")
+        lambda: StagedFolder.open(
+            target, _is_render_folder, "a render folder (rgb/depth/acc videos, frames/, cameras.json)"
+        )
     )
     frames_dir = staged.path / "frames" if staged is not None else None
     try:
@@ -123,8 +141,9 @@ def render_path(settings: RenderSettings, context: Context | None = None, report
             frames_dir.mkdir()
             (staged.path / CAMERAS_FILE).write_text(json.dumps(camera_path_document(frames, fps), indent=1))
         with StopSignals() as stop:
-            rays_per_second = _render_frames(settings, trained, camera, frames, frames_dir, runtime, context,
-                                             as_reporter(report), stop)
+            rays_per_second = _render_frames(
+                settings, trained, camera, frames, frames_dir, runtime, context, as_reporter(report), stop
+            )
     except BaseException:
         if staged is not None:
             staged.discard()
@@ -152,13 +171,28 @@ def render_path(settings: RenderSettings, context: Context | None = None, report
         files.append(target / "frames")
     staged.commit()
     return RenderOutput(
-        folder=target, files=files, width=frames.width, height=frames.height, focal=float(frames.focals[0]),
-        radius=frames.radius, num_frames=len(frames), rays_per_second=rays_per_second,
+        folder=target,
+        files=files,
+        width=frames.width,
+        height=frames.height,
+        focal=float(frames.focals[0]),
+        radius=frames.radius,
+        num_frames=len(frames),
+        rays_per_second=rays_per_second,
     )
 
 
-def _render_frames(settings, trained, camera: PathCamera, frames: PathFrames, frames_dir: Optional[Path], runtime: Runtime,
-                   context: Context, reporter, stop: StopSignals) -> float:
+def _render_frames(
+    settings,
+    trained,
+    camera: PathCamera,
+    frames: PathFrames,
+    frames_dir: Optional[Path],
+    runtime: Runtime,
+    context: Context,
+    reporter,
+    stop: StopSignals,
+) -> float:
     """Render every pose; rank 0 writes the frames to `frames_dir`. Returns rays/s, all ranks together.
 
     A stop request (`stop`) ends the render at the next chunk with KeyboardInterrupt."""
@@ -177,8 +211,16 @@ def _render_frames(settings, trained, camera: PathCamera, frames: PathFrames, fr
             rays = camera_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
         start = time.perf_counter()
         try:
-            out = render_image(trained.model, rays, frames.height, frames.width, settings.chunk,
-                               trained.white_bkgd, **runtime.render_options(trained.model), should_stop=stop.requested)
+            out = render_image(
+                trained.model,
+                rays,
+                frames.height,
+                frames.width,
+                settings.chunk,
+                trained.white_bkgd,
+                **runtime.render_options(trained.model),
+                should_stop=stop.requested,
+            )
         except RenderStopped:
             raise KeyboardInterrupt("stop requested during the render") from None
         return out, time.perf_counter() - start

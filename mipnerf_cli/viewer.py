@@ -35,11 +35,13 @@ _OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0])  # flips y and z: camera looks 
 def quaternion_to_matrix(wxyz: np.ndarray) -> np.ndarray:
     """(4,) unit quaternion w, x, y, z -> (3, 3) rotation matrix."""
     w, x, y, z = np.asarray(wxyz, dtype=np.float64) / np.linalg.norm(wxyz)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
@@ -187,8 +189,16 @@ class ProgressiveRenderer:
     `ndc`: the model is a forward-facing LLFF one and sees its rays in NDC (as in training).
     """
 
-    def __init__(self, model: torch.nn.Module, white_bkgd: bool, near: float, far: float,
-                 runtime: Runtime | None = None, chunk: int = 4096, ndc: bool = False) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        white_bkgd: bool,
+        near: float,
+        far: float,
+        runtime: Runtime | None = None,
+        chunk: int = 4096,
+        ndc: bool = False,
+    ) -> None:
         self.model, self.white_bkgd, self.near, self.far, self.ndc = model, white_bkgd, near, far, ndc
         self.runtime = runtime or Runtime(device=torch.device("cpu"))
         self.chunk = chunk
@@ -198,9 +208,16 @@ class ProgressiveRenderer:
         with self.lock:
             self.model = model
 
-    def render(self, view: ViewCamera, width: int, height: int, output: str = "rgb", footprint: float = 1.0,
-               is_cancelled: Callable[[], bool] = lambda: False,
-               on_partial: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    def render(
+        self,
+        view: ViewCamera,
+        width: int,
+        height: int,
+        output: str = "rgb",
+        footprint: float = 1.0,
+        is_cancelled: Callable[[], bool] = lambda: False,
+        on_partial: Callable[[np.ndarray], None] | None = None,
+    ) -> np.ndarray:
         """uint8 (height, width, 3); raises Cancelled when `is_cancelled()` turns true between chunks.
 
         on_partial (optional) gets the image so far (rows not yet rendered are black) after each chunk.
@@ -215,8 +232,13 @@ class ProgressiveRenderer:
             for start in range(0, count, self.chunk):
                 if is_cancelled():
                     raise Cancelled()
-                out = render_rays(self.model, rays[start:start + self.chunk], self.chunk, self.white_bkgd,
-                                  **self.runtime.render_options(self.model))
+                out = render_rays(
+                    self.model,
+                    rays[start : start + self.chunk],
+                    self.chunk,
+                    self.white_bkgd,
+                    **self.runtime.render_options(self.model),
+                )
                 for key in parts:
                     parts[key].append(out[key])
                 if on_partial is not None and start + self.chunk < count:
@@ -228,8 +250,11 @@ class ProgressiveRenderer:
         missing = count - len(done["acc"])
         if missing:
             done = {key: torch.cat([value, torch.zeros((missing, *value.shape[1:]))]) for key, value in done.items()}
-        result = {"rgb": done["rgb"].view(height, width, 3), "distance": done["distance"].view(height, width),
-                  "acc": done["acc"].view(height, width)}
+        result = {
+            "rgb": done["rgb"].view(height, width, 3),
+            "distance": done["distance"].view(height, width),
+            "acc": done["acc"].view(height, width),
+        }
         return colorize(output, result, self.near, self.far)
 
 
@@ -242,8 +267,9 @@ class RenderQueue:
     `coarse_seconds` (at least 4 times smaller per side than the full one).
     """
 
-    def __init__(self, renderer: ProgressiveRenderer, show: Callable[[Frame], None],
-                 coarse_seconds: float = COARSE_SECONDS) -> None:
+    def __init__(
+        self, renderer: ProgressiveRenderer, show: Callable[[Frame], None], coarse_seconds: float = COARSE_SECONDS
+    ) -> None:
         self.renderer, self.show = renderer, show
         self.coarse_seconds = coarse_seconds
         self.rays_per_second: float | None = None  # measured on the last completed image
@@ -256,12 +282,19 @@ class RenderQueue:
         self._thread = threading.Thread(target=self._work, name="mipnerf-view-render", daemon=True)
         self._thread.start()
 
-    def submit(self, view: ViewCamera, max_size: int, output: str = "rgb", footprint: float = 1.0,
-               refine: bool = True) -> int:
+    def submit(
+        self, view: ViewCamera, max_size: int, output: str = "rgb", footprint: float = 1.0, refine: bool = True
+    ) -> int:
         with self._condition:
             self._generation += 1
-            self._request = {"view": view, "max_size": max_size, "output": output, "footprint": footprint,
-                             "refine": refine, "generation": self._generation}
+            self._request = {
+                "view": view,
+                "max_size": max_size,
+                "output": output,
+                "footprint": footprint,
+                "refine": refine,
+                "generation": self._generation,
+            }
             self._condition.notify()
             return self._generation
 
@@ -317,11 +350,14 @@ class RenderQueue:
             started = time.perf_counter()
             partial = None
             if final and index > 0:
+
                 def partial(image, width=width, height=height):
                     if not cancelled():
                         self.show(Frame(image, width, height, final=False))
-            image = self.renderer.render(view, width, height, request["output"], request["footprint"],
-                                         is_cancelled=cancelled, on_partial=partial)
+
+            image = self.renderer.render(
+                view, width, height, request["output"], request["footprint"], is_cancelled=cancelled, on_partial=partial
+            )
             if cancelled():
                 raise Cancelled()
             seconds = time.perf_counter() - started
@@ -399,10 +435,21 @@ def camera_path_json(keyframes: list[ViewCamera], width: int, height: int, fps: 
     for key in keyframes:
         matrix = np.eye(4)
         matrix[:3, :] = key.cam2world
-        path.append({"camera_to_world": [float(v) for v in matrix.reshape(-1)],
-                     "fov": math.degrees(key.fov), "aspect": float(key.aspect)})
-    return {"camera_type": "perspective", "render_height": int(height), "render_width": int(width),
-            "fps": float(fps), "seconds": float(seconds), "camera_path": path}
+        path.append(
+            {
+                "camera_to_world": [float(v) for v in matrix.reshape(-1)],
+                "fov": math.degrees(key.fov),
+                "aspect": float(key.aspect),
+            }
+        )
+    return {
+        "camera_type": "perspective",
+        "render_height": int(height),
+        "render_width": int(width),
+        "fps": float(fps),
+        "seconds": float(seconds),
+        "camera_path": path,
+    }
 
 
 def write_camera_path(path: Path, document: dict) -> None:
@@ -421,7 +468,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise MipNerfError(f"port {port} on {host} is in use or not allowed ({error.strerror}); pass --port N") from None
+            raise MipNerfError(
+                f"port {port} on {host} is in use or not allowed ({error.strerror}); pass --port N"
+            ) from None
 
 
 @dataclasses.dataclass
@@ -461,8 +510,14 @@ def load_training_views(trained, data: Path | None, thumbnail: int = 64) -> Trai
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
     options = llff_options(trained.settings) if kind == "llff" else {}
-    images = load_scene(folder, "train", multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd,
-                        downscale=training_downscale(trained, kind), **options)
+    images = load_scene(
+        folder,
+        "train",
+        multiscale=(kind == "multiscale"),
+        white_bkgd=trained.white_bkgd,
+        downscale=training_downscale(trained, kind),
+        **options,
+    )
     thumbnails = []
     for image in images.images:
         rgba = image.float() / 255.0
@@ -470,10 +525,17 @@ def load_training_views(trained, data: Path | None, thumbnail: int = 64) -> Trai
         step = max(1, image.shape[0] // thumbnail)
         thumbnails.append((rgb[::step, ::step] * 255).round().to(torch.uint8).numpy())
     return TrainingViews(
-        cam2world=images.cam2world.to(torch.float64).numpy(), focal=images.focal.numpy(), widths=list(images.widths),
-        heights=list(images.heights), levels=list(images.levels), thumbnails=thumbnails,
-        near=float(images.near), far=float(images.far), multiscale=(kind == "multiscale"),
-        ndc=bool(options) and not options["spherify"], kind=kind,
+        cam2world=images.cam2world.to(torch.float64).numpy(),
+        focal=images.focal.numpy(),
+        widths=list(images.widths),
+        heights=list(images.heights),
+        levels=list(images.levels),
+        thumbnails=thumbnails,
+        near=float(images.near),
+        far=float(images.far),
+        multiscale=(kind == "multiscale"),
+        ndc=bool(options) and not options["spherify"],
+        kind=kind,
     )
 
 
@@ -484,10 +546,20 @@ class Viewer:
     the training cameras as clickable frustums; a background thread reloads newer checkpoints.
     """
 
-    def __init__(self, trained, views: TrainingViews, host: str = "127.0.0.1", port: int = 8080,
-                 max_size: int = 256, watch: bool = True, poll_seconds: float = 2.0, chunk: int = 4096,
-                 keyframes_out: Path | None = None, report: Callable[[str], None] = print,
-                 runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        trained,
+        views: TrainingViews,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        max_size: int = 256,
+        watch: bool = True,
+        poll_seconds: float = 2.0,
+        chunk: int = 4096,
+        keyframes_out: Path | None = None,
+        report: Callable[[str], None] = print,
+        runtime: Runtime | None = None,
+    ) -> None:
         import viser
 
         check_port_free(host, port)
@@ -521,8 +593,14 @@ class Viewer:
         self.step_text = gui.add_text("Checkpoint step", initial_value=str(self.step), disabled=True)
         self.output = gui.add_dropdown("Output", OUTPUTS, initial_value="rgb")
         self.resolution = gui.add_slider("Resolution", min=32, max=1024, step=16, initial_value=max_size)
-        self.footprint = gui.add_slider("Pixel footprint", min=0.25, max=8.0, step=0.25, initial_value=1.0,
-                                        hint="Cone radius scale: 2 shows the view as a camera of half the resolution sees it")
+        self.footprint = gui.add_slider(
+            "Pixel footprint",
+            min=0.25,
+            max=8.0,
+            step=0.25,
+            initial_value=1.0,
+            hint="Cone radius scale: 2 shows the view as a camera of half the resolution sees it",
+        )
         self.nearest = gui.add_text("Nearest training view", initial_value="", disabled=True)
         self.show_cameras = gui.add_checkbox("Show training cameras", initial_value=True)
         self.show_cameras.on_update(lambda _event: self.set_cameras_visible(bool(self.show_cameras.value)))
@@ -549,8 +627,15 @@ class Viewer:
             wxyz, position = viser_pose(views.cam2world[index])
             fov = 2 * math.atan(0.5 * views.heights[index] / views.focal[index])
             frustum = self.server.scene.add_camera_frustum(
-                f"/train/{index:04d}", fov=fov, aspect=views.widths[index] / views.heights[index], scale=0.25,
-                image=views.thumbnails[index], wxyz=wxyz, position=position, color=(40, 90, 200))
+                f"/train/{index:04d}",
+                fov=fov,
+                aspect=views.widths[index] / views.heights[index],
+                scale=0.25,
+                image=views.thumbnails[index],
+                wxyz=wxyz,
+                position=position,
+                color=(40, 90, 200),
+            )
             self._frustums.append(frustum)
             frustum.on_click(lambda event, index=index: self._jump(event.client, index))
 
@@ -579,8 +664,15 @@ class Viewer:
             client.camera.position = position
 
     def _connect(self, client) -> None:
-        renderer = ProgressiveRenderer(self.trained.model, self.trained.white_bkgd, self.views.near, self.views.far,
-                                       runtime=self.runtime, chunk=self._chunk, ndc=self.views.ndc)
+        renderer = ProgressiveRenderer(
+            self.trained.model,
+            self.trained.white_bkgd,
+            self.views.near,
+            self.views.far,
+            runtime=self.runtime,
+            chunk=self._chunk,
+            ndc=self.views.ndc,
+        )
         queue = RenderQueue(renderer, lambda frame, client=client: self._show(client, frame))
         self._renderers[client.client_id] = (renderer, queue)
         client.camera.on_update(lambda camera, client=client: self._camera_moved(client))
@@ -608,12 +700,15 @@ class Viewer:
         index = nearest_training_view(view.cam2world[:3, 3], views.cam2world)
         text = f"#{index}"
         if views.multiscale:
-            same_pose = [i for i in range(len(views.levels))
-                         if np.allclose(views.cam2world[i], views.cam2world[index], atol=1e-6)]
+            same_pose = [
+                i
+                for i in range(len(views.levels))
+                if np.allclose(views.cam2world[i], views.cam2world[index], atol=1e-6)
+            ]
             focals = {views.levels[i]: float(views.focal[i]) for i in same_pose}
             height = plan_resolutions(int(self.resolution.value), view.aspect)[-1][1]
             level = matching_level(view, height, views.cam2world[index][:3, 3], focals)
-            text += f", scale 1/{2 ** level} matches this view's pixel footprint"
+            text += f", scale 1/{2**level} matches this view's pixel footprint"
         self.nearest.value = text
 
     def _rerender_all(self) -> None:
@@ -627,9 +722,17 @@ class Viewer:
         self.keyframes.append(self._view_of(event.client))
         self.keyframe_count.value = str(len(self.keyframes))
         wxyz, position = viser_pose(self.keyframes[-1].cam2world)
-        self._keyframe_handles.append(self.server.scene.add_camera_frustum(f"/keyframes/{len(self.keyframes) - 1:03d}", fov=self.keyframes[-1].fov,
-                                             aspect=self.keyframes[-1].aspect, scale=0.15, wxyz=wxyz,
-                                             position=position, color=(220, 120, 20)))
+        self._keyframe_handles.append(
+            self.server.scene.add_camera_frustum(
+                f"/keyframes/{len(self.keyframes) - 1:03d}",
+                fov=self.keyframes[-1].fov,
+                aspect=self.keyframes[-1].aspect,
+                scale=0.15,
+                wxyz=wxyz,
+                position=position,
+                color=(220, 120, 20),
+            )
+        )
 
     def _clear_keyframes(self, _event) -> None:
         for handle in self._keyframe_handles:
@@ -657,7 +760,9 @@ class Viewer:
             time.sleep(0.1)
 
     def _export(self, event) -> None:
-        width, height = plan_resolutions(int(self.resolution.value), self.keyframes[0].aspect if self.keyframes else 1.0)[-1]
+        width, height = plan_resolutions(
+            int(self.resolution.value), self.keyframes[0].aspect if self.keyframes else 1.0
+        )[-1]
         try:
             document = camera_path_json(self.keyframes, width, height, fps=30.0, seconds=float(self.seconds.value))
             write_camera_path(self.keyframes_out, document)
@@ -688,9 +793,19 @@ class Viewer:
         self.server.stop()
 
 
-def open_viewer(run: Path | None, ckpt: Path | None, data: Path | None, host: str, port: int, max_size: int,
-                device_name: str = "auto", cpu_threads: int | None = None, watch: bool = True,
-                keyframes_out: Path | None = None, report: Callable[[str], None] = print) -> Viewer:
+def open_viewer(
+    run: Path | None,
+    ckpt: Path | None,
+    data: Path | None,
+    host: str,
+    port: int,
+    max_size: int,
+    device_name: str = "auto",
+    cpu_threads: int | None = None,
+    watch: bool = True,
+    keyframes_out: Path | None = None,
+    report: Callable[[str], None] = print,
+) -> Viewer:
     """Load the run's model and training cameras and start the viewer (errors: MipNerfError)."""
     from mipnerf_cli.runtime import resolve
     from mipnerf_cli.trained_model import load_trained_model
@@ -699,5 +814,14 @@ def open_viewer(run: Path | None, ckpt: Path | None, data: Path | None, host: st
     runtime = resolve(device_name, cpu_threads)
     trained = load_trained_model(run, ckpt, runtime.device)
     views = load_training_views(trained, data)
-    return Viewer(trained, views, host=host, port=port, max_size=max_size, watch=watch,
-                  keyframes_out=keyframes_out, report=report, runtime=runtime)
+    return Viewer(
+        trained,
+        views,
+        host=host,
+        port=port,
+        max_size=max_size,
+        watch=watch,
+        keyframes_out=keyframes_out,
+        report=report,
+        runtime=runtime,
+    )

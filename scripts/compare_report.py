@@ -69,13 +69,19 @@ def markdown_table(nerf: dict, mip: dict) -> str:
         lines.append(f"| {scale_label(b)} | {_pair_cells(a, b)} |")
     lines.append(f"| average | {_pair_cells(nerf['average'], mip['average'])} |")
     missing_ssim = [scale_label(s) for s in mip["scales"] if s["ssim"] is None]
-    steps = f"both at step {mip['step']}" if mip["step"] == nerf["step"] else f"NeRF at step {nerf['step']}, mip-NeRF at step {mip['step']}"
+    steps = (
+        f"both at step {mip['step']}"
+        if mip["step"] == nerf["step"]
+        else f"NeRF at step {nerf['step']}, mip-NeRF at step {mip['step']}"
+    )
     notes = [
         "",
         f"Test split, {mip['scales'][0]['num_images']} views at each of {len(mip['scales'])} scales; {steps}.",
     ]
     if missing_ssim:
-        notes.append(f"SSIM (11×11 window) is not defined for images smaller than 11 pixels: {', '.join(missing_ssim)}.")
+        notes.append(
+            f"SSIM (11×11 window) is not defined for images smaller than 11 pixels: {', '.join(missing_ssim)}."
+        )
     return "\n".join(lines + notes) + "\n"
 
 
@@ -99,7 +105,9 @@ def enlarge(image: np.ndarray, zoom: int) -> np.ndarray:
     return np.repeat(np.repeat(image[..., :3], zoom, axis=0), zoom, axis=1)
 
 
-def side_by_side(nerf_dir: Path, mip_dir: Path, stems: list[str], zoom: int, crop: tuple[int, int, int, int] | None) -> np.ndarray:
+def side_by_side(
+    nerf_dir: Path, mip_dir: Path, stems: list[str], zoom: int, crop: tuple[int, int, int, int] | None
+) -> np.ndarray:
     """Rows of ground truth | NeRF | mip-NeRF for each image stem, enlarged `zoom` times."""
     gap = 4
     rows = []
@@ -142,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
 
     stems = [s for s in image_stems(mip, args.level) if s in set(image_stems(nerf, args.level))][: args.views]
     if not stems:
-        sys.exit(f"error: no images of level {args.level} in both folders; evaluate with --scale {args.level + 1} --save-image")
+        sys.exit(
+            f"error: no images of level {args.level} in both folders; evaluate with --scale {args.level + 1} --save-image"
+        )
     crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
     size = crop[2] if crop else iio.imread(args.mip / "images" / f"{stems[0]}_gt.png").shape[1]
     zoom = args.zoom or max(1, round(128 / size))

@@ -46,6 +46,7 @@ def downscale_scene(source: Path, target: Path, factor: int, test_views: int | N
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = make_hidden_dir(target.parent, target.name)
     try:
+
         def shrink(k: int) -> None:
             image_path, split, file_path = jobs[k]
             out = staging / (file_path if file_path.endswith(".png") else file_path + ".png")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print the per-scale table of a `mipnerf eval` results.json (the end of `make demo`).
 
-    python scripts/results_table.py out/demo-multiscale/eval/1000/results.json
+python scripts/results_table.py out/demo-multiscale/eval/1000/results.json
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ def table(results: dict) -> str:
     rows = [("scale", "size", "images", "PSNR", "SSIM")]
     for s in results["scales"]:
         name = "full" if s["factor"] == 1 else f"1/{s['factor']}"
-        rows.append((name, f"{s['width']}x{s['height']}", str(s["num_images"]), number(s["psnr"], 2), number(s["ssim"], 4)))
+        rows.append(
+            (name, f"{s['width']}x{s['height']}", str(s["num_images"]), number(s["psnr"], 2), number(s["ssim"], 4))
+        )
     if len(results["scales"]) > 1:
         average = results["average"]
-        rows.append(("average", "", str(len(results["images"])), number(average["psnr"], 2), number(average["ssim"], 4)))
+        rows.append(
+            ("average", "", str(len(results["images"])), number(average["psnr"], 2), number(average["ssim"], 4))
+        )
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))

@@ -94,7 +94,10 @@ class Mipnerf:
         self._lock = threading.Lock()
         if hasattr(os, "fork") and os.environ.get("MIPNERF_TEST_SUBPROCESS", "") in ("", "0"):
             self._server = subprocess.Popen(
-                [sys.executable, "-c", FORK_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                [sys.executable, "-c", FORK_SERVER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
                 env=_environment(),
             )
         self._started_server = self._server is not None
@@ -108,8 +111,12 @@ class Mipnerf:
         cwd = str(cwd or os.getcwd())
         if self._server is None:
             done = subprocess.run(
-                [sys.executable, "-m", "mipnerf_cli", *args], capture_output=True, text=True, cwd=cwd,
-                timeout=self.timeout, env=_environment(),
+                [sys.executable, "-m", "mipnerf_cli", *args],
+                capture_output=True,
+                text=True,
+                cwd=cwd,
+                timeout=self.timeout,
+                env=_environment(),
             )
             return CliResult(done.returncode, done.stdout, done.stderr)
         with self._lock, tempfile.TemporaryDirectory() as folder:

@@ -28,8 +28,8 @@ import torch.distributed as dist
 
 def gradients(spec: dict, context, out: Path) -> None:
     from mipnerf_cli import trainer
-    from mipnerf_cli.runtime import Runtime
     from mipnerf_cli.data import load_scene
+    from mipnerf_cli.runtime import Runtime
     from mipnerf_cli.settings import resolve_train_settings
 
     device = context.device or torch.device("cpu")
@@ -84,7 +84,9 @@ def main() -> None:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device is not None else "gloo")
-    context = Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ["LOCAL_RANK"]), device=device)
+    context = Context(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ["LOCAL_RANK"]), device=device
+    )
     try:
         gradients(spec, context, out)
         commands(spec, context.rank, out)

@@ -63,7 +63,9 @@ def load_reference_weights(model: MipNerf, golden_dict: Mapping[str, np.ndarray]
             layer.bias.copy_(bias)
 
 
-def reference_grads(model: MipNerf, golden_dict: Mapping[str, np.ndarray]) -> list[tuple[str, torch.Tensor, np.ndarray]]:
+def reference_grads(
+    model: MipNerf, golden_dict: Mapping[str, np.ndarray]
+) -> list[tuple[str, torch.Tensor, np.ndarray]]:
     """(name, torch grad in flax layout, golden grad) for every parameter, after a backward pass."""
     pairs = []
     for i, layer in enumerate(reference_layer_order(model)):

@@ -64,8 +64,19 @@ def shared(tmp_path_factory, mipnerf):
         "runs": root / "runs",
     }
     for name, flags in (("blender", []), ("multiscale", ["--multiscale"])):
-        result = mipnerf("train", "--config", config, "--data", paths[name], *flags, "--out-dir", paths["runs"],
-                         "--exp-name", name, "--no-progress")
+        result = mipnerf(
+            "train",
+            "--config",
+            config,
+            "--data",
+            paths[name],
+            *flags,
+            "--out-dir",
+            paths["runs"],
+            "--exp-name",
+            name,
+            "--no-progress",
+        )
         assert result.returncode == 0, result.stderr
         assert (paths["runs"] / name / "ckpt" / "last.pt").is_file()
     return paths
@@ -182,44 +193,88 @@ def _can_mkdir(folder: Path) -> bool:
 
 
 CONVERT_CASES = [
-    Case("1-convert-missing-folder", lambda ws: ["convert", ws.tmp / "no_such_scene", ws.out],
-         ("no_such_scene: folder not found", "pass a Blender scene folder")),
-    Case("2-convert-no-transforms-json", lambda ws: ["convert", ws.tmp, ws.out],
-         ("no Blender scene found", "expected transforms_train.json")),
-    Case("3-convert-unparseable-json",
-         lambda ws: _convert(ws, lambda s: (s / "transforms_val.json").write_text('{"camera_angle_x": 0.6, "frames": [')),
-         ("transforms_val.json: not valid JSON", "line 1", "fix or re-export")),
-    Case("4-convert-json-without-frames",
-         lambda ws: _convert(ws, lambda s: edit_json(s / "transforms_train.json", lambda m: m.pop("frames"))),
-         ("transforms_train.json: missing 'frames'", "list of images")),
-    Case("4-convert-json-without-camera_angle_x",
-         lambda ws: _convert(ws, lambda s: edit_json(s / "transforms_test.json", lambda m: m.pop("camera_angle_x"))),
-         ("transforms_test.json: missing 'camera_angle_x'", "field of view")),
+    Case(
+        "1-convert-missing-folder",
+        lambda ws: ["convert", ws.tmp / "no_such_scene", ws.out],
+        ("no_such_scene: folder not found", "pass a Blender scene folder"),
+    ),
+    Case(
+        "2-convert-no-transforms-json",
+        lambda ws: ["convert", ws.tmp, ws.out],
+        ("no Blender scene found", "expected transforms_train.json"),
+    ),
+    Case(
+        "3-convert-unparseable-json",
+        lambda ws: _convert(
+            ws, lambda s: (s / "transforms_val.json").write_text('{"camera_angle_x": 0.6, "frames": [')
+        ),
+        ("transforms_val.json: not valid JSON", "line 1", "fix or re-export"),
+    ),
+    Case(
+        "4-convert-json-without-frames",
+        lambda ws: _convert(ws, lambda s: edit_json(s / "transforms_train.json", lambda m: m.pop("frames"))),
+        ("transforms_train.json: missing 'frames'", "list of images"),
+    ),
+    Case(
+        "4-convert-json-without-camera_angle_x",
+        lambda ws: _convert(ws, lambda s: edit_json(s / "transforms_test.json", lambda m: m.pop("camera_angle_x"))),
+        ("transforms_test.json: missing 'camera_angle_x'", "field of view"),
+    ),
     *[
-        Case(f"4-convert-json-{name}", lambda ws, change=change: _convert(ws, lambda s: edit_json(s / "transforms_train.json", change)),
-             fragments)
+        Case(
+            f"4-convert-json-{name}",
+            lambda ws, change=change: _convert(ws, lambda s: edit_json(s / "transforms_train.json", change)),
+            fragments,
+        )
         for name, change, fragments in [
-            ("frame-without-file_path", lambda m: m["frames"][1].pop("file_path"),
-             ("transforms_train.json: frames[1] has no 'file_path'", "every frame needs")),
-            ("frame-without-transform_matrix", lambda m: m["frames"][2].pop("transform_matrix"),
-             ("frames[2] has no 'transform_matrix'", "every frame needs")),
-            ("bad-matrix", lambda m: m["frames"][0].update(transform_matrix=[[1, 0], [0, 1]]),
-             ("frames[0].transform_matrix must be a 3x4 or 4x4 matrix",)),
-            ("camera_angle_x-not-a-number", lambda m: m.update(camera_angle_x="wide"),
-             ("'camera_angle_x' must be a number of radians", "'wide'")),
+            (
+                "frame-without-file_path",
+                lambda m: m["frames"][1].pop("file_path"),
+                ("transforms_train.json: frames[1] has no 'file_path'", "every frame needs"),
+            ),
+            (
+                "frame-without-transform_matrix",
+                lambda m: m["frames"][2].pop("transform_matrix"),
+                ("frames[2] has no 'transform_matrix'", "every frame needs"),
+            ),
+            (
+                "bad-matrix",
+                lambda m: m["frames"][0].update(transform_matrix=[[1, 0], [0, 1]]),
+                ("frames[0].transform_matrix must be a 3x4 or 4x4 matrix",),
+            ),
+            (
+                "camera_angle_x-not-a-number",
+                lambda m: m.update(camera_angle_x="wide"),
+                ("'camera_angle_x' must be a number of radians", "'wide'"),
+            ),
             ("empty-frames", lambda m: m.update(frames=[]), ("'frames' must be a non-empty list",)),
         ]
     ],
-    Case("5-convert-png-missing", lambda ws: _convert(ws, lambda s: (s / "val" / "r_0.png").unlink()),
-         ("val/r_0.png: image file not found", "frames[0] of transforms_val.json", "restore the file")),
-    Case("6-convert-png-truncated", lambda ws: _convert(ws, lambda s: truncate(s / "test" / "r_1.png")),
-         ("test/r_1.png: cannot decode the image", "truncated or corrupt", "re-export")),
-    Case("6-convert-not-a-png", lambda ws: _convert(ws, lambda s: (s / "train" / "r_1.png").write_bytes(b"no image" * 10)),
-         ("train/r_1.png: not a PNG file", "re-export it as an 8-bit PNG")),
-    Case("6-convert-png-data-damaged", lambda ws: _convert(ws, lambda s: _damage_png_data(s / "train" / "r_0.png")),
-         ("train/r_0.png: cannot decode the image", "re-export or replace it")),
-    Case("8-convert-sizes-differ", lambda ws: _convert(ws, lambda s: write_rgba(s / "train" / "r_3.png", 8)),
-         ("train/r_3.png: image is 8x8 (HxW) but r_0.png is 16x16", "must have the same size")),
+    Case(
+        "5-convert-png-missing",
+        lambda ws: _convert(ws, lambda s: (s / "val" / "r_0.png").unlink()),
+        ("val/r_0.png: image file not found", "frames[0] of transforms_val.json", "restore the file"),
+    ),
+    Case(
+        "6-convert-png-truncated",
+        lambda ws: _convert(ws, lambda s: truncate(s / "test" / "r_1.png")),
+        ("test/r_1.png: cannot decode the image", "truncated or corrupt", "re-export"),
+    ),
+    Case(
+        "6-convert-not-a-png",
+        lambda ws: _convert(ws, lambda s: (s / "train" / "r_1.png").write_bytes(b"no image" * 10)),
+        ("train/r_1.png: not a PNG file", "re-export it as an 8-bit PNG"),
+    ),
+    Case(
+        "6-convert-png-data-damaged",
+        lambda ws: _convert(ws, lambda s: _damage_png_data(s / "train" / "r_0.png")),
+        ("train/r_0.png: cannot decode the image", "re-export or replace it"),
+    ),
+    Case(
+        "8-convert-sizes-differ",
+        lambda ws: _convert(ws, lambda s: write_rgba(s / "train" / "r_3.png", 8)),
+        ("train/r_3.png: image is 8x8 (HxW) but r_0.png is 16x16", "must have the same size"),
+    ),
     Case("9-convert-out-not-writable", _unwritable_out, ("cannot write there", "choose an OUT_DIR you can write to")),
 ]
 
@@ -239,33 +294,73 @@ def _not_a_scene(ws: Workspace) -> list:
 
 
 TRAIN_CASES = [
-    Case("10-train-yaml-unknown-key", lambda ws: _train(ws, "--data", ws.blender, config="lr_inti: 0.01\n"),
-         ("lr_inti", "did you mean lr_init?", "fix or remove it")),
-    Case("10-train-yaml-unknown-model-key",
-         lambda ws: _train(ws, "--data", ws.blender, config="model:\n  netwidht: 8\n"),
-         ("model.netwidht", "did you mean netwidth?")),
-    Case("11-train-yaml-wrong-type", lambda ws: _train(ws, "--data", ws.blender, config='batch_size: "many"\n'),
-         ("batch_size", "should be a valid integer", "'many'")),
-    Case("11-train-yaml-wrong-choice", lambda ws: _train(ws, "--data", ws.blender, config="device: tpu\n"),
-         ("device", "'auto', 'cpu' or 'cuda'", "'tpu'")),
-    Case("12-train-data-not-a-scene", _not_a_scene,
-         ("holiday_photos: not a scene", "expected metadata.json", "transforms_train.json")),
-    Case("12-train-data-missing", lambda ws: _train(ws, "--data", ws.tmp / "nowhere"),
-         ("scene folder", "nowhere not found", "pass --data")),
-    Case("13-train-multiscale-without-flag", lambda ws: _train(ws, "--data", ws.multiscale),
-         ("is a multiscale scene", "add --multiscale")),
-    Case("13-train-blender-with-multiscale-flag", lambda ws: _train(ws, "--data", ws.blender, "--multiscale"),
-         ("is a single-scale Blender scene", "drop --multiscale", "mipnerf convert")),
-    Case("14-train-batch-size-zero", lambda ws: _train(ws, "--data", ws.blender, "--batch-size", 0),
-         ("batch_size", "greater than 0", "(got 0)")),
-    Case("14-train-batch-size-negative-in-yaml", lambda ws: _train(ws, "--data", ws.blender, config="batch_size: -8\n"),
-         ("batch_size", "greater than 0", "(got -8)")),
-    Case("14-train-batch-size-not-divisible-by-nproc", lambda ws: _train(ws, "--data", ws.blender, "--nproc", 3),
-         ("batch_size 32", "divisible by --nproc 3", "use a multiple of 3")),
-    Case("17-train-resume-from-another-model-shape",
-         lambda ws: _train(ws, "--data", ws.blender, "--resume", ws.runs / "blender" / "ckpt" / "last.pt",
-                           config="model:\n  netwidth: 24\n"),
-         ("cannot resume from", "last.pt", "netwidth 16 -> 24", "start a new run with another --exp-name")),
+    Case(
+        "10-train-yaml-unknown-key",
+        lambda ws: _train(ws, "--data", ws.blender, config="lr_inti: 0.01\n"),
+        ("lr_inti", "did you mean lr_init?", "fix or remove it"),
+    ),
+    Case(
+        "10-train-yaml-unknown-model-key",
+        lambda ws: _train(ws, "--data", ws.blender, config="model:\n  netwidht: 8\n"),
+        ("model.netwidht", "did you mean netwidth?"),
+    ),
+    Case(
+        "11-train-yaml-wrong-type",
+        lambda ws: _train(ws, "--data", ws.blender, config='batch_size: "many"\n'),
+        ("batch_size", "should be a valid integer", "'many'"),
+    ),
+    Case(
+        "11-train-yaml-wrong-choice",
+        lambda ws: _train(ws, "--data", ws.blender, config="device: tpu\n"),
+        ("device", "'auto', 'cpu' or 'cuda'", "'tpu'"),
+    ),
+    Case(
+        "12-train-data-not-a-scene",
+        _not_a_scene,
+        ("holiday_photos: not a scene", "expected metadata.json", "transforms_train.json"),
+    ),
+    Case(
+        "12-train-data-missing",
+        lambda ws: _train(ws, "--data", ws.tmp / "nowhere"),
+        ("scene folder", "nowhere not found", "pass --data"),
+    ),
+    Case(
+        "13-train-multiscale-without-flag",
+        lambda ws: _train(ws, "--data", ws.multiscale),
+        ("is a multiscale scene", "add --multiscale"),
+    ),
+    Case(
+        "13-train-blender-with-multiscale-flag",
+        lambda ws: _train(ws, "--data", ws.blender, "--multiscale"),
+        ("is a single-scale Blender scene", "drop --multiscale", "mipnerf convert"),
+    ),
+    Case(
+        "14-train-batch-size-zero",
+        lambda ws: _train(ws, "--data", ws.blender, "--batch-size", 0),
+        ("batch_size", "greater than 0", "(got 0)"),
+    ),
+    Case(
+        "14-train-batch-size-negative-in-yaml",
+        lambda ws: _train(ws, "--data", ws.blender, config="batch_size: -8\n"),
+        ("batch_size", "greater than 0", "(got -8)"),
+    ),
+    Case(
+        "14-train-batch-size-not-divisible-by-nproc",
+        lambda ws: _train(ws, "--data", ws.blender, "--nproc", 3),
+        ("batch_size 32", "divisible by --nproc 3", "use a multiple of 3"),
+    ),
+    Case(
+        "17-train-resume-from-another-model-shape",
+        lambda ws: _train(
+            ws,
+            "--data",
+            ws.blender,
+            "--resume",
+            ws.runs / "blender" / "ckpt" / "last.pt",
+            config="model:\n  netwidth: 24\n",
+        ),
+        ("cannot resume from", "last.pt", "netwidth 16 -> 24", "start a new run with another --exp-name"),
+    ),
 ]
 
 
@@ -316,25 +411,48 @@ def _no_checkpoint_in_run(ws: Workspace, command: str) -> list:
 
 
 MODEL_CASES = [
-    *_for_both(15, "checkpoint-missing", lambda ws, c: _model_command(ws, c, "--ckpt", ws.tmp / "nope.pt"),
-               ("checkpoint", "nope.pt not found", "pass a .pt file, or --run")),
-    *_for_both(15, "run-without-checkpoint", _no_checkpoint_in_run,
-               ("no checkpoint in", "empty-run/ckpt", "train first or pass --ckpt")),
-    *_for_both(16, "checkpoint-truncated", _truncated_last,
-               ("last.pt", "corrupted or truncated", "use an older checkpoint")),
-    *_for_both(16, "run-with-truncated-last", _run_with_truncated_last,
-               ("last.pt", "corrupted or truncated", "to use an older one pass --ckpt", "step-0000002.pt")),
-    *_for_both(17, "checkpoint-of-another-model-shape", _other_shape,
-               ("other-shape.pt", "weights do not fit", "in the file", "use a checkpoint as the trainer wrote it")),
-    Case("18-eval-scale-beyond-single-scale-data",
-         lambda ws: _model_command(ws, "eval", "--run", ws.runs / "blender", "--scale", 2),
-         ("--scale 2", "1 resolution level", "use --scale 1")),
-    Case("18-eval-scale-beyond-multiscale-levels",
-         lambda ws: _model_command(ws, "eval", "--run", ws.runs / "multiscale", "--scale", 5),
-         ("--scale 5", "4 resolution levels", "use --scale 4")),
-    Case("18-render-scale-below-one-pixel",
-         lambda ws: _model_command(ws, "render", "--run", ws.runs / "blender", "--scale", 32, resolution=None),
-         ("--scale 32", "16x16", "smaller than one pixel", "--scale 16")),
+    *_for_both(
+        15,
+        "checkpoint-missing",
+        lambda ws, c: _model_command(ws, c, "--ckpt", ws.tmp / "nope.pt"),
+        ("checkpoint", "nope.pt not found", "pass a .pt file, or --run"),
+    ),
+    *_for_both(
+        15,
+        "run-without-checkpoint",
+        _no_checkpoint_in_run,
+        ("no checkpoint in", "empty-run/ckpt", "train first or pass --ckpt"),
+    ),
+    *_for_both(
+        16, "checkpoint-truncated", _truncated_last, ("last.pt", "corrupted or truncated", "use an older checkpoint")
+    ),
+    *_for_both(
+        16,
+        "run-with-truncated-last",
+        _run_with_truncated_last,
+        ("last.pt", "corrupted or truncated", "to use an older one pass --ckpt", "step-0000002.pt"),
+    ),
+    *_for_both(
+        17,
+        "checkpoint-of-another-model-shape",
+        _other_shape,
+        ("other-shape.pt", "weights do not fit", "in the file", "use a checkpoint as the trainer wrote it"),
+    ),
+    Case(
+        "18-eval-scale-beyond-single-scale-data",
+        lambda ws: _model_command(ws, "eval", "--run", ws.runs / "blender", "--scale", 2),
+        ("--scale 2", "1 resolution level", "use --scale 1"),
+    ),
+    Case(
+        "18-eval-scale-beyond-multiscale-levels",
+        lambda ws: _model_command(ws, "eval", "--run", ws.runs / "multiscale", "--scale", 5),
+        ("--scale 5", "4 resolution levels", "use --scale 4"),
+    ),
+    Case(
+        "18-render-scale-below-one-pixel",
+        lambda ws: _model_command(ws, "render", "--run", ws.runs / "blender", "--scale", 32, resolution=None),
+        ("--scale 32", "16x16", "smaller than one pixel", "--scale 16"),
+    ),
 ]
 
 CASES = CONVERT_CASES + TRAIN_CASES + MODEL_CASES
@@ -383,6 +501,16 @@ def test_7_rgb_png_is_accepted_as_opaque(tmp_path, shared, mipnerf):
         if level == 0:
             np.testing.assert_array_equal(written[..., :3], rgb)
     # The Blender loader takes it the same way: train on it directly for one step.
-    result = mipnerf("train", "--config", shared["config"], "--data", source, "--out-dir", tmp_path / "runs",
-                     "--max-steps", 1, "--no-progress")
+    result = mipnerf(
+        "train",
+        "--config",
+        shared["config"],
+        "--data",
+        source,
+        "--out-dir",
+        tmp_path / "runs",
+        "--max-steps",
+        1,
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr

@@ -44,14 +44,20 @@ def _about_z(degrees: float) -> torch.Tensor:
 def test_quaternions_round_trip_with_documented_shapes():
     rotations = _random_rotations(50)
     assert rotations.shape == (50, 3, 3)
-    np.testing.assert_allclose((rotations.transpose(1, 2) @ rotations).numpy(), np.broadcast_to(np.eye(3), (50, 3, 3)), atol=1e-12)
+    np.testing.assert_allclose(
+        (rotations.transpose(1, 2) @ rotations).numpy(), np.broadcast_to(np.eye(3), (50, 3, 3)), atol=1e-12
+    )
     # Include the awkward ones: 180 degree turns, where w = 0.
-    rotations = torch.cat([rotations, _about_z(180)[None], torch.diag(torch.tensor([1.0, -1, -1], dtype=torch.float64))[None]])
+    rotations = torch.cat(
+        [rotations, _about_z(180)[None], torch.diag(torch.tensor([1.0, -1, -1], dtype=torch.float64))[None]]
+    )
     q = quaternion_from_rotation(rotations)
     assert q.shape == (52, 4) and (q[:, 0] >= 0).all()
     np.testing.assert_allclose(rotation_from_quaternion(q).numpy(), rotations.numpy(), atol=1e-12)
     # A turn of 90 degrees about z is (cos 45, 0, 0, sin 45).
-    np.testing.assert_allclose(quaternion_from_rotation(_about_z(90)).numpy(), [math.sqrt(0.5), 0, 0, math.sqrt(0.5)], atol=1e-12)
+    np.testing.assert_allclose(
+        quaternion_from_rotation(_about_z(90)).numpy(), [math.sqrt(0.5), 0, 0, math.sqrt(0.5)], atol=1e-12
+    )
 
 
 def test_slerp_ends_midpoint_and_shorter_arc():
@@ -62,8 +68,11 @@ def test_slerp_ends_midpoint_and_shorter_arc():
     for q, degrees in zip(out, (10, 55, 100)):
         np.testing.assert_allclose(rotation_from_quaternion(q).numpy(), _about_z(degrees).numpy(), atol=1e-12)
     # -q1 is the same rotation: the result is the same (the short way), not the long way round.
-    np.testing.assert_allclose(rotation_from_quaternion(slerp(q0, -q1, torch.tensor(0.5, dtype=torch.float64))).numpy(),
-                               _about_z(55).numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        rotation_from_quaternion(slerp(q0, -q1, torch.tensor(0.5, dtype=torch.float64))).numpy(),
+        _about_z(55).numpy(),
+        atol=1e-12,
+    )
 
 
 def test_catmull_rom_passes_through_its_points():
@@ -101,11 +110,17 @@ def test_interpolated_poses_degenerate_inputs():
     one = look_at_origin(torch.tensor([0.0, 4.0, 1.0], dtype=torch.float64))[None]
     assert torch.equal(interpolated_poses(one, 3), one.expand(3, 3, 4))
     # Two cameras at the same place turning: positions stay, the rotation still interpolates.
-    still = torch.stack([torch.cat([_about_z(0), torch.ones(3, 1, dtype=torch.float64)], 1),
-                         torch.cat([_about_z(90), torch.ones(3, 1, dtype=torch.float64)], 1)])
+    still = torch.stack(
+        [
+            torch.cat([_about_z(0), torch.ones(3, 1, dtype=torch.float64)], 1),
+            torch.cat([_about_z(90), torch.ones(3, 1, dtype=torch.float64)], 1),
+        ]
+    )
     poses = interpolated_poses(still, 3)
     np.testing.assert_allclose(poses[1, :, :3].numpy(), _about_z(45).numpy(), atol=1e-9)
-    assert torch.allclose(constant_speed_parameters(still[:, :, 3], 3), torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    assert torch.allclose(
+        constant_speed_parameters(still[:, :, 3], 3), torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    )
     with pytest.raises(ValueError):
         interpolated_poses(one, 0)
 
@@ -121,7 +136,9 @@ def test_rigid_transform_error_and_fov_conversions():
     assert float(rigid_transform_error(mirrored)[0]) == pytest.approx(2.0)  # det -1
     assert float(focal_from_vertical_fov(torch.tensor(90.0), 100)) == pytest.approx(50.0)
     fov = torch.tensor([10.0, 47.3, 120.0])
-    np.testing.assert_allclose(vertical_fov_from_focal(focal_from_vertical_fov(fov, 480), 480).numpy(), fov.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        vertical_fov_from_focal(focal_from_vertical_fov(fov, 480), 480).numpy(), fov.numpy(), rtol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------- camera_path.json
@@ -129,9 +146,18 @@ def test_rigid_transform_error_and_fov_conversions():
 
 def _nerfstudio_path(poses, fov=50.0, width=32, height=24, **extra) -> dict:
     flat = [torch.cat([p, torch.tensor([[0.0, 0, 0, 1]], dtype=torch.float64)]).flatten().tolist() for p in poses]
-    return {"keyframes": [], "camera_type": "perspective", "render_height": height, "render_width": width,
-            "fps": 24, "seconds": len(flat) / 24, "smoothness_value": 0.5, "is_cycle": False, **extra,
-            "camera_path": [{"camera_to_world": m, "fov": fov, "aspect": width / height} for m in flat]}
+    return {
+        "keyframes": [],
+        "camera_type": "perspective",
+        "render_height": height,
+        "render_width": width,
+        "fps": 24,
+        "seconds": len(flat) / 24,
+        "smoothness_value": 0.5,
+        "is_cycle": False,
+        **extra,
+        "camera_path": [{"camera_to_world": m, "fov": fov, "aspect": width / height} for m in flat],
+    }
 
 
 def test_reads_a_nerfstudio_camera_path(tmp_path):
@@ -175,8 +201,10 @@ def test_cameras_json_reads_back_exactly(tmp_path):
         (lambda d: d["camera_path"][1].pop("fov"), "camera_path[1] has no 'fov'"),
         (lambda d: d["camera_path"][0].pop("camera_to_world"), "camera_path[0] has no 'camera_to_world'"),
         (lambda d: d["camera_path"][0].update(camera_to_world=[1, 0, 0]), "must be 16 numbers"),
-        (lambda d: d["camera_path"][1].update(camera_to_world=[2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1]),
-         "camera_path[1].camera_to_world is not a rigid transform"),
+        (
+            lambda d: d["camera_path"][1].update(camera_to_world=[2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1]),
+            "camera_path[1].camera_to_world is not a rigid transform",
+        ),
         (lambda d: d.update(camera_path=[]), "'camera_path' is empty"),
         (lambda d: d["camera_path"][0].update(fov=180), "between 0 and 180 degrees"),
         (lambda d: d["camera_path"][0].update(fov=0), "between 0 and 180 degrees"),
@@ -232,8 +260,9 @@ def test_a_render_repeats_exactly_from_its_cameras_json(run_dir, tmp_path, path)
 
 
 def test_interpolate_goes_through_the_test_cameras(run_dir, tmp_path):
-    from mipnerf_cli.data import load_scene
     from tiny_runs import BLENDER
+
+    from mipnerf_cli.data import load_scene
 
     result = _render(run_dir, path="interpolate", split="test", frames=5, resolution="4x4", out=tmp_path / "i")
     document = json.loads((result.folder / "cameras.json").read_text())
@@ -263,8 +292,13 @@ def test_a_nerfstudio_path_renders_at_its_size(run_dir, tmp_path):
     [
         ("not-a-camera-path", lambda d: {"frames": d["camera_path"]}, ("not a camera path", "missing 'camera_path'")),
         ("no-fov", lambda d: d["camera_path"][0].pop("fov") and d, ("camera_path[0] has no 'fov'",)),
-        ("not-rigid", lambda d: d["camera_path"][1].update(camera_to_world=[1, 0, 0, 0, 0.5, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]) or d,
-         ("camera_path[1].camera_to_world is not a rigid transform",)),
+        (
+            "not-rigid",
+            lambda d: (
+                d["camera_path"][1].update(camera_to_world=[1, 0, 0, 0, 0.5, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]) or d
+            ),
+            ("camera_path[1].camera_to_world is not a rigid transform",),
+        ),
         ("zero-frames", lambda d: d.update(camera_path=[]) or d, ("'camera_path' is empty", "at least one frame")),
         ("fov-too-wide", lambda d: d["camera_path"][0].update(fov=200) or d, ("fov is 200", "between 0 and 180")),
     ],
@@ -280,7 +314,11 @@ def test_bad_path_file_is_refused_by_the_cli(run_dir, tmp_path, mipnerf, name, c
 
 def test_unknown_path_name_and_zero_frames_are_refused_by_the_cli(run_dir, tmp_path, mipnerf):
     before = snapshot(tmp_path, run_dir)
-    assert_refused(mipnerf("render", "--run", run_dir, "--path", "zigzag", "--no-progress"), "path", "auto, spheric, spiral, interpolate")
+    assert_refused(
+        mipnerf("render", "--run", run_dir, "--path", "zigzag", "--no-progress"),
+        "path",
+        "auto, spheric, spiral, interpolate",
+    )
     assert_refused(mipnerf("render", "--run", run_dir, "--path", "interpolate", "--frames", 0), "frames", "(got 0)")
     assert_refused(mipnerf("render", "--run", run_dir, "--path", tmp_path / "nowhere.json"), "nowhere.json not found")
     assert snapshot(tmp_path, run_dir) == before

@@ -118,7 +118,9 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         return DiskFillsUp(handle) if "w" in mode and ".tmp-" in str(file) else handle
 
     monkeypatch.setattr(builtins, "open", open_full)
-    with pytest.raises(MipNerfError, match=r"could not write .*last\.pt: No space left on device; the previous file is intact"):
+    with pytest.raises(
+        MipNerfError, match=r"could not write .*last\.pt: No space left on device; the previous file is intact"
+    ):
         save_checkpoint(path, payload(step=2))
     monkeypatch.undo()
     assert path.read_bytes() == before and load_checkpoint(path)["step"] == 1
@@ -144,7 +146,12 @@ def test_rotation_keeps_the_newest_k_and_last(tmp_path):
     folder = tmp_path / "ckpt"
     for step in (100, 200, 300, 400, 500):
         save_step(folder, payload(step=step), keep=3)
-    assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step-0000300.pt", "step-0000400.pt", "step-0000500.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "last.pt",
+        "step-0000300.pt",
+        "step-0000400.pt",
+        "step-0000500.pt",
+    ]
     assert load_checkpoint(folder / "last.pt")["step"] == 500
     save_step(folder, payload(step=600), keep=0)  # keep 0: only last.pt is written
     assert load_checkpoint(folder / "last.pt")["step"] == 600

@@ -26,11 +26,22 @@ def test_an_old_checkpoint_with_an_rng_entry_still_loads_and_resumes(tmp_path):
     checkpoint.save_step(run / "ckpt", old, keep=1)
     assert "rng" in checkpoint.load_checkpoint(last)
 
-    settings = resolve_train_settings(None, {
-        "data": BLENDER, "out_dir": tmp_path / "out", "exp_name": "tiny", "device": "cpu", "tensorboard": False,
-        "model": dict(TINY_MODEL), "batch_size": 32, "max_steps": STEP + 1, "check_interval": 100, "val_views": 0,
-        "cpu_threads": 1,
-    })
+    settings = resolve_train_settings(
+        None,
+        {
+            "data": BLENDER,
+            "out_dir": tmp_path / "out",
+            "exp_name": "tiny",
+            "device": "cpu",
+            "tensorboard": False,
+            "model": dict(TINY_MODEL),
+            "batch_size": 32,
+            "max_steps": STEP + 1,
+            "check_interval": 100,
+            "val_views": 0,
+            "cpu_threads": 1,
+        },
+    )
     lines = []
     result = trainer.train(settings, report=lines.append, show_progress=False)
     assert result.step == STEP + 1 and result.interrupted_by is None

@@ -35,7 +35,14 @@ TINY_CONFIG = {
     "tensorboard": False,
     "device": "cpu",
     "cpu_threads": 1,  # tiny models run several times faster on one thread of a busy machine
-    "model": {"num_samples": 8, "netdepth": 2, "netwidth": 32, "netwidth_condition": 16, "max_deg_point": 6, "deg_view": 2},
+    "model": {
+        "num_samples": 8,
+        "netdepth": 2,
+        "netwidth": 32,
+        "netwidth_condition": 16,
+        "max_deg_point": 6,
+        "deg_view": 2,
+    },
 }
 SIZE = 32
 STEPS = 30
@@ -106,18 +113,43 @@ def workflow(tmp_path_factory) -> dict:
     multiscale_root = root / "multiscale"
     runs = root / "runs"
     outputs = {"root": root, "config": config, "blender": blender, "multiscale": multiscale_root / "tiny", "runs": runs}
-    outputs["demo_scene"] = ok("demo-scene", blender, "--size", SIZE, "--train", 6, "--val", 1, "--test", TEST_VIEWS, "--workers", 1)
+    outputs["demo_scene"] = ok(
+        "demo-scene", blender, "--size", SIZE, "--train", 6, "--val", 1, "--test", TEST_VIEWS, "--workers", 1
+    )
     outputs["convert"] = ok("convert", blender, multiscale_root, "--workers", 1)
     outputs["train"] = ok(
-        "train", "--multiscale", "--config", config, "--data", outputs["multiscale"], "--out-dir", runs,
-        "--max-steps", STEPS, "--check-interval", CHECK, "--no-progress",
+        "train",
+        "--multiscale",
+        "--config",
+        config,
+        "--data",
+        outputs["multiscale"],
+        "--out-dir",
+        runs,
+        "--max-steps",
+        STEPS,
+        "--check-interval",
+        CHECK,
+        "--no-progress",
     )
     run_dir = runs / "tiny-multiscale"
     outputs["run_dir"] = run_dir
     outputs["eval"] = ok("eval", "--run", run_dir, "--scale", 4, "--save-image", "--cpu-threads", 1, "--no-progress")
     outputs["render"] = ok(
-        "render", "--run", run_dir, "--path", "spheric", "--frames", 3, "--fps", 10, "--resolution", "16x16",
-        "--cpu-threads", 1, "--no-progress",
+        "render",
+        "--run",
+        run_dir,
+        "--path",
+        "spheric",
+        "--frames",
+        3,
+        "--fps",
+        10,
+        "--resolution",
+        "16x16",
+        "--cpu-threads",
+        1,
+        "--no-progress",
     )
     return outputs
 
@@ -141,7 +173,10 @@ def test_train_writes_the_run_folder(workflow):
     assert f"done: step {STEPS}" in out
     assert f"step {STEPS}: validation psnr" in out
     ckpt = run_dir / "ckpt"
-    assert {p.name for p in ckpt.iterdir()} == {"last.pt", *(f"step-{s:07d}.pt" for s in range(CHECK, STEPS + 1, CHECK))}
+    assert {p.name for p in ckpt.iterdir()} == {
+        "last.pt",
+        *(f"step-{s:07d}.pt" for s in range(CHECK, STEPS + 1, CHECK)),
+    }
     assert checkpoint_step(ckpt / "last.pt") == STEPS
     assert not (run_dir / ".lock").exists()
     recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -209,8 +244,19 @@ def test_rerunning_a_finished_train_changes_nothing(workflow):
     run_dir = workflow["run_dir"]
     before = (run_dir / "ckpt" / "last.pt").read_bytes()
     result = ok(
-        "train", "--multiscale", "--config", workflow["config"], "--data", workflow["multiscale"],
-        "--out-dir", workflow["runs"], "--max-steps", STEPS, "--check-interval", CHECK, "--no-progress",
+        "train",
+        "--multiscale",
+        "--config",
+        workflow["config"],
+        "--data",
+        workflow["multiscale"],
+        "--out-dir",
+        workflow["runs"],
+        "--max-steps",
+        STEPS,
+        "--check-interval",
+        CHECK,
+        "--no-progress",
     )
     assert f"already at step {STEPS}" in result.stdout
     assert (run_dir / "ckpt" / "last.pt").read_bytes() == before
@@ -219,8 +265,20 @@ def test_rerunning_a_finished_train_changes_nothing(workflow):
 def test_single_scale_train_and_eval_at_scale_1(workflow):
     runs = workflow["runs"]
     ok(
-        "train", "--config", workflow["config"], "--data", workflow["blender"], "--out-dir", runs,
-        "--exp-name", "single", "--max-steps", 10, "--check-interval", 10, "--no-progress",
+        "train",
+        "--config",
+        workflow["config"],
+        "--data",
+        workflow["blender"],
+        "--out-dir",
+        runs,
+        "--exp-name",
+        "single",
+        "--max-steps",
+        10,
+        "--check-interval",
+        10,
+        "--no-progress",
     )
     result = ok("eval", "--run", runs / "single", "--scale", 1, "--cpu-threads", 1, "--no-progress")
     results = json.loads((runs / "single" / "eval" / "10" / "results.json").read_text())
@@ -235,9 +293,21 @@ def test_single_scale_train_and_eval_at_scale_1(workflow):
 
 def _train_args(workflow, exp_name: str, max_steps: int, check_interval: int) -> list:
     return [
-        "train", "--multiscale", "--config", workflow["config"], "--data", workflow["multiscale"],
-        "--out-dir", workflow["runs"], "--exp-name", exp_name, "--max-steps", max_steps,
-        "--check-interval", check_interval, "--no-progress",
+        "train",
+        "--multiscale",
+        "--config",
+        workflow["config"],
+        "--data",
+        workflow["multiscale"],
+        "--out-dir",
+        workflow["runs"],
+        "--exp-name",
+        exp_name,
+        "--max-steps",
+        max_steps,
+        "--check-interval",
+        check_interval,
+        "--no-progress",
     ]
 
 
@@ -246,7 +316,10 @@ def test_resume_auto_after_sigkill_continues_from_the_saved_step(workflow):
     trainer = start(*_train_args(workflow, "killed", 100_000, 10))
     # step-N.pt is written before last.pt is linked to it: wait for both of the second save.
     last = run_dir / "ckpt" / "last.pt"
-    wait_until(lambda: (run_dir / "ckpt" / "step-0000020.pt").exists() and last.exists() and checkpoint_step(last) >= 20, trainer)
+    wait_until(
+        lambda: (run_dir / "ckpt" / "step-0000020.pt").exists() and last.exists() and checkpoint_step(last) >= 20,
+        trainer,
+    )
     trainer.send_signal(signal.SIGKILL)
     trainer.communicate()
     assert trainer.returncode == -signal.SIGKILL

@@ -95,7 +95,9 @@ def test_truncation_not_rounding():
 @pytest.fixture(scope="module")
 def non_square_scene(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("nonsquare")
-    make_demo_scene(root / "scenes" / "wide", DemoSceneSpec(height=24, width=40, num_train=3, num_val=1, num_test=2, seed=5))
+    make_demo_scene(
+        root / "scenes" / "wide", DemoSceneSpec(height=24, width=40, num_train=3, num_val=1, num_test=2, seed=5)
+    )
     return root / "scenes"
 
 
@@ -108,7 +110,18 @@ def test_non_square_scene(non_square_scene, tmp_path):
     focal = 0.5 * 40 / math.tan(0.5 * transforms["camera_angle_x"])
     train = meta["train"]
     assert list(meta) == ["train", "val", "test"]
-    assert list(train) == ["file_path", "cam2world", "width", "height", "focal", "label", "near", "far", "lossmult", "pix2cam"]
+    assert list(train) == [
+        "file_path",
+        "cam2world",
+        "width",
+        "height",
+        "focal",
+        "label",
+        "near",
+        "far",
+        "lossmult",
+        "pix2cam",
+    ]
     assert len(train["file_path"]) == 3 * 4
     assert train["width"][:4] == [40, 20, 10, 5]
     assert train["height"][:4] == [24, 12, 6, 3]
@@ -119,7 +132,9 @@ def test_non_square_scene(non_square_scene, tmp_path):
         f = train["focal"][k]
         assert f == pytest.approx(focal / 2**k, rel=1e-12)
         w, h = train["width"][k], train["height"][k]
-        np.testing.assert_allclose(train["pix2cam"][k], [[1 / f, 0, -w / 2 / f], [0, -1 / f, h / 2 / f], [0, 0, -1]], rtol=1e-12)
+        np.testing.assert_allclose(
+            train["pix2cam"][k], [[1 / f, 0, -w / 2 / f], [0, -1 / f, h / 2 / f], [0, 0, -1]], rtol=1e-12
+        )
     assert train["cam2world"][4] == transforms["frames"][1]["transform_matrix"]
     for i in range(3):
         source = read_png(non_square_scene / "wide" / "train" / f"r_{i}.png")
@@ -130,7 +145,9 @@ def test_non_square_scene(non_square_scene, tmp_path):
 
 
 def test_single_scene_folder_goes_to_out_dir_slash_name(golden_dir, tmp_path):
-    result = run_cli("convert", golden_dir / "convert" / "input" / "tiny", tmp_path / "out", "--n-down", 2, "--workers", 1)
+    result = run_cli(
+        "convert", golden_dir / "convert" / "input" / "tiny", tmp_path / "out", "--n-down", 2, "--workers", 1
+    )
     assert result.returncode == 0, result.stderr
     meta = json.loads((tmp_path / "out" / "tiny" / "metadata.json").read_text())
     assert meta["val"]["file_path"] == [f"images_val/{i:03d}_d{j}.png" for i in range(4) for j in range(2)]
@@ -162,7 +179,9 @@ def test_thread_count_does_not_change_output(golden_dir, tmp_path):
 
 def test_progress_is_reported_per_image(golden_dir, tmp_path):
     calls = []
-    convert_blender(golden_dir / "convert" / "input", tmp_path / "out", n_down=1, progress=lambda d, t: calls.append((d, t)))
+    convert_blender(
+        golden_dir / "convert" / "input", tmp_path / "out", n_down=1, progress=lambda d, t: calls.append((d, t))
+    )
     assert calls == [(k, 12) for k in range(1, 13)]
 
 

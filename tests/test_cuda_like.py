@@ -81,12 +81,22 @@ def test_training_steps_under_the_cuda_like_policy_follow_float32(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A short multiscale run trained under the cuda-like policy, validating one view at every scale."""
-    from mipnerf_cli import trainer
     from test_train import tiny
 
+    from mipnerf_cli import trainer
+
     out = tmp_path_factory.mktemp("cuda-like")
-    settings = tiny(out, data=MULTISCALE, multiscale=True, batch_size=256, max_steps=8, check_interval=8,
-                    log_interval=4, val_views=1, val_chunk=512)
+    settings = tiny(
+        out,
+        data=MULTISCALE,
+        multiscale=True,
+        batch_size=256,
+        max_steps=8,
+        check_interval=8,
+        log_interval=4,
+        val_views=1,
+        val_chunk=512,
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainer, "from_settings", lambda settings, device=None: runtime_module.cuda_like())
         result = trainer.train(settings, report=lambda message: None, show_progress=False)
@@ -107,8 +117,9 @@ def _eval(run, policy, monkeypatch):
     from mipnerf_cli.settings import EvalSettings
 
     monkeypatch.setattr(evaluation, "from_settings", lambda settings, device=None: policy)
-    results, _ = evaluation.evaluate(EvalSettings(run=run, limit=1, device="cpu", progress=False,
-                                                  out=run / f"eval-{policy.autocast_dtype}"))
+    results, _ = evaluation.evaluate(
+        EvalSettings(run=run, limit=1, device="cpu", progress=False, out=run / f"eval-{policy.autocast_dtype}")
+    )
     return [scale.psnr for scale in results.scales]
 
 
@@ -124,11 +135,20 @@ def test_eval_under_the_cuda_like_policy_matches_validation_and_float32(trained_
 
 def test_eval_psnr_equals_validation_psnr_under_the_cpu_policy(tmp_path, monkeypatch):
     """Same checkpoint, same view, same (float32 fast-path) policy: validation's number is eval's."""
-    from mipnerf_cli import trainer
     from test_train import tiny
 
-    settings = tiny(tmp_path, data=MULTISCALE, multiscale=True, batch_size=128, max_steps=4, check_interval=4,
-                    log_interval=4, val_views=1)
+    from mipnerf_cli import trainer
+
+    settings = tiny(
+        tmp_path,
+        data=MULTISCALE,
+        multiscale=True,
+        batch_size=128,
+        max_steps=4,
+        check_interval=4,
+        log_interval=4,
+        val_views=1,
+    )
     trainer.train(settings, report=lambda message: None, show_progress=False)
     records = [json.loads(line) for line in (settings.run_dir / "metrics.jsonl").read_text().splitlines()]
     validation = next(r for r in records if r["split"] == "val")["psnr_levels"]
@@ -151,10 +171,11 @@ def test_render_under_the_cuda_like_policy_is_close_to_float32(trained_run):
 def test_a_nonfinite_loss_found_a_step_late_stops_as_at_once(tmp_path, monkeypatch):
     """The sync-free step reads step k's loss after queuing step k+1; the stop is the same:
     step k named, nothing saved after the last good checkpoint."""
+    from test_train import tiny
+
     from mipnerf_cli import checkpoint, trainer
     from mipnerf_cli.core import losses
     from mipnerf_cli.errors import MipNerfError
-    from test_train import tiny
 
     monkeypatch.setattr(trainer, "from_settings", lambda settings, device=None: runtime_module.cuda_like())
     settings = tiny(tmp_path, max_steps=3, check_interval=3, log_interval=3)
@@ -170,16 +191,20 @@ def test_a_nonfinite_loss_found_a_step_late_stops_as_at_once(tmp_path, monkeypat
 
     monkeypatch.setattr(losses, "mipnerf_loss", poisoned)
     with pytest.raises(MipNerfError, match=r"loss became nan at step 5.*last good checkpoint is .*last\.pt"):
-        trainer.train(tiny(tmp_path, max_steps=9, check_interval=3, log_interval=3, resume_path="auto"),
-                      report=lambda message: None, show_progress=False)
+        trainer.train(
+            tiny(tmp_path, max_steps=9, check_interval=3, log_interval=3, resume_path="auto"),
+            report=lambda message: None,
+            show_progress=False,
+        )
     assert len(calls) == 3  # step 6 was queued before step 5's loss was read
     assert last.read_bytes() == before and checkpoint.load_checkpoint(last)["step"] == 3
 
 
 def test_the_fused_step_skips_a_nonfinite_update_on_the_device(tmp_path):
+    from test_train import BLENDER, tiny
+
     from mipnerf_cli import trainer
     from mipnerf_cli.data import load_scene
-    from test_train import BLENDER, tiny
 
     settings = tiny(tmp_path)
     policy = runtime_module.cuda_like()
@@ -189,7 +214,9 @@ def test_the_fused_step_skips_a_nonfinite_update_on_the_device(tmp_path):
     assert trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy).finite
     before = [p.detach().clone() for p in model.parameters()]
     moments = {k: v.clone() for k, v in optimizer.state[next(model.parameters())].items()}
-    pending = trainer.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None, policy, defer=True)
+    pending = trainer.train_step(
+        model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None, policy, defer=True
+    )
     assert isinstance(pending, trainer.PendingStats)
     stats = pending.get()
     assert not stats.finite and len(stats.level_mses) == 2
@@ -210,8 +237,17 @@ def test_mipnerf_render_under_the_cuda_like_policy_writes_the_float32_frames(tra
     frames = {}
     for name, policy in (("bf16", runtime_module.cuda_like()), ("fp32", runtime_module.resolve("cpu"))):
         monkeypatch.setattr(video, "from_settings", lambda settings, device=None, policy=policy: policy)
-        result = video.render_path(RenderSettings(run=trained_run, device="cpu", progress=False, frames=2,
-                                                  resolution="16x12", format="png", out=tmp_path / name))
+        result = video.render_path(
+            RenderSettings(
+                run=trained_run,
+                device="cpu",
+                progress=False,
+                frames=2,
+                resolution="16x12",
+                format="png",
+                out=tmp_path / name,
+            )
+        )
         frames[name] = iio.imread(result.folder / "frames" / "rgb_0001.png").astype(np.int16)
     assert frames["bf16"].shape == (12, 16, 3)
     assert np.abs(frames["bf16"] - frames["fp32"]).max() <= 255 * BF16_RGB_TOL

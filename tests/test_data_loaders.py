@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import load_golden
 from PIL import Image
 
-from conftest import load_golden
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.data import ImageSet, load_scene, sample_batch, scene_kind
 from mipnerf_cli.data.convert import convert_blender
@@ -49,7 +49,9 @@ def tiny_multiscale(golden_dir) -> Path:
 def demo_scene(tmp_path_factory) -> Path:
     """A small non-square demo scene (24 x 40) and its multiscale conversion."""
     root = tmp_path_factory.mktemp("demo")
-    make_demo_scene(root / "blender" / "wide", DemoSceneSpec(height=24, width=40, num_train=3, num_val=1, num_test=1, seed=2))
+    make_demo_scene(
+        root / "blender" / "wide", DemoSceneSpec(height=24, width=40, num_train=3, num_val=1, num_test=1, seed=2)
+    )
     convert_blender(root / "blender", root / "multiscale", n_down=3)
     return root
 
@@ -80,7 +82,9 @@ def test_multiscale_rays_match_reference(tiny_multiscale, golden, white_bkgd):
     np.testing.assert_array_equal(images.lossmult.numpy(), [1, 4, 16, 64] * 4)
     rays, pixels = all_rays(images)
     for field in RAY_FIELDS:
-        np.testing.assert_allclose(getattr(rays, field).numpy(), golden[f"multiscale_{field}"], rtol=1e-5, atol=1e-5, err_msg=field)
+        np.testing.assert_allclose(
+            getattr(rays, field).numpy(), golden[f"multiscale_{field}"], rtol=1e-5, atol=1e-5, err_msg=field
+        )
     if white_bkgd:
         np.testing.assert_array_equal(pixels.numpy(), golden["multiscale_pixels_white_bkgd_true"])
     else:  # the plain RGB channels of the PNGs
@@ -92,7 +96,14 @@ def test_pixel_rays_equal_image_rays_everywhere(tiny_multiscale):
     images = load_scene(tiny_multiscale, "train")
     rays, pixels = all_rays(images)
     boundaries = images.offsets[1:-1]
-    index = torch.cat([torch.randint(0, images.num_pixels, (500,)), boundaries, boundaries - 1, torch.tensor([0, images.num_pixels - 1])])
+    index = torch.cat(
+        [
+            torch.randint(0, images.num_pixels, (500,)),
+            boundaries,
+            boundaries - 1,
+            torch.tensor([0, images.num_pixels - 1]),
+        ]
+    )
     picked, picked_pixels = images.pixel_rays(index)
     for field in RAY_FIELDS:
         assert torch.equal(getattr(picked, field), getattr(rays, field)[index]), field
@@ -236,7 +247,10 @@ def break_metadata(source: Path, target: Path, change) -> Path:
         (lambda m: m.pop("test"), "metadata.json: no 'test' split"),
         (lambda m: m["test"].pop("pix2cam"), "test has no 'pix2cam' list"),
         (lambda m: m["test"]["width"].pop(), "test.width must be a list of 16 entries"),
-        (lambda m: m["test"]["width"].__setitem__(0, 32), "000_d0.png: image is 64x64 (HxW) but metadata.json says 64x32"),
+        (
+            lambda m: m["test"]["width"].__setitem__(0, 32),
+            "000_d0.png: image is 64x64 (HxW) but metadata.json says 64x32",
+        ),
         (lambda m: m["test"]["file_path"].__setitem__(2, "images_test/none.png"), "none.png: image file not found"),
         (lambda m: m["test"]["near"].__setitem__(3, 1.0), "different near bounds"),
     ],
@@ -277,7 +291,9 @@ def test_sample_batch_is_a_pure_function_of_seed_and_step():
 
 def test_sample_batch_is_uniform_over_all_pixels():
     num_pixels = 50
-    counts = torch.bincount(torch.cat([sample_batch(0, step, num_pixels, 2000) for step in range(50)]), minlength=num_pixels)
+    counts = torch.bincount(
+        torch.cat([sample_batch(0, step, num_pixels, 2000) for step in range(50)]), minlength=num_pixels
+    )
     expected = 50 * 2000 / num_pixels
     chi_square = float(((counts - expected) ** 2 / expected).sum())
     assert chi_square < 100  # 49 degrees of freedom: p < 1e-4 above ~95
@@ -309,7 +325,9 @@ def visual_hull(images: ImageSet, grid: int = 40, extent: float = 1.5) -> tuple[
     for i, mask in enumerate(masks):
         x, y = project(images, i, points)
         inside = (x >= 0) & (x < mask.shape[1]) & (y >= 0) & (y < mask.shape[0])
-        keep &= inside & mask[np.clip(y.astype(int), 0, mask.shape[0] - 1), np.clip(x.astype(int), 0, mask.shape[1] - 1)]
+        keep &= (
+            inside & mask[np.clip(y.astype(int), 0, mask.shape[0] - 1), np.clip(x.astype(int), 0, mask.shape[1] - 1)]
+        )
     ious = []
     for i, mask in enumerate(masks):
         x, y = project(images, i, points[keep])

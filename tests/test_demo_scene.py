@@ -131,8 +131,14 @@ def test_texture_aliases_at_quarter_and_eighth_resolution():
     for factor in (1, 4, 8):
         gaps = []
         for pose in poses:
-            truth = composite(render_view(pose, spec, colours)).reshape(64 // factor, factor, 64 // factor, factor, 3).mean((1, 3))
-            point_sampled = composite(render_view(pose, DemoSceneSpec(height=64 // factor, width=64 // factor, supersample=1), colours))
+            truth = (
+                composite(render_view(pose, spec, colours))
+                .reshape(64 // factor, factor, 64 // factor, factor, 3)
+                .mean((1, 3))
+            )
+            point_sampled = composite(
+                render_view(pose, DemoSceneSpec(height=64 // factor, width=64 // factor, supersample=1), colours)
+            )
             gaps.append(np.abs(truth - point_sampled).mean())
         error[factor] = float(np.mean(gaps))
     assert error[4] > 0.07 and error[8] > 0.08, error

@@ -22,16 +22,22 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import GOLDEN  # noqa: E402
 from typer.testing import CliRunner
 
 from mipnerf_cli import checkpoint, distributed, trainer
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.settings import resolve_train_settings
 
-from conftest import GOLDEN  # noqa: E402
-
 MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # 4 views of 64x64 at 4 scales
-TINY_MODEL = {"num_samples": 8, "netdepth": 2, "netwidth": 32, "netwidth_condition": 16, "max_deg_point": 6, "deg_view": 2}
+TINY_MODEL = {
+    "num_samples": 8,
+    "netdepth": 2,
+    "netwidth": 32,
+    "netwidth_condition": 16,
+    "max_deg_point": 6,
+    "deg_view": 2,
+}
 STEPS = 4
 GRAD_STEP = 2  # a step whose two half-batches have clearly different lossmult sums (asserted)
 TESTS = Path(__file__).resolve().parent
@@ -190,7 +196,10 @@ def test_one_step_gradient_is_the_global_batch_gradient(two_ranks):
             # Every rank holds the same summed gradient, equal to the 1-process one.
             assert torch.equal(ranks[0]["grads"][name], ranks[1]["grads"][name]), name
             grad = p.grad.cpu()
-            assert float((ranks[0]["grads"][name] - grad).abs().max()) <= 1e-5 * float(grad.abs().max()) + 1e-9, (tag, name)
+            assert float((ranks[0]["grads"][name] - grad).abs().max()) <= 1e-5 * float(grad.abs().max()) + 1e-9, (
+                tag,
+                name,
+            )
 
 
 @pytest.mark.parametrize("path", ["fast", "plain"])
@@ -227,14 +236,25 @@ def test_a_two_rank_run_continues_in_one_process(two_ranks, one_process, tmp_pat
 
     run = tmp_path / "out" / "fast"
     shutil.copytree(two_ranks["out"] / "fast", run)
-    result = trainer.train(settings_for(tmp_path / "out", "fast", max_steps=6, resume_path="auto"), report=quiet, show_progress=False)
+    result = trainer.train(
+        settings_for(tmp_path / "out", "fast", max_steps=6, resume_path="auto"), report=quiet, show_progress=False
+    )
     assert result.step == 6
-    assert max_difference(weights(run / "ckpt" / "step-0000006.pt"), weights(one_process / "fast" / "ckpt" / "step-0000006.pt")) < 1e-5
+    assert (
+        max_difference(
+            weights(run / "ckpt" / "step-0000006.pt"), weights(one_process / "fast" / "ckpt" / "step-0000006.pt")
+        )
+        < 1e-5
+    )
 
 
 def test_refusals_are_reported_once_and_stop_every_rank(two_ranks):
     odd = [command_record(two_ranks, r, "odd") for r in (0, 1)]
-    assert odd[0]["exit"] == 1 and "batch_size 127" in odd[0]["error"] and "divisible by the 2 processes" in odd[0]["error"]
+    assert (
+        odd[0]["exit"] == 1
+        and "batch_size 127" in odd[0]["error"]
+        and "divisible by the 2 processes" in odd[0]["error"]
+    )
     assert odd[1]["exit"] == 1 and odd[1]["error"] is None  # rank 1 leaves quietly: rank 0 said why
     assert not (two_ranks["out"] / "odd").exists()
     again = [command_record(two_ranks, r, "fast", "--resume") for r in (0, 1)]
@@ -252,7 +272,14 @@ def test_sharded_eval_equals_one_process_eval(two_ranks, tmp_path):
     assert [command_record(two_ranks, r, "eval")["exit"] for r in (0, 1)] == [0, 0]
     sharded = read_results(two_ranks["root"] / "eval" / "results.json")
     single, folder = evaluate(
-        EvalSettings(run=two_ranks["out"] / "fast", out=tmp_path / "eval", save_image=True, device=DEVICE, cpu_threads=1, progress=False)
+        EvalSettings(
+            run=two_ranks["out"] / "fast",
+            out=tmp_path / "eval",
+            save_image=True,
+            device=DEVICE,
+            cpu_threads=1,
+            progress=False,
+        )
     )
     assert sharded.processes == 2 and single.processes == 1
     assert sharded.step == single.step == STEPS and len(sharded.images) == len(single.images) == 16
@@ -263,7 +290,9 @@ def test_sharded_eval_equals_one_process_eval(two_ranks, tmp_path):
     assert sharded.num_rays == single.num_rays
     names = sorted(p.name for p in (folder / "images").iterdir())
     assert names == sorted(p.name for p in (two_ranks["root"] / "eval" / "images").iterdir()) and len(names) == 64
-    same = sum((folder / "images" / n).read_bytes() == (two_ranks["root"] / "eval" / "images" / n).read_bytes() for n in names)
+    same = sum(
+        (folder / "images" / n).read_bytes() == (two_ranks["root"] / "eval" / "images" / n).read_bytes() for n in names
+    )
     assert same == len(names)
 
 
@@ -280,7 +309,9 @@ def test_sharded_render_equals_one_process_render(two_ranks, tmp_path):
     theirs = sorted(p.name for p in (two_ranks["root"] / "render" / "frames").iterdir())
     assert mine == theirs and len(mine) == 9
     for name in mine:
-        assert (single.folder / "frames" / name).read_bytes() == (two_ranks["root"] / "render" / "frames" / name).read_bytes(), name
+        assert (single.folder / "frames" / name).read_bytes() == (
+            two_ranks["root"] / "render" / "frames" / name
+        ).read_bytes(), name
 
 
 @pytest.mark.slow
@@ -316,7 +347,9 @@ def test_nproc_trains_and_ctrl_c_saves_then_one_process_continues(tmp_path):
 def test_batch_not_divisible_by_the_processes_is_refused_before_anything():
     settings = settings_for(Path("/nonexistent"), "x", batch_size=130)
     context = distributed.Context(rank=0, world_size=4)
-    with pytest.raises(MipNerfError, match="batch_size 130 is the global batch and must be divisible by the 4 processes"):
+    with pytest.raises(
+        MipNerfError, match="batch_size 130 is the global batch and must be divisible by the 4 processes"
+    ):
         trainer.train(settings, context=context, report=quiet, show_progress=False)
     with pytest.raises(distributed.PeerError):
         trainer.train(settings, context=distributed.Context(rank=3, world_size=4), report=quiet, show_progress=False)
@@ -354,13 +387,29 @@ def test_nproc_runs_torchrun_with_the_options_given(tmp_path, monkeypatch):
     calls = fake_torchrun(monkeypatch)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     config = write_config(tmp_path / "c.yaml")
-    args = ["train", "--config", str(config), "--nproc", "2", "--exp-name", "x", "--single-scale", "--no-progress", "--max-steps", "9"]
+    args = [
+        "train",
+        "--config",
+        str(config),
+        "--nproc",
+        "2",
+        "--exp-name",
+        "x",
+        "--single-scale",
+        "--no-progress",
+        "--max-steps",
+        "9",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0
     (argv,) = calls
     assert argv[:5] == ["--standalone", "--nproc-per-node=2", "-m", "mipnerf_cli", "train"] and "--nproc" not in argv
     rest = argv[5:]
-    pairs = {rest[i]: rest[i + 1] for i in range(len(rest) - 1) if rest[i].startswith("--") and not rest[i + 1].startswith("--")}
+    pairs = {
+        rest[i]: rest[i + 1]
+        for i in range(len(rest) - 1)
+        if rest[i].startswith("--") and not rest[i + 1].startswith("--")
+    }
     assert pairs == {"--config": str(config), "--exp-name": "x", "--max-steps": "9"}
     assert "--single-scale" in rest and "--no-progress" in rest
     assert "--batch-size" not in rest  # defaults stay defaults
@@ -411,7 +460,9 @@ def test_the_nccl_group_is_bound_to_the_ranks_gpu(monkeypatch, device_name, back
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
-    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, **kwargs: joined.update(backend=backend, **kwargs))
+    monkeypatch.setattr(
+        torch.distributed, "init_process_group", lambda backend, **kwargs: joined.update(backend=backend, **kwargs)
+    )
     monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: None)
     with distributed.launched(device_name) as context:
         assert context.rank == 1 and context.world_size == 2

@@ -13,7 +13,12 @@ import torch
 pytest.importorskip("mipnerf_cli.core.model")
 
 from tiny_runs import (  # noqa: E402
-    BLENDER, MULTISCALE, STEP, assert_one_line_error, cli, cli_in_process, make_run, one_cpu_thread,  # noqa: F401
+    BLENDER,  # noqa: F401
+    MULTISCALE,
+    STEP,
+    assert_one_line_error,
+    cli_in_process,
+    make_run,
 )
 
 from mipnerf_cli import evaluation  # noqa: E402
@@ -76,7 +81,10 @@ def test_blender_eval_writes_valid_results_and_images(runs):
 def test_multiscale_eval_reports_every_scale_and_the_average(runs):
     results, folder = run_eval(run=runs["multiscale"], limit=2)
     assert [(s.scale, s.factor, s.width, s.num_images) for s in results.scales] == [
-        (0, 1, 64, 2), (1, 2, 32, 2), (2, 4, 16, 2), (3, 8, 8, 2)
+        (0, 1, 64, 2),
+        (1, 2, 32, 2),
+        (2, 4, 16, 2),
+        (3, 8, 8, 2),
     ]
     assert [row.file for row in results.images[:3]] == ["000_d0", "001_d0", "000_d1"]
     assert results.average.psnr == pytest.approx(sum(s.psnr for s in results.scales) / 4)
@@ -137,8 +145,11 @@ def test_failure_midway_leaves_no_results(runs, tmp_path, monkeypatch):
 
 def test_identical_rendering_gives_null_psnr_not_infinity(runs, tmp_path, monkeypatch):
     def perfect(model, rays, height, width, chunk, white_bkgd, **render_options):
-        return {"rgb": torch.ones(height, width, 3), "distance": torch.full((height, width), 4.0),
-                "acc": torch.zeros(height, width)}
+        return {
+            "rgb": torch.ones(height, width, 3),
+            "distance": torch.full((height, width), 4.0),
+            "acc": torch.zeros(height, width),
+        }
 
     # A white target (the white background of an empty image) rendered exactly.
     monkeypatch.setattr(evaluation, "render_image", perfect)
@@ -172,11 +183,31 @@ def test_run_prefers_a_step_file_newer_than_last(runs, tmp_path):
 
 
 def test_data_of_the_other_kind(runs, tmp_path, capsys):
-    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--data", str(MULTISCALE), "--device", "cpu",
-                 "--out", str(tmp_path / "r"))
+    result = cli_in_process(
+        capsys,
+        "eval",
+        "--run",
+        str(runs["blender"]),
+        "--data",
+        str(MULTISCALE),
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert_one_line_error(result, "multiscale scene", "single-scale")
-    result = cli_in_process(capsys, "eval", "--run", str(runs["multiscale"]), "--data", str(BLENDER), "--device", "cpu",
-                 "--out", str(tmp_path / "r"))
+    result = cli_in_process(
+        capsys,
+        "eval",
+        "--run",
+        str(runs["multiscale"]),
+        "--data",
+        str(BLENDER),
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert_one_line_error(result, "single-scale (Blender) scene", "trained on a multiscale")
     assert list(tmp_path.iterdir()) == []
 
@@ -184,15 +215,17 @@ def test_data_of_the_other_kind(runs, tmp_path, capsys):
 def test_unwritable_output(runs, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu",
-                            "--out", str(blocker / "eval"))
+    result = cli_in_process(
+        capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(blocker / "eval")
+    )
     assert_one_line_error(result, "cannot write to", "--out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_run_and_ckpt_together_and_bad_values(runs, capsys):
-    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]),
-                            "--ckpt", str(runs["blender"] / "ckpt" / "last.pt"))
+    result = cli_in_process(
+        capsys, "eval", "--run", str(runs["blender"]), "--ckpt", str(runs["blender"] / "ckpt" / "last.pt")
+    )
     assert_one_line_error(result, "either --run", "--ckpt")
     result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--chunk", "0")
     assert result.returncode == 1 and "• chunk:" in result.stderr and "Traceback" not in result.stderr
@@ -224,13 +257,38 @@ def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
         "batch_size: 64\nmax_steps: 4\ncheck_interval: 2\nlog_interval: 1\nval_views: 0\ntensorboard: false\n"
         "lr_delay_steps: 0\ncpu_threads: 1\nmodel:\n" + model_lines
     )
-    result = cli_in_process(capsys, "train", "--config", str(config), "--data", str(MULTISCALE), "--multiscale",
-                            "--out-dir", str(tmp_path / "out"), "--exp-name", "e2e", "--device", "cpu")
+    result = cli_in_process(
+        capsys,
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(MULTISCALE),
+        "--multiscale",
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--exp-name",
+        "e2e",
+        "--device",
+        "cpu",
+    )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "out" / "e2e"
 
-    result = cli_in_process(capsys, "eval", "--run", str(run), "--scale", "4", "--limit", "1", "--no-progress",
-                            "--save-image", "--cpu-threads", "1")
+    result = cli_in_process(
+        capsys,
+        "eval",
+        "--run",
+        str(run),
+        "--scale",
+        "4",
+        "--limit",
+        "1",
+        "--no-progress",
+        "--save-image",
+        "--cpu-threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     results = read_results(run / "eval" / "4" / "results.json")
     assert results.step == 4 and results.exp_name == "e2e" and len(results.scales) == 4
@@ -238,8 +296,19 @@ def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
     assert len(list((run / "eval" / "4" / "images").iterdir())) == 4 * 4
     assert "average" in result.stdout and "d3 (1/8)" in result.stdout
 
-    result = cli_in_process(capsys, "render", "--run", str(run), "--frames", "3", "--resolution", "16x12",
-                            "--no-progress", "--cpu-threads", "1")
+    result = cli_in_process(
+        capsys,
+        "render",
+        "--run",
+        str(run),
+        "--frames",
+        "3",
+        "--resolution",
+        "16x12",
+        "--no-progress",
+        "--cpu-threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     assert iio.imread(run / "render" / "spheric" / "depth.mp4").shape == (3, 12, 16, 3)
 

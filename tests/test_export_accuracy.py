@@ -64,7 +64,9 @@ def test_mesh_surface_points_lie_on_the_triangles():
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 5]], dtype=np.float64)
     faces = np.array([[0, 1, 2]])
     points = mesh_surface_points(vertices, faces, 1000)
-    assert np.allclose(points[:, 2], 0) and (points[:, :2] >= 0).all() and (points[:, :2].sum(axis=1) <= 1 + 1e-12).all()
+    assert (
+        np.allclose(points[:, 2], 0) and (points[:, :2] >= 0).all() and (points[:, :2].sum(axis=1) <= 1 + 1e-12).all()
+    )
 
 
 FAST_CONFIG = """\
@@ -116,7 +118,9 @@ def test_fast_training_exports_geometry_above_a_floor(tmp_path, mipnerf):
     assert mipnerf("demo-scene", scene, "--size", 32, "--train", 20, "--val", 1, "--test", 1).returncode == 0
     config = tmp_path / "fast.yaml"
     config.write_text(FAST_CONFIG)
-    result = mipnerf("train", "--config", config, "--data", scene, "--out-dir", tmp_path, "--exp-name", "run", "--no-progress")
+    result = mipnerf(
+        "train", "--config", config, "--data", scene, "--out-dir", tmp_path, "--exp-name", "run", "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     tau = 0.01 * demo.SCENE_RADIUS
     scores = _export_scores(mipnerf, tmp_path / "run", scene, tmp_path, ["--resolution", 64], (tau, 3 * tau))
@@ -131,8 +135,20 @@ def test_short_training_exports_geometry_above_a_floor(tmp_path, mipnerf):
     scene radius above floors well below what the README's 1500-step run measures."""
     scene = tmp_path / "demo"
     assert mipnerf("demo-scene", scene).returncode == 0
-    result = mipnerf("train", "--config", "demo", "--data", scene, "--out-dir", tmp_path, "--exp-name", "run",
-                     "--max-steps", 300, "--no-progress")
+    result = mipnerf(
+        "train",
+        "--config",
+        "demo",
+        "--data",
+        scene,
+        "--out-dir",
+        tmp_path,
+        "--exp-name",
+        "run",
+        "--max-steps",
+        300,
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     tau = 0.01 * demo.SCENE_RADIUS
     scores = _export_scores(mipnerf, tmp_path / "run", scene, tmp_path, ["--resolution", 128], (tau,))

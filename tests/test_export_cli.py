@@ -28,7 +28,9 @@ def test_mesh_export_writes_a_coloured_mesh(run, tmp_path, mipnerf):
     from mipnerf_cli.ply import read_ply
 
     out = tmp_path / "mesh.ply"
-    result = mipnerf("export", run, "--what", "mesh", "--resolution", 24, "--out", out, "--cpu-threads", 1, "--no-progress")
+    result = mipnerf(
+        "export", run, "--what", "mesh", "--resolution", 24, "--out", out, "--cpu-threads", 1, "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     assert "chosen from the density histogram" in result.stdout and f"wrote {out}" in result.stdout
     vertices, colours, faces = read_ply(out)
@@ -38,7 +40,9 @@ def test_mesh_export_writes_a_coloured_mesh(run, tmp_path, mipnerf):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.ply"]
     # --keep-all keeps at least as much
     everything = tmp_path / "all.ply"
-    result = mipnerf("export", run, "--resolution", 24, "--keep-all", "--out", everything, "--cpu-threads", 1, "--no-progress")
+    result = mipnerf(
+        "export", run, "--resolution", 24, "--keep-all", "--out", everything, "--cpu-threads", 1, "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     assert len(read_ply(everything)[0]) >= len(vertices)
 
@@ -73,11 +77,18 @@ def _unwritable(tmp_path):
 CASES = {
     "no-checkpoint": (lambda run, tmp: ["export", tmp / "empty-run"], ("no checkpoint in", "empty-run")),
     "ckpt-missing": (lambda run, tmp: ["export", "--ckpt", tmp / "none.pt"], ("checkpoint", "none.pt", "not found")),
-    "grid-too-big": (lambda run, tmp: ["export", run, "--resolution", 100000, "--out", tmp / "m.ply"],
-                     ("--resolution 100000: the density grid needs about", "use --resolution")),
-    "no-surface": (lambda run, tmp: ["export", run, "--resolution", 12, "--threshold", 1e9, "--out", tmp / "m.ply"],
-                   ("--threshold 1e+09 gives no surface: the density on the grid ranges from",)),
-    "out-unwritable": (lambda run, tmp: ["export", run, "--resolution", 12, "--out", _unwritable(tmp)], ("cannot write there",)),
+    "grid-too-big": (
+        lambda run, tmp: ["export", run, "--resolution", 100000, "--out", tmp / "m.ply"],
+        ("--resolution 100000: the density grid needs about", "use --resolution"),
+    ),
+    "no-surface": (
+        lambda run, tmp: ["export", run, "--resolution", 12, "--threshold", 1e9, "--out", tmp / "m.ply"],
+        ("--threshold 1e+09 gives no surface: the density on the grid ranges from",),
+    ),
+    "out-unwritable": (
+        lambda run, tmp: ["export", run, "--resolution", 12, "--out", _unwritable(tmp)],
+        ("cannot write there",),
+    ),
     "out-folder-missing": (lambda run, tmp: ["export", run, "--out", tmp / "nowhere" / "m.ply"], ("does not exist",)),
     "out-not-ply": (lambda run, tmp: ["export", run, "--out", tmp / "m.obj"], ("must end in .ply",)),
     "what-unknown": (lambda run, tmp: ["export", run, "--what", "voxels", "--out", tmp / "m.ply"], ("what",)),
@@ -99,16 +110,40 @@ def test_export_from_a_checkpoint_file_with_a_given_threshold(run, tmp_path, mip
     from mipnerf_cli.ply import read_ply
 
     first = tmp_path / "first.ply"
-    result = mipnerf("export", "--ckpt", run / "ckpt" / "last.pt", "--resolution", 16, "--keep-all", "--out", first,
-                     "--cpu-threads", 1, "--no-progress")
+    result = mipnerf(
+        "export",
+        "--ckpt",
+        run / "ckpt" / "last.pt",
+        "--resolution",
+        16,
+        "--keep-all",
+        "--out",
+        first,
+        "--cpu-threads",
+        1,
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     chosen = float(result.stdout.split("threshold ")[1].split()[0])
     # The printed threshold (4 digits) given by hand gives (nearly) the same mesh.
     again = tmp_path / "again.ply"
-    result = mipnerf("export", "--ckpt", run / "ckpt" / "last.pt", "--resolution", 16, "--keep-all", "--out", again,
-                     "--threshold", repr(chosen), "--cpu-threads", 1, "--no-progress")
+    result = mipnerf(
+        "export",
+        "--ckpt",
+        run / "ckpt" / "last.pt",
+        "--resolution",
+        16,
+        "--keep-all",
+        "--out",
+        again,
+        "--threshold",
+        repr(chosen),
+        "--cpu-threads",
+        1,
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     assert "(given)" in result.stdout
-    (v1, _, f1), (v2, _, f2) = read_ply(first), read_ply(again)
+    (v1, _, f1), (v2, _, _) = read_ply(first), read_ply(again)
     assert len(f1) > 0 and abs(len(v1) - len(v2)) <= 0.02 * len(v1)
     assert np.abs(v1.mean(axis=0) - v2.mean(axis=0)).max() < 0.01

@@ -15,7 +15,9 @@ from mipnerf_cli.core.model import MLP, MipNerf, ModelConfig
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.settings import ModelSettings, TrainSettings
 
-TINY = ModelConfig(num_samples=8, netdepth=3, netwidth=16, netwidth_condition=8, skip_layer=2, max_deg_point=6, deg_view=2)
+TINY = ModelConfig(
+    num_samples=8, netdepth=3, netwidth=16, netwidth_condition=8, skip_layer=2, max_deg_point=6, deg_view=2
+)
 
 
 def rays_and_pixels(n: int, seed: int = 0) -> tuple[RayBundle, torch.Tensor]:
@@ -96,7 +98,9 @@ def test_drawn_noise_is_what_the_forward_pass_draws():
     for a, b in zip(own, given):
         assert torch.equal(a.rgb, b.rgb) and torch.equal(a.distance, b.distance)
     # Slices of the batch's noise reproduce the batch's outputs ray by ray.
-    part = model(rays[2:5], randomized=True, white_bkgd=True, noise=[{k: v[2:5] for k, v in lv.items()} for lv in noise])
+    part = model(
+        rays[2:5], randomized=True, white_bkgd=True, noise=[{k: v[2:5] for k, v in lv.items()} for lv in noise]
+    )
     torch.testing.assert_close(part[-1].rgb, given[-1].rgb[2:5], atol=1e-6, rtol=0)
 
 
@@ -194,7 +198,9 @@ def test_fast_and_plain_training_give_the_same_loss_after_20_steps():
 @pytest.mark.slow
 def test_compiled_whole_batch_path_matches_eager():
     # The CUDA path (whole batch per step, torch.compile; bf16 autocast only on CUDA) run on a CPU.
-    settings = TrainSettings(batch_size=12, fast_path=False, compile=True, model=ModelSettings(**dataclasses.asdict(TINY)))
+    settings = TrainSettings(
+        batch_size=12, fast_path=False, compile=True, model=ModelSettings(**dataclasses.asdict(TINY))
+    )
     rays, pixels = rays_and_pixels(12, seed=6)
     losses = []
     for compiled in (False, True):
@@ -203,7 +209,9 @@ def test_compiled_whole_batch_path_matches_eager():
             model.compile(dynamic=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         run = [
-            trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, trainer.step_generator(0, step, torch.device("cpu"))).loss
+            trainer.train_step(
+                model, optimizer, rays, pixels, 1e-3, settings, trainer.step_generator(0, step, torch.device("cpu"))
+            ).loss
             for step in range(1, 4)
         ]
         losses.append(run)

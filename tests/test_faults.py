@@ -48,7 +48,14 @@ TINY = {
     "tensorboard": False,
     "device": "cpu",
     "cpu_threads": 1,
-    "model": {"num_samples": 4, "netdepth": 2, "netwidth": 16, "netwidth_condition": 8, "max_deg_point": 4, "deg_view": 2},
+    "model": {
+        "num_samples": 4,
+        "netdepth": 2,
+        "netwidth": 16,
+        "netwidth_condition": 8,
+        "max_deg_point": 4,
+        "deg_view": 2,
+    },
 }
 
 
@@ -68,8 +75,19 @@ def config(folder: Path, **changes) -> Path:
 
 
 def train_args(folder: Path, scene: Path, *extra, exp_name: str = "run", **changes) -> list:
-    return ["train", "--config", config(folder, **changes), "--data", scene, "--out-dir", folder / "out",
-            "--exp-name", exp_name, "--no-progress", *extra]
+    return [
+        "train",
+        "--config",
+        config(folder, **changes),
+        "--data",
+        scene,
+        "--out-dir",
+        folder / "out",
+        "--exp-name",
+        exp_name,
+        "--no-progress",
+        *extra,
+    ]
 
 
 def flip_a_bit(path: Path, where: float = 0.5) -> None:
@@ -92,7 +110,9 @@ def steps_of(folder: Path) -> dict[str, int]:
 
 def same_weights(a: Path, b: Path) -> bool:
     first, second = checkpoint.load_checkpoint(a), checkpoint.load_checkpoint(b)
-    return first["step"] == second["step"] and all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+    return first["step"] == second["step"] and all(
+        torch.equal(first["model"][k], second["model"][k]) for k in first["model"]
+    )
 
 
 # ----------------------------------------------------------------------------- damaged checkpoints through the CLI
@@ -133,8 +153,13 @@ def test_a_real_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     ckpt = tmp_path / "out" / "run" / "ckpt"
     before = snapshot(ckpt)
     result = mipnerf(*train_args(tmp_path, scene, max_steps=6, lr_init=1e30, lr_final=1e30))
-    line = assert_refused(result, "the loss became nan at step", "stopped without saving",
-                          f"the last good checkpoint is {ckpt / 'last.pt'}", "a lower lr_init")
+    line = assert_refused(
+        result,
+        "the loss became nan at step",
+        "stopped without saving",
+        f"the last good checkpoint is {ckpt / 'last.pt'}",
+        "a lower lr_init",
+    )
     assert "at step 3 " in line or "at step 4 " in line, line  # step 3 moves the weights, step 3 or 4 sees NaN
     assert snapshot(ckpt) == before  # nothing written, renamed or left half-done
     assert not (tmp_path / "out" / "run" / ".lock").exists()
@@ -151,7 +176,9 @@ def test_an_infinite_loss_stops_training_too(tmp_path, scene, monkeypatch, bad):
     from mipnerf_cli.settings import resolve_train_settings
 
     def settings(max_steps):
-        return resolve_train_settings(config(tmp_path, max_steps=max_steps), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"})
+        return resolve_train_settings(
+            config(tmp_path, max_steps=max_steps), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"}
+        )
 
     torch.set_num_threads(1)
     trainer.train(settings(2), show_progress=False, report=lambda message: None)
@@ -186,7 +213,9 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, scene
 
     monkeypatch.setattr(checkpoint, "open", open_on_a_filling_disk, raising=False)
     torch.set_num_threads(1)
-    settings = resolve_train_settings(config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"})
+    settings = resolve_train_settings(
+        config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"}
+    )
     ckpt = settings.run_dir / "ckpt"
     with pytest.raises(MipNerfError) as caught:
         trainer.train(settings, show_progress=False, report=lambda message: None)
@@ -226,9 +255,14 @@ def test_a_full_disk_while_logging_metrics_is_one_line_and_keeps_the_checkpoints
 
     monkeypatch.setattr(trainer.RunFiles, "open_metrics", open_metrics_on_a_filling_disk)
     torch.set_num_threads(1)
-    settings = resolve_train_settings(config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"})
-    with pytest.raises(MipNerfError, match=r"could not write .*metrics\.jsonl: No space left on device; training stopped at step 3, "
-                                           r"free some space and run the same command to resume"):
+    settings = resolve_train_settings(
+        config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"}
+    )
+    with pytest.raises(
+        MipNerfError,
+        match=r"could not write .*metrics\.jsonl: No space left on device; training stopped at step 3, "
+        r"free some space and run the same command to resume",
+    ):
         trainer.train(settings, show_progress=False, report=lambda message: None)
     monkeypatch.undo()
     assert steps_of(settings.run_dir / "ckpt") == {"last.pt": 2, "step-0000002.pt": 2}
@@ -248,7 +282,9 @@ def test_a_full_disk_while_writing_eval_results_is_one_line_and_leaves_nothing(t
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Path, "write_text", full_disk)
-    with pytest.raises(MipNerfError, match=rf"could not write results\.json in {run / 'eval'}: No space left on device"):
+    with pytest.raises(
+        MipNerfError, match=rf"could not write results\.json in {run / 'eval'}: No space left on device"
+    ):
         evaluation.evaluate(EvalSettings(run=run, device="cpu", cpu_threads=1, progress=False, save_image=True))
     monkeypatch.undo()
     assert snapshot(tmp_path) == before  # no eval/ folder, no staging, no images
@@ -353,7 +389,9 @@ def test_second_ctrl_c_during_a_checkpoint_write_leaves_at_once_and_corrupts_not
     assert trainer.wait(timeout=60) == 130
     err = (tmp_path / "stderr").read_text()
     assert "Traceback" not in err
-    assert "SIGINT: stopping after this step and saving" in err and "interrupted again: leaving now without saving" in err
+    assert (
+        "SIGINT: stopping after this step and saving" in err and "interrupted again: leaving now without saving" in err
+    )
     ckpt = tmp_path / "out" / "run" / "ckpt"
     check_only_the_good_checkpoint_is_visible(ckpt, half_file)
     result = mipnerf(*args)
@@ -386,8 +424,12 @@ def test_ctrl_c_during_convert_says_interrupted_and_leaves_out_dir_alone(tmp_pat
     (out / "earlier").mkdir(parents=True)
     (out / "earlier" / "notes.txt").write_text("keep me")
     before = snapshot(out)
-    process = subprocess.Popen([sys.executable, "-m", "mipnerf_cli", "convert", str(source), str(out), "--workers", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mipnerf_cli", "convert", str(source), str(out), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def converting() -> bool:  # PNGs are being written into the hidden staging folder
         return any(out.glob(".mipnerf-convert.partial-*/many/images_train/*.png"))
@@ -403,9 +445,26 @@ def test_ctrl_c_during_render_says_interrupted_and_writes_nothing(tmp_path, scen
     run = tmp_path / "out" / "run"
     before = snapshot(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mipnerf_cli", "render", "--run", str(run), "--frames", "1000", "--resolution", "32x32",
-         "--device", "cpu", "--cpu-threads", "1", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mipnerf_cli",
+            "render",
+            "--run",
+            str(run),
+            "--frames",
+            "1000",
+            "--resolution",
+            "32x32",
+            "--device",
+            "cpu",
+            "--cpu-threads",
+            "1",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
     def rendering() -> bool:

@@ -27,7 +27,9 @@ def test_grid_points_order_and_corners():
 
 def test_density_from_points_shape_and_matches_the_model_at_a_sample():
     torch.manual_seed(0)
-    model = MipNerf(ModelConfig(num_samples=4, netdepth=2, netwidth=16, netwidth_condition=8, max_deg_point=4, deg_view=2))
+    model = MipNerf(
+        ModelConfig(num_samples=4, netdepth=2, netwidth=16, netwidth_condition=8, max_deg_point=4, deg_view=2)
+    )
     points = torch.randn(10, 3)
     density = geometry.density_from_points(model, points, 0.01)
     assert density.shape == (10,) and (density >= 0).all()
@@ -148,7 +150,9 @@ def test_no_surface_says_the_density_range():
     from mipnerf_cli import export
 
     densities, lower, upper = _two_balls(16)
-    with pytest.raises(MipNerfError, match=r"--threshold 20 gives no surface: the density on the grid ranges from 0 to 10"):
+    with pytest.raises(
+        MipNerfError, match=r"--threshold 20 gives no surface: the density on the grid ranges from 0 to 10"
+    ):
         export.marching_cubes(densities, 20.0, lower, upper)
 
 
@@ -165,6 +169,9 @@ def test_grid_memory_check_gives_the_figures():
     from mipnerf_cli import export
 
     export.check_grid_fits(64, 10**9)  # 4 MB of 1 GB
-    with pytest.raises(MipNerfError, match=r"--resolution 1000: the density grid needs about 16 GB of memory but 1 GB is "
-                                           r"available; use --resolution 368 or less"):
+    with pytest.raises(
+        MipNerfError,
+        match=r"--resolution 1000: the density grid needs about 16 GB of memory but 1 GB is "
+        r"available; use --resolution 368 or less",
+    ):
         export.check_grid_fits(1000, 10**9)

@@ -24,8 +24,16 @@ def test_dry_run_runs_every_part_and_writes_its_figures(tmp_path):
     result = run_script("--device", "cpu", out=out)
     assert result.returncode == 0, result.stdout + result.stderr
     status = dict(line.split("\t")[:2] for line in (out / "status.tsv").read_text().splitlines())
-    expected = {"env", "tests", "bench_paper_32", "lego_convert", "lego_train", "lego_plot", "lego_eval",
-                *(f"precision_{mp}_{tf}" for mp in ("mixed-precision", "fp32") for tf in ("tf32", "no-tf32"))}
+    expected = {
+        "env",
+        "tests",
+        "bench_paper_32",
+        "lego_convert",
+        "lego_train",
+        "lego_plot",
+        "lego_eval",
+        *(f"precision_{mp}_{tf}" for mp in ("mixed-precision", "fp32") for tf in ("tf32", "no-tf32")),
+    }
     assert expected <= set(status), status
     assert all(status[name] == "0" for name in expected), status
     assert status["anchor_32"].startswith("skipped") and status["precision_compile"].startswith("skipped")

@@ -30,7 +30,11 @@ def _console_imports(tree: ast.AST) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "mipnerf_cli.console":
             return True
-        if isinstance(node, ast.ImportFrom) and node.module == "mipnerf_cli" and any(a.name == "console" for a in node.names):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "mipnerf_cli"
+            and any(a.name == "console" for a in node.names)
+        ):
             return True
         if isinstance(node, ast.Import) and any(a.name == "mipnerf_cli.console" for a in node.names):
             return True
@@ -59,10 +63,17 @@ def test_only_the_command_layer_imports_rich_or_typer():
 
 def test_the_check_sees_an_offending_import():
     # The same checks on a made-up library module: they must catch all the spellings.
-    for source in ("import rich", "from rich.progress import Progress", "import typer",
-                   "def f():\n    from rich.console import Console"):
+    for source in (
+        "import rich",
+        "from rich.progress import Progress",
+        "import typer",
+        "def f():\n    from rich.console import Console",
+    ):
         assert _imported_roots(ast.parse(source)) & PRESENTATION, source
-    for source in ("from mipnerf_cli.console import info", "from mipnerf_cli import console",
-                   "def f():\n    from mipnerf_cli.console import ProgressBar"):
+    for source in (
+        "from mipnerf_cli.console import info",
+        "from mipnerf_cli import console",
+        "def f():\n    from mipnerf_cli.console import ProgressBar",
+    ):
         assert _console_imports(ast.parse(source)), source
     assert not _imported_roots(ast.parse("import torch\nfrom mipnerf_cli.reporting import SILENT")) & PRESENTATION

@@ -3,8 +3,8 @@ bad-input refusals and train -> eval -> render of a forward-facing demo scene vi
 
 from __future__ import annotations
 
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +44,9 @@ def test_loader_matches_reference(golden, factor, spherify, split):
         np.testing.assert_allclose(images.render_poses.numpy(), golden[f"render_poses_{tag}"], rtol=0, atol=1e-5)
         if not spherify:
             for j, pick in enumerate(golden["render_pick"]):
-                rays = images.pose_rays(images.render_poses[pick], images.widths[0], images.heights[0], float(images.focal[0]))
+                rays = images.pose_rays(
+                    images.render_poses[pick], images.widths[0], images.heights[0], float(images.focal[0])
+                )
                 for name in FIELDS:
                     ours = getattr(rays, name).numpy().reshape(images.heights[0], images.widths[0], -1)
                     np.testing.assert_allclose(ours, golden[f"render_{name}_{tag}"][j], rtol=0, atol=1e-5, err_msg=name)
@@ -82,8 +84,11 @@ CASES = {
     "count mismatch": (lambda s: _poses(s, lambda a: a[:-1]), [], ["16 poses but 17 images"]),
     "near <= 0": (lambda s: _poses(s, lambda a: _set(a, (3, 15), 0.0)), [], ["row 3", "near bound"]),
     "non-finite": (lambda s: _poses(s, lambda a: _set(a, (5, 3), np.nan)), [], ["row 5", "NaN"]),
-    "sizes differ": (lambda s: shutil.copy(s / "images_2" / "IMG_0004.png", s / "images" / "IMG_0004.png"), [],
-                     ["IMG_0004.png", "same size"]),
+    "sizes differ": (
+        lambda s: shutil.copy(s / "images_2" / "IMG_0004.png", s / "images" / "IMG_0004.png"),
+        [],
+        ["IMG_0004.png", "same size"],
+    ),
     "missing images_4": (lambda s: None, ["--factor", "4"], ["images_4", "create it"]),
     "llffhold too large": (lambda s: None, ["--config", "HOLD"], ["llffhold 40", "17 images"]),
 }
@@ -98,7 +103,9 @@ def test_bad_llff_input_is_refused(case, tmp_path, mipnerf):
     hold.write_text("llffhold: 40\n")
     flags = [str(hold) if flag == "HOLD" else flag for flag in flags]
     before = snapshot(tmp_path)
-    result = mipnerf("train", "--data", scene, "--out-dir", tmp_path / "runs", "--max-steps", 1, "--device", "cpu", *flags)
+    result = mipnerf(
+        "train", "--data", scene, "--out-dir", tmp_path / "runs", "--max-steps", 1, "--device", "cpu", *flags
+    )
     assert_refused(result, *fragments)
     assert snapshot(tmp_path) == before
 
@@ -137,7 +144,18 @@ def test_forward_facing_demo_train_eval_render(tmp_path, mipnerf):
     assert bounds.shape == (9, 17) and (bounds[:, 15] > 0).all() and (bounds[:, 16] > bounds[:, 15]).all()
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
-    result = mipnerf("train", "--config", config, "--data", scene, "--out-dir", tmp_path / "runs", "--exp-name", "ff", "--no-progress")
+    result = mipnerf(
+        "train",
+        "--config",
+        config,
+        "--data",
+        scene,
+        "--out-dir",
+        tmp_path / "runs",
+        "--exp-name",
+        "ff",
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "runs" / "ff"
     result = mipnerf("eval", "--run", run, "--no-progress", "--device", "cpu")
@@ -154,7 +172,9 @@ def test_forward_facing_demo_train_eval_render(tmp_path, mipnerf):
     cameras = run / "render" / "spiral" / "cameras.json"
     assert len(json.loads(cameras.read_text())["camera_path"]) == 2
     again = tmp_path / "again"
-    result = mipnerf("render", "--run", run, "--path", cameras, "--format", "png", "--no-progress", "--device", "cpu", "--out", again)
+    result = mipnerf(
+        "render", "--run", run, "--path", cameras, "--format", "png", "--no-progress", "--device", "cpu", "--out", again
+    )
     assert result.returncode == 0, result.stderr
     repeated = sorted((again / "frames").glob("rgb_*.png"))
     assert [p.read_bytes() for p in repeated] == [p.read_bytes() for p in frames]

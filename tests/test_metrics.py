@@ -37,8 +37,14 @@ def test_ssim_matches_skimage_on_random_images(shape):
     # Correlated second image so SSIM is far from both 0 and 1.
     img1 = np.clip(0.7 * img0 + 0.3 * rng.random(shape), 0, 1).astype(np.float32)
     expected = structural_similarity(
-        img0, img1, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5,
-        use_sample_covariance=False, win_size=11,
+        img0,
+        img1,
+        channel_axis=-1,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        win_size=11,
     )
     value = ssim(torch.from_numpy(img0), torch.from_numpy(img1))
     assert 0.2 < value < 0.9

@@ -218,8 +218,12 @@ def test_prefix_sums_follow_xla_order():
     assert mip._sum_xla_order(torch.tensor([[1.0] + [2.0**-24] * 31])).item() == 1.0
     for length in (1, 5, 16, 17, 31, 33, 64, 129, 300):
         values = torch.rand(3, length, generator=torch.Generator().manual_seed(length))
-        torch.testing.assert_close(mip._cumsum_xla_order(values), values.double().cumsum(-1).float(), rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(mip._sum_xla_order(values)[..., 0], values.double().sum(-1).float(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(
+            mip._cumsum_xla_order(values), values.double().cumsum(-1).float(), rtol=1e-6, atol=1e-6
+        )
+        torch.testing.assert_close(
+            mip._sum_xla_order(values)[..., 0], values.double().sum(-1).float(), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_pdf_uniform_weights_give_evenly_spread_samples():
@@ -330,9 +334,7 @@ def test_gaussian_matches_monte_carlo_moments(shape):
         mc_mean = points.mean(0)
         mc_cov = torch.cov(points.T, correction=0)
         fn = mip.conical_frustum_to_gaussian if shape == "cone" else mip.cylinder_to_gaussian
-        mean, cov = fn(
-            d.float(), torch.tensor([t0]), torch.tensor([t1]), torch.tensor([radius]), diag=False
-        )
+        mean, cov = fn(d.float(), torch.tensor([t0]), torch.tensor([t1]), torch.tensor([radius]), diag=False)
         scale = mc_cov.abs().max().item()
         torch.testing.assert_close(mean[0].double(), mc_mean, atol=3e-3, rtol=0)
         torch.testing.assert_close(cov[0].double(), mc_cov, atol=0.02 * scale, rtol=0)
@@ -454,7 +456,9 @@ def test_randomized_resample_is_seeded():
     args = [t(z[k]) for k in ("origins", "directions", "radii", "t_vals", "weights")]
 
     def draw(seed):
-        return mip.resample_along_rays(*args, True, "cone", True, 0.01, generator=torch.Generator().manual_seed(seed))[0]
+        return mip.resample_along_rays(*args, True, "cone", True, 0.01, generator=torch.Generator().manual_seed(seed))[
+            0
+        ]
 
     first = draw(5)
     assert torch.equal(first, draw(5)) and not torch.equal(first, draw(6))
@@ -487,7 +491,9 @@ def test_ipe_and_rendering_gradients_match_finite_differences():
     gen = torch.Generator().manual_seed(2)
     means = torch.randn(2, 3, 3, generator=gen, dtype=torch.float64)
     covs = torch.rand(2, 3, 3, generator=gen, dtype=torch.float64) * 0.01
-    assert torch.autograd.gradcheck(lambda m, c: mip.integrated_pos_enc((m, c), 0, 4), (means.requires_grad_(), covs.requires_grad_()))
+    assert torch.autograd.gradcheck(
+        lambda m, c: mip.integrated_pos_enc((m, c), 0, 4), (means.requires_grad_(), covs.requires_grad_())
+    )
     rgb = torch.rand(2, 4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     density = torch.rand(2, 4, 1, generator=gen, dtype=torch.float64, requires_grad=True)
     t_vals = torch.linspace(2, 6, 5, dtype=torch.float64).expand(2, 5).clone().requires_grad_()

@@ -16,8 +16,15 @@ def write_metrics(run, torn=False):
     for step in range(50, 501, 50):
         lines.append({"step": step, "split": "train", "psnr": 10 + step / 50, "elapsed_s": step * 0.1})
         if step % 250 == 0:
-            lines.append({"step": step, "split": "val", "psnr": 12 + step / 100, "psnr_levels": [11, 12, 13, 14],
-                          "elapsed_s": step * 0.1})
+            lines.append(
+                {
+                    "step": step,
+                    "split": "val",
+                    "psnr": 12 + step / 100,
+                    "psnr_levels": [11, 12, 13, 14],
+                    "elapsed_s": step * 0.1,
+                }
+            )
     text = "\n".join(json.dumps(line) for line in lines) + "\n"
     if torn:
         text += '{"step": 550, "spl'
@@ -65,5 +72,7 @@ def test_cli_writes_the_png_and_refuses_a_run_without_metrics(tmp_path):
     empty.mkdir()
     result = subprocess.run([sys.executable, "-m", "mipnerf_cli", "plot", str(empty)], capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: {empty / 'metrics.jsonl'} not found: give a run folder written by `mipnerf train`"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: {empty / 'metrics.jsonl'} not found: give a run folder written by `mipnerf train`"
+    ]
     assert not (empty / "quality.png").exists()

@@ -117,7 +117,9 @@ def test_spheric_poses_look_at_the_origin(elevation):
     poses = spheric_poses(5, radius=2.5, elevation_deg=elevation)
     positions = poses[:, :, 3]
     assert torch.allclose(positions.norm(dim=-1), torch.full((5,), 2.5, dtype=torch.float64))
-    assert torch.allclose(positions[:, 2], torch.full((5,), 2.5 * math.sin(math.radians(elevation)), dtype=torch.float64))
+    assert torch.allclose(
+        positions[:, 2], torch.full((5,), 2.5 * math.sin(math.radians(elevation)), dtype=torch.float64)
+    )
     for pose in poses:
         rotation = pose[:, :3]
         assert torch.allclose(rotation.T @ rotation, torch.eye(3, dtype=torch.float64), atol=1e-12)
@@ -272,8 +274,20 @@ def test_render_bad_input(run_dir, tmp_path, capsys):
     assert result.returncode == 1 and "• frames:" in result.stderr
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--frames", "1", "--resolution", "4x4",
-                            "--device", "cpu", "--out", str(blocker / "x"))
+    result = cli_in_process(
+        capsys,
+        "render",
+        "--run",
+        str(run_dir),
+        "--frames",
+        "1",
+        "--resolution",
+        "4x4",
+        "--device",
+        "cpu",
+        "--out",
+        str(blocker / "x"),
+    )
     assert_one_line_error(result, "cannot write to")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
@@ -282,8 +296,23 @@ def test_render_bad_input(run_dir, tmp_path, capsys):
 def test_render_through_the_cli(run_dir, tmp_path, capsys):
     from tiny_runs import cli_in_process
 
-    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--frames", "2", "--resolution", "8x8",
-                            "--device", "cpu", "--no-progress", "--out", str(tmp_path / "s"), "--fps", "10")
+    result = cli_in_process(
+        capsys,
+        "render",
+        "--run",
+        str(run_dir),
+        "--frames",
+        "2",
+        "--resolution",
+        "8x8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "s"),
+        "--fps",
+        "10",
+    )
     assert result.returncode == 0, result.stderr
     assert "2 frames of 8×8" in result.stdout and "rgb.mp4" in result.stdout
     assert iio.imread(tmp_path / "s" / "rgb.mp4").shape == (2, 8, 8, 3)

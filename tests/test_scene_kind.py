@@ -16,16 +16,37 @@ LLFF = GOLDEN / "llff" / "llff_scene"
 
 CASES = {
     # name: (scene, train overrides == load_scene options, fragments of the one message)
-    "multiscale without --multiscale": (MULTISCALE, {"multiscale": False}, ["is a multiscale scene", "add --multiscale"]),
-    "multiscale with --downscale": (MULTISCALE, {"multiscale": True, "downscale": 2},
-                                    ["is a multiscale scene with its own levels", "drop --downscale"]),
-    "blender with --multiscale": (BLENDER, {"multiscale": True},
-                                  ["is a single-scale Blender scene", "drop --multiscale", "mipnerf convert"]),
-    "blender with --factor": (BLENDER, {"factor": 2}, ["is a Blender scene, not an LLFF one", "drop --factor/--spherify"]),
-    "multiscale with --spherify": (MULTISCALE, {"multiscale": True, "spherify": True},
-                                   ["is a multiscale scene, not an LLFF one", "drop --factor/--spherify"]),
+    "multiscale without --multiscale": (
+        MULTISCALE,
+        {"multiscale": False},
+        ["is a multiscale scene", "add --multiscale"],
+    ),
+    "multiscale with --downscale": (
+        MULTISCALE,
+        {"multiscale": True, "downscale": 2},
+        ["is a multiscale scene with its own levels", "drop --downscale"],
+    ),
+    "blender with --multiscale": (
+        BLENDER,
+        {"multiscale": True},
+        ["is a single-scale Blender scene", "drop --multiscale", "mipnerf convert"],
+    ),
+    "blender with --factor": (
+        BLENDER,
+        {"factor": 2},
+        ["is a Blender scene, not an LLFF one", "drop --factor/--spherify"],
+    ),
+    "multiscale with --spherify": (
+        MULTISCALE,
+        {"multiscale": True, "spherify": True},
+        ["is a multiscale scene, not an LLFF one", "drop --factor/--spherify"],
+    ),
     "llff with --downscale": (LLFF, {"downscale": 2}, ["is an LLFF scene (poses_bounds.npy); drop --downscale ("]),
-    "llff with --multiscale": (LLFF, {"multiscale": True}, ["is an LLFF scene (poses_bounds.npy); drop --multiscale ("]),
+    "llff with --multiscale": (
+        LLFF,
+        {"multiscale": True},
+        ["is an LLFF scene (poses_bounds.npy); drop --multiscale ("],
+    ),
 }
 
 
@@ -46,7 +67,10 @@ def test_train_and_the_loader_refuse_a_kind_mismatch_with_the_same_message(case,
 
 
 def test_matching_options_pass_the_check(tmp_path):
-    for scene, options, kind in ((BLENDER, {"downscale": 2}, "blender"), (MULTISCALE, {"multiscale": True}, "multiscale"),
-                                 (LLFF, {"factor": 2}, "llff")):
+    for scene, options, kind in (
+        (BLENDER, {"downscale": 2}, "blender"),
+        (MULTISCALE, {"multiscale": True}, "multiscale"),
+        (LLFF, {"factor": 2}, "llff"),
+    ):
         settings = resolve_train_settings(None, {"data": scene, "out_dir": tmp_path, "device": "cpu", **options})
         assert trainer.check_scene(settings) == kind

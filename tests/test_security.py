@@ -13,9 +13,22 @@ from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mipnerf_cli"
 TINY = {
-    "batch_size": 32, "max_steps": 1, "check_interval": 1, "lr_delay_steps": 0, "val_views": 0, "tensorboard": False,
-    "device": "cpu", "cpu_threads": 1,
-    "model": {"num_samples": 4, "netdepth": 2, "netwidth": 16, "netwidth_condition": 8, "max_deg_point": 4, "deg_view": 2},
+    "batch_size": 32,
+    "max_steps": 1,
+    "check_interval": 1,
+    "lr_delay_steps": 0,
+    "val_views": 0,
+    "tensorboard": False,
+    "device": "cpu",
+    "cpu_threads": 1,
+    "model": {
+        "num_samples": 4,
+        "netdepth": 2,
+        "netwidth": 16,
+        "netwidth_condition": 8,
+        "max_deg_point": 4,
+        "deg_view": 2,
+    },
 }
 
 
@@ -28,7 +41,9 @@ def calls_in_package():
 
 
 def test_every_torch_load_is_weights_only():
-    loads = [(f, line, kw) for f, line, name, kw in calls_in_package() if name.endswith(("torch.load", "serialization.load"))]
+    loads = [
+        (f, line, kw) for f, line, name, kw in calls_in_package() if name.endswith(("torch.load", "serialization.load"))
+    ]
     assert loads, "no torch.load found: the scan is broken"
     for file, line, keywords in loads:
         given = {k.arg: k.value for k in keywords}
@@ -39,8 +54,19 @@ def test_every_torch_load_is_weights_only():
 @pytest.mark.parametrize(
     "callee",
     # ".x": any method x (Path(...).expanduser()); "x": the builtin itself (not model.eval()).
-    ["pickle.load", "pickle.loads", "yaml.load", "yaml.unsafe_load", "yaml.full_load", "eval", "exec", "os.system",
-     "os.popen", ".expandvars", ".expanduser"],
+    [
+        "pickle.load",
+        "pickle.loads",
+        "yaml.load",
+        "yaml.unsafe_load",
+        "yaml.full_load",
+        "eval",
+        "exec",
+        "os.system",
+        "os.popen",
+        ".expandvars",
+        ".expanduser",
+    ],
 )
 def test_no_unsafe_loading_or_shell_expansion_in_the_package(callee):
     def matches(name: str) -> bool:
@@ -53,8 +79,11 @@ def test_no_unsafe_loading_or_shell_expansion_in_the_package(callee):
 
 
 def test_no_subprocess_goes_through_a_shell():
-    shells = [f"{f}:{line}" for f, line, name, keywords in calls_in_package()
-              if name.startswith("subprocess.") and any(k.arg == "shell" for k in keywords)]
+    shells = [
+        f"{f}:{line}"
+        for f, line, name, keywords in calls_in_package()
+        if name.startswith("subprocess.") and any(k.arg == "shell" for k in keywords)
+    ]
     assert shells == []
 
 
@@ -86,8 +115,13 @@ def evil_checkpoint(folder: Path, scene: Path, where: str) -> tuple[Path, Path]:
 
     marker = folder / "code-ran"
     payload = {
-        "format_version": checkpoint.FORMAT_VERSION, "step": 1, "model": {"w": torch.ones(2)}, "optimizer": {},
-        "model_config": {}, "settings": {"data": str(scene)}, "scene": {"kind": "blender", "white_bkgd": True},
+        "format_version": checkpoint.FORMAT_VERSION,
+        "step": 1,
+        "model": {"w": torch.ones(2)},
+        "optimizer": {},
+        "model_config": {},
+        "settings": {"data": str(scene)},
+        "scene": {"kind": "blender", "white_bkgd": True},
         "rng": {},
     }
     payload[where] = Exploit(marker) if where != "model" else {"w": Exploit(marker)}

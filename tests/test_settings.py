@@ -49,7 +49,11 @@ def test_precedence_defaults_then_yaml_then_flags(tmp_path):
     s = resolve_train_settings(config, {"data": tmp_path, "max_steps": 50, "model": {"disable_integration": True}})
     assert s.batch_size == 512  # yaml over default
     assert s.max_steps == 50  # flag over yaml
-    assert (s.model.netwidth, s.model.num_samples, s.model.disable_integration) == (64, 16, True)  # merged, not replaced
+    assert (s.model.netwidth, s.model.num_samples, s.model.disable_integration) == (
+        64,
+        16,
+        True,
+    )  # merged, not replaced
     assert s.lr_init == 5e-4  # untouched default
     # A flag that was not given (None) does not override the file.
     assert resolve_train_settings(config, {"data": tmp_path, "max_steps": None}).max_steps == 300
@@ -177,4 +181,6 @@ def test_written_config_round_trips_after_moving_the_run(tmp_path):
     again = resolve_train_settings(moved / "out" / "run1" / "config.yaml", {})
     assert again.data == moved / "out" / "run1" / "../../data/scene"
     assert again.run_dir.resolve() == (moved / "out" / "run1").resolve()
-    assert again.model_dump(exclude={"data", "out_dir", "data_root"}) == s.model_dump(exclude={"data", "out_dir", "data_root"})
+    assert again.model_dump(exclude={"data", "out_dir", "data_root"}) == s.model_dump(
+        exclude={"data", "out_dir", "data_root"}
+    )

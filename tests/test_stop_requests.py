@@ -19,8 +19,8 @@ import yaml
 from cli_runner import mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 
 from mipnerf_cli import checkpoint
-from mipnerf_cli.core.render import RenderStopped, render_rays
 from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.core.render import RenderStopped, render_rays
 
 SIZE = 96
 TINY = {
@@ -34,7 +34,14 @@ TINY = {
     "tensorboard": False,
     "device": "cpu",
     "cpu_threads": 1,
-    "model": {"num_samples": 4, "netdepth": 2, "netwidth": 16, "netwidth_condition": 8, "max_deg_point": 4, "deg_view": 2},
+    "model": {
+        "num_samples": 4,
+        "netdepth": 2,
+        "netwidth": 16,
+        "netwidth_condition": 8,
+        "max_deg_point": 4,
+        "deg_view": 2,
+    },
 }
 STOP_WITHIN_S = 10.0
 
@@ -91,8 +98,15 @@ def test_render_rays_asks_should_stop_between_chunks():
             return [Level]
 
     n = 10
-    rays = RayBundle(origins=torch.zeros(n, 3), directions=torch.ones(n, 3), viewdirs=torch.ones(n, 3),
-                     radii=torch.ones(n, 1), lossmult=torch.ones(n, 1), near=torch.zeros(n, 1), far=torch.ones(n, 1))
+    rays = RayBundle(
+        origins=torch.zeros(n, 3),
+        directions=torch.ones(n, 3),
+        viewdirs=torch.ones(n, 3),
+        radii=torch.ones(n, 1),
+        lossmult=torch.ones(n, 1),
+        near=torch.zeros(n, 1),
+        far=torch.ones(n, 1),
+    )
     model = Counting()
     answers = iter([False, False, True])
     with pytest.raises(RenderStopped):
@@ -107,8 +121,19 @@ def test_sigterm_during_validation_saves_the_finished_step_and_exits_within_seco
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     run = tmp_path / "out" / "run"
-    process = start(tmp_path, "train", "--config", config, "--data", scene, "--out-dir", tmp_path / "out",
-                    "--exp-name", "run", "--no-progress")
+    process = start(
+        tmp_path,
+        "train",
+        "--config",
+        config,
+        "--data",
+        scene,
+        "--out-dir",
+        tmp_path / "out",
+        "--exp-name",
+        "run",
+        "--no-progress",
+    )
     # The step's checkpoint is written just before validation starts.
     wait_for(process, lambda: (run / "ckpt" / "step-0000002.pt").exists())
     time.sleep(1.0)  # well into the first view
@@ -130,8 +155,9 @@ def trained(tmp_path_factory, scene, mipnerf) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     config = folder / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "val_views": 0}))
-    result = mipnerf("train", "--config", config, "--data", scene, "--out-dir", folder / "out", "--exp-name", "run",
-                     "--no-progress")
+    result = mipnerf(
+        "train", "--config", config, "--data", scene, "--out-dir", folder / "out", "--exp-name", "run", "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     return folder / "out" / "run"
 
@@ -139,8 +165,20 @@ def trained(tmp_path_factory, scene, mipnerf) -> Path:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_during_eval_exits_130_within_seconds_and_writes_nothing(tmp_path, trained, signum):
     before = snapshot(trained)
-    process = start(tmp_path, "eval", "--run", trained, "--chunk", 1, "--device", "cpu", "--cpu-threads", 1,
-                    "--no-progress", "--save-image")
+    process = start(
+        tmp_path,
+        "eval",
+        "--run",
+        trained,
+        "--chunk",
+        1,
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        1,
+        "--no-progress",
+        "--save-image",
+    )
     wait_for(process, lambda: any((trained / "eval").glob(".2.partial-*/images")))
     time.sleep(1.0)
     seconds = stop_and_time(process, signum)
@@ -152,8 +190,23 @@ def test_a_stop_during_eval_exits_130_within_seconds_and_writes_nothing(tmp_path
 
 def test_sigterm_during_render_exits_130_within_seconds_and_writes_nothing(tmp_path, trained):
     before = snapshot(trained)
-    process = start(tmp_path, "render", "--run", trained, "--frames", 3, "--chunk", 1, "--format", "png",
-                    "--device", "cpu", "--cpu-threads", 1, "--no-progress")
+    process = start(
+        tmp_path,
+        "render",
+        "--run",
+        trained,
+        "--frames",
+        3,
+        "--chunk",
+        1,
+        "--format",
+        "png",
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        1,
+        "--no-progress",
+    )
     wait_for(process, lambda: any((trained / "render").glob(".spheric.partial-*/frames")))
     time.sleep(1.0)
     seconds = stop_and_time(process, signal.SIGTERM)

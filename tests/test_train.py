@@ -21,7 +21,14 @@ from conftest import GOLDEN  # noqa: E402
 BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 train/val/test images of 64x64 (RGBA)
 MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same, converted: 4 scales
 
-TINY_MODEL = {"num_samples": 8, "netdepth": 2, "netwidth": 32, "netwidth_condition": 16, "max_deg_point": 6, "deg_view": 2}
+TINY_MODEL = {
+    "num_samples": 8,
+    "netdepth": 2,
+    "netwidth": 32,
+    "netwidth_condition": 16,
+    "max_deg_point": 6,
+    "deg_view": 2,
+}
 
 
 def tiny(tmp_path, **overrides):
@@ -130,8 +137,18 @@ def test_helpers():
 
 
 def test_loss_goes_down_and_the_run_folder_is_complete(tmp_path, demo_scene):
-    settings = tiny(tmp_path, data=demo_scene, max_steps=150, check_interval=75, log_interval=25, batch_size=256,
-                    lr_init=1e-2, lr_final=1e-3, val_views=2, val_downscale=1)
+    settings = tiny(
+        tmp_path,
+        data=demo_scene,
+        max_steps=150,
+        check_interval=75,
+        log_interval=25,
+        batch_size=256,
+        lr_init=1e-2,
+        lr_final=1e-3,
+        val_views=2,
+        val_downscale=1,
+    )
     result = train(settings)
     run = settings.run_dir
     assert result.step == 150 and result.exit_code == 0
@@ -293,7 +310,9 @@ def test_failed_save_stops_with_the_last_good_checkpoint_named(tmp_path, monkeyp
         real(path, data)
 
     monkeypatch.setattr(checkpoint, "write_atomic", full_disk_on_the_second_save)
-    with pytest.raises(MipNerfError, match=r"No space left.*stopped at step 6, the last good checkpoint is .*step-0000003\.pt"):
+    with pytest.raises(
+        MipNerfError, match=r"No space left.*stopped at step 6, the last good checkpoint is .*step-0000003\.pt"
+    ):
         train(settings)
     monkeypatch.undo()
     assert checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["step"] == 3
@@ -357,9 +376,30 @@ def test_flags_reach_the_settings(monkeypatch, tmp_path):
 
     monkeypatch.setattr(trainer, "train", fake_train)
     args = [
-        "train", "--config", "demo", "--data", str(BLENDER), "--out-dir", str(tmp_path), "--exp-name", "x",
-        "--max-steps", "7", "--batch-size", "64", "--check-interval", "5", "--resume", "none",
-        "--device", "cpu", "--no-integration", "--seed", "3", "--downscale", "2",
+        "train",
+        "--config",
+        "demo",
+        "--data",
+        str(BLENDER),
+        "--out-dir",
+        str(tmp_path),
+        "--exp-name",
+        "x",
+        "--max-steps",
+        "7",
+        "--batch-size",
+        "64",
+        "--check-interval",
+        "5",
+        "--resume",
+        "none",
+        "--device",
+        "cpu",
+        "--no-integration",
+        "--seed",
+        "3",
+        "--downscale",
+        "2",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -442,7 +482,9 @@ def test_compile_covers_the_training_step_and_leaves_validation_eager(tmp_path, 
 
     monkeypatch.setattr(torch, "compile", lambda module, dynamic=None: Recorder(module))
     real_validate = trainer.validate
-    monkeypatch.setattr(trainer, "validate", lambda model, *a, **k: validated.append(model) or real_validate(model, *a, **k))
+    monkeypatch.setattr(
+        trainer, "validate", lambda model, *a, **k: validated.append(model) or real_validate(model, *a, **k)
+    )
     settings = tiny(tmp_path, max_steps=3, check_interval=3, compile=True)
     train(settings)
     assert compiled == [True, True, True]  # every training step, nothing else

@@ -44,8 +44,20 @@ def start(tmp_path: Path, exp_name: str, *extra: str, stderr=subprocess.PIPE) ->
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
     command = [
-        sys.executable, "-m", "mipnerf_cli", "train", "--config", str(config), "--data", str(BLENDER),
-        "--out-dir", str(tmp_path / "out"), "--exp-name", exp_name, "--no-progress", *extra,
+        sys.executable,
+        "-m",
+        "mipnerf_cli",
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(BLENDER),
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--exp-name",
+        exp_name,
+        "--no-progress",
+        *extra,
     ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
 

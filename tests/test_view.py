@@ -56,12 +56,19 @@ def test_render_cancels_between_chunks(tmp_path):
 
 
 def test_camera_path_json(tmp_path):
-    keys = [viewer.ViewCamera(np.eye(4)[:3], np.radians(50.0), 1.5),
-            viewer.ViewCamera(np.concatenate([np.eye(3), [[0], [0], [4.0]]], axis=1), np.radians(40.0), 1.5)]
+    keys = [
+        viewer.ViewCamera(np.eye(4)[:3], np.radians(50.0), 1.5),
+        viewer.ViewCamera(np.concatenate([np.eye(3), [[0], [0], [4.0]]], axis=1), np.radians(40.0), 1.5),
+    ]
     out = tmp_path / "camera_path.json"
     viewer.write_camera_path(out, viewer.camera_path_json(keys, 300, 200, 30.0, 4.0))
     document = json.loads(out.read_text())
-    assert (document["render_width"], document["render_height"], document["fps"], document["seconds"]) == (300, 200, 30.0, 4.0)
+    assert (document["render_width"], document["render_height"], document["fps"], document["seconds"]) == (
+        300,
+        200,
+        30.0,
+        4.0,
+    )
     assert len(document["camera_path"]) == 2
     assert document["camera_path"][1]["camera_to_world"][11] == 4.0
     assert document["camera_path"][1]["camera_to_world"][12:] == [0.0, 0.0, 0.0, 1.0]
@@ -102,8 +109,9 @@ def llff_run(tmp_path, spherify: bool = False):
     """A tiny run on the forward-facing golden LLFF scene, trained (here: saved) at factor 2."""
     from mipnerf_cli import checkpoint
 
-    run = make_run(tmp_path, multiscale=False, exp_name="tiny-llff", data=LLFF_SCENE, factor=2, spherify=spherify,
-                   white_bkgd=False)
+    run = make_run(
+        tmp_path, multiscale=False, exp_name="tiny-llff", data=LLFF_SCENE, factor=2, spherify=spherify, white_bkgd=False
+    )
     payload = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
     payload["scene"]["kind"] = "llff"
     checkpoint.save_step(run / "ckpt", payload, keep=1)

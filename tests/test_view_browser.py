@@ -24,16 +24,21 @@ CHROMIUM = Path(os.environ.get("MIPNERF_CHROMIUM", "/usr/bin/chromium"))
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 pytest.importorskip("viser", reason="viser is not installed (pip install -e '.[view]')")
 if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MIPNERF_CHROMIUM)", allow_module_level=True)
+    pytest.skip(
+        f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MIPNERF_CHROMIUM)", allow_module_level=True
+    )
 
-from mipnerf_cli import checkpoint, viewer
+from mipnerf_cli import checkpoint, viewer  # noqa: E402 (after the skips: viewer needs viser)
 
 VIEWPORT = (800, 600)
 RESOLUTION = 64  # the refined image: 64x48 for the 4:3 viewport
 # Where the canvas is not covered by the GUI panel (right), the software-WebGL notice (top
 # left) or the axes widget (bottom left): fractions of the width and height.
 REGION = (slice(int(0.30 * 48), int(0.85 * 48)), slice(int(0.05 * 64), int(0.55 * 64)))
-REGION_PIXELS = (slice(int(0.30 * VIEWPORT[1]), int(0.85 * VIEWPORT[1])), slice(int(0.05 * VIEWPORT[0]), int(0.55 * VIEWPORT[0])))
+REGION_PIXELS = (
+    slice(int(0.30 * VIEWPORT[1]), int(0.85 * VIEWPORT[1])),
+    slice(int(0.05 * VIEWPORT[0]), int(0.55 * VIEWPORT[0])),
+)
 MATCH = 25.0  # mean abs error (0-255) between the canvas and the server's render: JPEG + scaling
 WAIT_S = 15.0
 
@@ -106,8 +111,9 @@ def client_id_renders(server_viewer, client) -> bool:
 def server_render(server_viewer, view: viewer.ViewCamera) -> np.ndarray:
     """What the canvas should show: the client's camera rendered here, at the refined size."""
     width, height = viewer.plan_resolutions(RESOLUTION, view.aspect)[-1]
-    renderer = viewer.ProgressiveRenderer(server_viewer.trained.model, server_viewer.trained.white_bkgd,
-                                          server_viewer.views.near, server_viewer.views.far)
+    renderer = viewer.ProgressiveRenderer(
+        server_viewer.trained.model, server_viewer.trained.white_bkgd, server_viewer.views.near, server_viewer.views.far
+    )
     return renderer.render(view, width, height, server_viewer.output.value)
 
 
@@ -142,7 +148,8 @@ def wait_for_match(page: Page, server_viewer, timeout: float = WAIT_S):
 def browser():
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+            executable_path=str(CHROMIUM), args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+        )
         yield chromium
         chromium.close()
 
@@ -150,8 +157,9 @@ def browser():
 def test_viewer_in_a_real_browser(tmp_path, browser):
     run = patterned_run(tmp_path)
     before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
-    served = viewer.open_viewer(run, None, None, "127.0.0.1", free_port(), RESOLUTION, "cpu", 1, True, None,
-                                report=lambda message: None)
+    served = viewer.open_viewer(
+        run, None, None, "127.0.0.1", free_port(), RESOLUTION, "cpu", 1, True, None, report=lambda message: None
+    )
     served.set_cameras_visible(False)  # frustums would cover the image being compared
     try:
         page = Page(browser, served.url)
@@ -159,8 +167,9 @@ def test_viewer_in_a_real_browser(tmp_path, browser):
         # 1. The first image: the canvas shows the scene from the browser's camera.
         _, first_render, _ = wait_for_match(page, served, timeout=WAIT_S)
         assert first_render[REGION].std() > 30  # a structured image, not a flat colour
-        assert page.requests and all(url.startswith((served.url, served.url.replace("http", "ws")))
-                                     for url in page.requests), page.requests
+        assert page.requests and all(
+            url.startswith((served.url, served.url.replace("http", "ws"))) for url in page.requests
+        ), page.requests
         assert page.blocked == []  # the client fetched nothing from the internet
 
         # 2. A mouse drag orbits the camera, and the canvas follows it.
@@ -190,7 +199,8 @@ def test_viewer_in_a_real_browser(tmp_path, browser):
         # 4. A checkpoint written meanwhile (the run still training) is loaded; its step is shown.
         rescale(run, 0.7, step=11)
         page.page.wait_for_function(
-            "() => [...document.querySelectorAll('input')].some(e => e.value === '11')", timeout=WAIT_S * 1000)
+            "() => [...document.querySelectorAll('input')].some(e => e.value === '11')", timeout=WAIT_S * 1000
+        )
         assert served.step == 11
         new_canvas, _, _ = wait_for_match(page, served)
         assert error(new_canvas, depth_render) > MATCH / 2  # the new weights render differently
@@ -207,9 +217,26 @@ def test_mipnerf_view_command_in_a_real_browser(tmp_path, browser):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mipnerf_cli", "view", str(run), "--port", str(port), "--resolution", str(RESOLUTION),
-         "--device", "cpu", "--cpu-threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "mipnerf_cli",
+            "view",
+            str(run),
+            "--port",
+            str(port),
+            "--resolution",
+            str(RESOLUTION),
+            "--device",
+            "cpu",
+            "--cpu-threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

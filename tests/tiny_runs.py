@@ -16,7 +16,14 @@ from conftest import GOLDEN
 
 BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 images of 64x64 per split
 MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same converted: 64, 32, 16, 8 pixels
-TINY_MODEL = {"num_samples": 4, "netdepth": 2, "netwidth": 16, "netwidth_condition": 8, "max_deg_point": 4, "deg_view": 2}
+TINY_MODEL = {
+    "num_samples": 4,
+    "netdepth": 2,
+    "netwidth": 16,
+    "netwidth_condition": 8,
+    "max_deg_point": 4,
+    "deg_view": 2,
+}
 STEP = 7
 
 
@@ -29,7 +36,9 @@ def one_cpu_thread():
     torch.set_num_threads(threads)
 
 
-def make_run(out_dir: Path, multiscale: bool, exp_name: str | None = None, model: dict | None = None, **settings_values) -> Path:
+def make_run(
+    out_dir: Path, multiscale: bool, exp_name: str | None = None, model: dict | None = None, **settings_values
+) -> Path:
     """A run folder with ckpt/last.pt (and step-0000007.pt) of a tiny untrained model; returns the run folder."""
     from mipnerf_cli import checkpoint, trainer
     from mipnerf_cli.core.model import MipNerf

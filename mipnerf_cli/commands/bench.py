@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 import sys
@@ -61,7 +60,10 @@ def _format_table(result) -> None:
             f"{phase.peak_memory_bytes / 2**20:,.0f} MiB",
         )
     console.print(table)
-    console.print("median: of the per-iteration rates; MFU: of the best measured matmul rate; MLP%: of the rate at the MLP's shape; memory: peak", highlight=False)
+    console.print(
+        "median: of the per-iteration rates; MFU: of the best measured matmul rate; MLP%: of the rate at the MLP's shape; memory: peak",
+        highlight=False,
+    )
     flops = result.flops
     console.print(
         f"model: {flops['forward_per_sample'] / 1e6:.3f} MFLOP per sample forward, {flops['samples_per_ray']} samples "
@@ -82,8 +84,13 @@ def _format_table(result) -> None:
         if fast["enabled"]
         else "plain path (whole batch per forward)"
     )
-    extras = [x for x, on in (("torch.compile", fast["compile"]), ("bf16 autocast + tf32", fast["mixed_precision"])) if on]
-    console.print(f"{path}{'; ' + ', '.join(extras) if extras else ''}; torch {result.torch_version}, {result.threads} threads", highlight=False)
+    extras = [
+        x for x, on in (("torch.compile", fast["compile"]), ("bf16 autocast + tf32", fast["mixed_precision"])) if on
+    ]
+    console.print(
+        f"{path}{'; ' + ', '.join(extras) if extras else ''}; torch {result.torch_version}, {result.threads} threads",
+        highlight=False,
+    )
     for row in result.memory:
         console.print(
             f"render {row['image']}: peak {row['peak_memory_bytes'] / 2**20:,.0f} MiB ({row['memory_kind']}; "
@@ -98,30 +105,67 @@ def _format_table(result) -> None:
 def bench_command(
     what: Annotated[str, typer.Option("--what", help="train, render or all.")] = "all",
     config: Annotated[
-        str, typer.Option("--config", help="paper (the reference model), a packaged config (demo, lego) or a yaml file; its `model:` section is used.")
+        str,
+        typer.Option(
+            "--config",
+            help="paper (the reference model), a packaged config (demo, lego) or a yaml file; its `model:` section is used.",
+        ),
     ] = "paper",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     batch: Annotated[int, typer.Option("--batch", help="Rays per training step (the anchor uses 256).")] = 256,
     chunk: Annotated[int, typer.Option("--chunk", help="Rays per rendered chunk (the anchor uses 2048).")] = 2048,
     steps: Annotated[int, typer.Option("--steps", help="Measured iterations per phase, after the warm-up.")] = 5,
     warmup: Annotated[int, typer.Option("--warmup", help="Unmeasured iterations first.")] = 1,
-    fast: Annotated[bool, typer.Option("--fast/--plain", help="The CPU fast path (the default, as training uses it) or the plain one.")] = True,
-    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Rays per block of the CPU fast path (0: its default).")] = 0,
-    workers: Annotated[int, typer.Option("--workers", help="Worker threads of the CPU fast path (0: one per torch thread).")] = 0,
-    cpu_threads: Annotated[Optional[int], typer.Option("--cpu-threads", help="torch CPU threads (default: torch's choice).")] = None,
-    compile: Annotated[bool, typer.Option("--compile", help="Wrap the model in torch.compile (compile time is not measured; warm-up pays it).")] = False,
-    mixed_precision: Annotated[
-        bool, typer.Option("--mixed-precision/--fp32", help="CUDA only: bf16 autocast on GPUs with native bf16 (CPU is always float32).")
+    fast: Annotated[
+        bool,
+        typer.Option("--fast/--plain", help="The CPU fast path (the default, as training uses it) or the plain one."),
     ] = True,
-    tf32: Annotated[bool, typer.Option("--tf32/--no-tf32", help="CUDA only: TF32 matmuls for what runs in float32.")] = True,
+    micro_batch: Annotated[
+        int, typer.Option("--micro-batch", help="Rays per block of the CPU fast path (0: its default).")
+    ] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker threads of the CPU fast path (0: one per torch thread).")
+    ] = 0,
+    cpu_threads: Annotated[
+        Optional[int], typer.Option("--cpu-threads", help="torch CPU threads (default: torch's choice).")
+    ] = None,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="Wrap the model in torch.compile (compile time is not measured; warm-up pays it)."
+        ),
+    ] = False,
+    mixed_precision: Annotated[
+        bool,
+        typer.Option(
+            "--mixed-precision/--fp32",
+            help="CUDA only: bf16 autocast on GPUs with native bf16 (CPU is always float32).",
+        ),
+    ] = True,
+    tf32: Annotated[
+        bool, typer.Option("--tf32/--no-tf32", help="CUDA only: TF32 matmuls for what runs in float32.")
+    ] = True,
     peak: Annotated[bool, typer.Option("--peak/--no-peak", help="Measure the fp32 matmul peak (for MFU).")] = True,
     memory_sizes: Annotated[
-        str, typer.Option("--memory-sizes", help="Also render the first chunks of square images of these sides (e.g. 100,800) and report peak memory.")
+        str,
+        typer.Option(
+            "--memory-sizes",
+            help="Also render the first chunks of square images of these sides (e.g. 100,800) and report peak memory.",
+        ),
     ] = "",
-    anchor_train: Annotated[Optional[float], typer.Option("--anchor-train", help="The anchor's training rays/s, for the ratio in --markdown.")] = None,
-    anchor_render: Annotated[Optional[float], typer.Option("--anchor-render", help="The anchor's rendering rays/s, for the ratio in --markdown.")] = None,
+    anchor_train: Annotated[
+        Optional[float],
+        typer.Option("--anchor-train", help="The anchor's training rays/s, for the ratio in --markdown."),
+    ] = None,
+    anchor_render: Annotated[
+        Optional[float],
+        typer.Option("--anchor-render", help="The anchor's rendering rays/s, for the ratio in --markdown."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (progress goes to stderr).")] = False,
-    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Append a row per phase to this file's results table (e.g. BENCHMARKS.md).")] = None,
+    markdown: Annotated[
+        Optional[Path],
+        typer.Option("--markdown", help="Append a row per phase to this file's results table (e.g. BENCHMARKS.md)."),
+    ] = None,
 ) -> None:
     """Measure rays/s, samples/s, GFLOP/s, MFU and peak memory of training and rendering.
 
@@ -130,7 +174,7 @@ def bench_command(
     """
     import torch
 
-    from mipnerf_cli.benchmark import BenchOptions, append_markdown, markdown_rows, run_bench
+    from mipnerf_cli.benchmark import BenchOptions, append_markdown, markdown_rows
 
     if what not in ("train", "render", "all"):
         raise MipNerfError(f"--what {what!r}: choose train, render or all")
@@ -138,8 +182,14 @@ def bench_command(
         raise MipNerfError(f"--device {device!r}: choose cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise MipNerfError("--device cuda: no CUDA device is available here; use --device cpu")
-    for name, value, least in (("--batch", batch, 1), ("--chunk", chunk, 1), ("--steps", steps, 1), ("--warmup", warmup, 0),
-                               ("--micro-batch", micro_batch, 0), ("--workers", workers, 0)):
+    for name, value, least in (
+        ("--batch", batch, 1),
+        ("--chunk", chunk, 1),
+        ("--steps", steps, 1),
+        ("--warmup", warmup, 0),
+        ("--micro-batch", micro_batch, 0),
+        ("--workers", workers, 0),
+    ):
         if value < least:
             raise MipNerfError(f"{name} {value}: must be at least {least}")
     if cpu_threads is not None:
@@ -175,9 +225,15 @@ def _run_with_progress(options, as_json: bool, chunk: int):
     from mipnerf_cli.benchmark import run_bench
     from mipnerf_cli.console import ProgressBar
 
-    phases = {"train": 1 if options.what in ("train", "all") else 0, "render": 1 if options.what in ("render", "all") else 0}
-    total = (1 if options.peak else 0) + sum(phases.values()) * (options.warmup + options.steps) + len(options.memory_sizes)
+    phases = {
+        "train": 1 if options.what in ("train", "all") else 0,
+        "render": 1 if options.what in ("render", "all") else 0,
+    }
+    total = (
+        (1 if options.peak else 0) + sum(phases.values()) * (options.warmup + options.steps) + len(options.memory_sizes)
+    )
     if as_json:
+
         def report(phase: str, message: str) -> None:
             sys.stderr.write(f"bench {phase} {message}\n")
             sys.stderr.flush()
@@ -185,6 +241,7 @@ def _run_with_progress(options, as_json: bool, chunk: int):
         return run_bench(options, report)
     started = [False]
     with ProgressBar("bench", total=total, line_interval_s=5.0) as bar:
+
         def report(phase: str, message: str) -> None:
             bar.update(advance=1 if started[0] else 0, now=f"{phase} {message}")
             started[0] = True

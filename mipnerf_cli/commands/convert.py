@@ -25,13 +25,17 @@ def convert_command(
         typer.Argument(help="Output folder; each scene is written to OUT_DIR/<scene name>.", show_default=False),
     ],
     n_down: Annotated[
-        int, typer.Option("--n-down", help="Number of scales: full size, 1/2, 1/4, ... (image sides must divide by 2^(n-1)).")
+        int,
+        typer.Option(
+            "--n-down", help="Number of scales: full size, 1/2, 1/4, ... (image sides must divide by 2^(n-1))."
+        ),
     ] = 4,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a scene that already exists in OUT_DIR.")
     ] = False,
     workers: Annotated[
-        Optional[int], typer.Option("--workers", help="Threads for PNG decoding/encoding (default: all cores, at most 8).", min=1)
+        Optional[int],
+        typer.Option("--workers", help="Threads for PNG decoding/encoding (default: all cores, at most 8).", min=1),
     ] = None,
 ) -> None:
     """Convert Blender scenes to the multiscale format (4 scales, metadata.json), as mip-NeRF's converter does.

@@ -15,7 +15,10 @@ from mipnerf_cli.errors import MipNerfError
 
 def demo_scene_command(
     out_dir: Annotated[
-        Path, typer.Argument(help="Folder to write the Blender scene to (transforms_*.json, train/ val/ test/).", show_default=False)
+        Path,
+        typer.Argument(
+            help="Folder to write the Blender scene to (transforms_*.json, train/ val/ test/).", show_default=False
+        ),
     ],
     kind: Annotated[
         str, typer.Option("--kind", help="blender (objects seen from all around) or forward-facing (an LLFF scene).")
@@ -25,7 +28,10 @@ def demo_scene_command(
         int, typer.Option("--size", help="Image width and height in pixels (a multiple of 8 converts to 4 scales).")
     ] = 64,
     train: Annotated[
-        Optional[int], typer.Option("--train", help="Number of training views (default 40); forward-facing: number of images (default 12).")
+        Optional[int],
+        typer.Option(
+            "--train", help="Number of training views (default 40); forward-facing: number of images (default 12)."
+        ),
     ] = None,
     val: Annotated[int, typer.Option("--val", help="Number of validation views.")] = 8,
     test: Annotated[int, typer.Option("--test", help="Number of test views (a ring around the scene).")] = 8,
@@ -55,7 +61,9 @@ def demo_scene_command(
     start = time.perf_counter()
     with ProgressBar("demo-scene", total=total, unit="images") as bar:
         make_demo_scene(out_dir, spec, overwrite, workers, progress=lambda done, _total: bar.update(advance=1))
-    info(f"wrote {out_dir}: {train} train, {val} val, {test} test views of {size}x{size} in {time.perf_counter() - start:.1f} s")
+    info(
+        f"wrote {out_dir}: {train} train, {val} val, {test} test views of {size}x{size} in {time.perf_counter() - start:.1f} s"
+    )
 
 
 def _forward_facing(out_dir: Path, seed: int, size: int, count: int, overwrite: bool, workers: Optional[int]) -> None:
@@ -65,5 +73,9 @@ def _forward_facing(out_dir: Path, seed: int, size: int, count: int, overwrite: 
     check_forward_facing_spec(spec)
     start = time.perf_counter()
     with ProgressBar("demo-scene", total=count, unit="images") as bar:
-        make_forward_facing_scene(out_dir, spec, overwrite, workers, progress=lambda done, _total: bar.update(advance=1))
-    info(f"wrote {out_dir}: {count} forward-facing views of {spec.width}x{spec.height} (LLFF) in {time.perf_counter() - start:.1f} s")
+        make_forward_facing_scene(
+            out_dir, spec, overwrite, workers, progress=lambda done, _total: bar.update(advance=1)
+        )
+    info(
+        f"wrote {out_dir}: {count} forward-facing views of {spec.width}x{spec.height} (LLFF) in {time.perf_counter() - start:.1f} s"
+    )

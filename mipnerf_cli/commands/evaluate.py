@@ -11,7 +11,13 @@ from rich.table import Table
 from mipnerf_cli.commands import launch
 from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import (
-    ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
+    ChunkOption,
+    CkptOption,
+    CpuThreadsOption,
+    DataOption,
+    DeviceOption,
+    ProgressOption,
+    RunOption,
 )
 from mipnerf_cli.console import ConsoleReporter, console, info
 
@@ -23,25 +29,31 @@ def eval_command(
     data: DataOption = None,
     scale: Annotated[
         Optional[int],
-        typer.Option("--scale", help="Resolution levels to score: 1 = full resolution only, 4 = d0..d3 of a "
-                                     "multiscale scene. Default: every level in the data."),
+        typer.Option(
+            "--scale",
+            help="Resolution levels to score: 1 = full resolution only, 4 = d0..d3 of a "
+            "multiscale scene. Default: every level in the data.",
+        ),
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Which split to score.")] = "test",
     save_image: Annotated[
         bool, typer.Option("--save-image", help="Also write rendered RGB, depth, accumulation and ground truth PNGs.")
     ] = False,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Score only the first K images of each level.")] = None,
+    limit: Annotated[
+        Optional[int], typer.Option("--limit", help="Score only the first K images of each level.")
+    ] = None,
     downscale: Annotated[
         Optional[int],
-        typer.Option("--downscale", help="Blender scenes: score the test images N times smaller. Default: the "
-                                         "run's training downscale (a model trained at 1/8 is scored at 1/8)."),
+        typer.Option(
+            "--downscale",
+            help="Blender scenes: score the test images N times smaller. Default: the "
+            "run's training downscale (a model trained at 1/8 is scored at 1/8).",
+        ),
     ] = None,
     chunk: ChunkOption = 8192,
     device: DeviceOption = "auto",
     cpu_threads: CpuThreadsOption = None,
-    out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.")
-    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.")] = None,
     progress: ProgressOption = True,
     nproc: NprocOption = None,
 ) -> None:
@@ -50,13 +62,25 @@ def eval_command(
     from mipnerf_cli.settings import EvalSettings
 
     settings = EvalSettings(
-        run=run, ckpt=ckpt, data=data, scale=scale, split=split, save_image=save_image, limit=limit, downscale=downscale,
-        chunk=chunk, device=device, cpu_threads=cpu_threads, out=out, progress=progress,
+        run=run,
+        ckpt=ckpt,
+        data=data,
+        scale=scale,
+        split=split,
+        save_image=save_image,
+        limit=limit,
+        downscale=downscale,
+        chunk=chunk,
+        device=device,
+        cpu_threads=cpu_threads,
+        out=out,
+        progress=progress,
     )
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device)
     results, folder = launch.in_process_group(
-        settings.device, lambda context: evaluate(settings, context=context, report=ConsoleReporter()),
+        settings.device,
+        lambda context: evaluate(settings, context=context, report=ConsoleReporter()),
     )
     if results is None:
         return  # another rank than 0: rank 0 reports
@@ -90,7 +114,11 @@ def results_table(results) -> Table:
         )
     if len(results.scales) > 1:
         table.add_row(
-            "average", "", str(sum(s.num_images for s in results.scales)),
-            _fmt(results.average.psnr, 2), _fmt(results.average.ssim, 4), _fmt(results.average.lpips, 4),
+            "average",
+            "",
+            str(sum(s.num_images for s in results.scales)),
+            _fmt(results.average.psnr, 2),
+            _fmt(results.average.ssim, 4),
+            _fmt(results.average.lpips, 4),
         )
     return table

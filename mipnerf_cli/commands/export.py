@@ -43,24 +43,47 @@ class StageBars:
 
 def export_command(
     run: Annotated[
-        Optional[Path], typer.Argument(help="Run folder written by `mipnerf train` (its newest checkpoint), or use --ckpt.")
+        Optional[Path],
+        typer.Argument(help="Run folder written by `mipnerf train` (its newest checkpoint), or use --ckpt."),
     ] = None,
     ckpt: CkptOption = None,
     data: DataOption = None,
-    what: Annotated[str, typer.Option("--what", help="mesh (marching cubes of the density) or pointcloud (rendered depth of the training views).")] = "mesh",
-    out: Annotated[Optional[Path], typer.Option("--out", help="The PLY file. Default: <run>/export/<what>.ply.")] = None,
-    resolution: Annotated[int, typer.Option("--resolution", help="mesh: grid points per axis over the scene's bounds.")] = 256,
+    what: Annotated[
+        str,
+        typer.Option(
+            "--what", help="mesh (marching cubes of the density) or pointcloud (rendered depth of the training views)."
+        ),
+    ] = "mesh",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="The PLY file. Default: <run>/export/<what>.ply.")
+    ] = None,
+    resolution: Annotated[
+        int, typer.Option("--resolution", help="mesh: grid points per axis over the scene's bounds.")
+    ] = 256,
     threshold: Annotated[
         Optional[float],
-        typer.Option("--threshold", help="mesh: density of the surface. Default: chosen from the density histogram (printed)."),
+        typer.Option(
+            "--threshold", help="mesh: density of the surface. Default: chosen from the density histogram (printed)."
+        ),
     ] = None,
-    keep_all: Annotated[bool, typer.Option("--keep-all", help="mesh: keep every piece, not only the largest connected one.")] = False,
-    min_acc: Annotated[float, typer.Option("--min-acc", help="pointcloud: least accumulated opacity of a pixel that gives a point.")] = 0.95,
-    neighbours: Annotated[int, typer.Option("--neighbours", help="pointcloud: k nearest neighbours of the outlier removal.")] = 16,
+    keep_all: Annotated[
+        bool, typer.Option("--keep-all", help="mesh: keep every piece, not only the largest connected one.")
+    ] = False,
+    min_acc: Annotated[
+        float, typer.Option("--min-acc", help="pointcloud: least accumulated opacity of a pixel that gives a point.")
+    ] = 0.95,
+    neighbours: Annotated[
+        int, typer.Option("--neighbours", help="pointcloud: k nearest neighbours of the outlier removal.")
+    ] = 16,
     std_ratio: Annotated[
-        float, typer.Option("--std-ratio", help="pointcloud: drop points whose mean k-NN distance is above mean + STD_RATIO std.")
+        float,
+        typer.Option(
+            "--std-ratio", help="pointcloud: drop points whose mean k-NN distance is above mean + STD_RATIO std."
+        ),
     ] = 2.0,
-    chunk: Annotated[int, typer.Option("--chunk", help="Points or rays per forward pass; lower it if the device runs out of memory.")] = 65536,
+    chunk: Annotated[
+        int, typer.Option("--chunk", help="Points or rays per forward pass; lower it if the device runs out of memory.")
+    ] = 65536,
     device: DeviceOption = "auto",
     cpu_threads: CpuThreadsOption = None,
     progress: ProgressOption = True,
@@ -69,9 +92,20 @@ def export_command(
     from mipnerf_cli.export import ExportSettings, export_geometry
 
     settings = ExportSettings(
-        run=run, ckpt=ckpt, data=data, what=what, out=out, resolution=resolution, threshold=threshold,
-        keep_all=keep_all, min_acc=min_acc, neighbours=neighbours, std_ratio=std_ratio, chunk=chunk,
-        device=device, cpu_threads=cpu_threads,
+        run=run,
+        ckpt=ckpt,
+        data=data,
+        what=what,
+        out=out,
+        resolution=resolution,
+        threshold=threshold,
+        keep_all=keep_all,
+        min_acc=min_acc,
+        neighbours=neighbours,
+        std_ratio=std_ratio,
+        chunk=chunk,
+        device=device,
+        cpu_threads=cpu_threads,
     )
     with StageBars(progress) as bars:
         result = export_geometry(settings, progress=bars)
@@ -79,7 +113,9 @@ def export_command(
         low, high = result.density_range
         how = "chosen from the density histogram" if result.threshold_chosen else "given"
         info(f"density on the {resolution}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")
-        pieces = f"{result.pieces} pieces" + ("" if keep_all or result.pieces <= 1 else f", kept the largest ({result.removed:,} vertices dropped)")
+        pieces = f"{result.pieces} pieces" + (
+            "" if keep_all or result.pieces <= 1 else f", kept the largest ({result.removed:,} vertices dropped)"
+        )
         info(f"mesh: {result.num_vertices:,} vertices, {result.num_faces:,} faces ({pieces})")
     else:
         info(f"point cloud: {result.num_vertices:,} points ({result.removed:,} outliers removed)")

@@ -99,7 +99,9 @@ def refuse_nested_launch() -> None:
     from mipnerf_cli import distributed
 
     if distributed.torchrun_world_size() > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
-        raise MipNerfError("--nproc: this is already a torchrun process; drop --nproc (torchrun decides the number of processes)")
+        raise MipNerfError(
+            "--nproc: this is already a torchrun process; drop --nproc (torchrun decides the number of processes)"
+        )
 
 
 def check_devices(nproc: int, device: str) -> None:

@@ -13,9 +13,7 @@ from mipnerf_cli.errors import MipNerfError
 
 def plot_command(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `mipnerf train` (holds metrics.jsonl).")],
-    out: Annotated[
-        Optional[Path], typer.Option("--out", help="PNG to write. Default: RUN_DIR/quality.png.")
-    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG to write. Default: RUN_DIR/quality.png.")] = None,
 ) -> None:
     """Plot test-view PSNR (and training PSNR) against steps and training time."""
     from mipnerf_cli.images import write_png
@@ -29,5 +27,9 @@ def plot_command(
         raise MipNerfError(f"--out {out}: the plot is a PNG; give a file name ending in .png")
     image = plot_curves(curves, run_dir.resolve().name)
     write_png(out, image[..., ::-1])
-    last = f"test PSNR {curves.val_psnr[-1]:.2f} dB at step {curves.val_step[-1]}" if curves.val_psnr else "no test PSNR yet"
+    last = (
+        f"test PSNR {curves.val_psnr[-1]:.2f} dB at step {curves.val_step[-1]}"
+        if curves.val_psnr
+        else "no test PSNR yet"
+    )
     info(f"{last}; plot written to {out}")

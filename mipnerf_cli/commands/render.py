@@ -10,7 +10,13 @@ import typer
 from mipnerf_cli.commands import launch
 from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.model_options import (
-    ChunkOption, CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption, RunOption,
+    ChunkOption,
+    CkptOption,
+    CpuThreadsOption,
+    DataOption,
+    DeviceOption,
+    ProgressOption,
+    RunOption,
 )
 from mipnerf_cli.console import ConsoleReporter, info
 
@@ -34,15 +40,20 @@ def render_command(
         str, typer.Option("--split", help="train or test: the cameras interpolate goes through (and spheric's radius).")
     ] = "train",
     frames: Annotated[
-        int, typer.Option("--frames", help="Number of frames of spheric / spiral / interpolate (a FILE.json has its own).")
+        int,
+        typer.Option("--frames", help="Number of frames of spheric / spiral / interpolate (a FILE.json has its own)."),
     ] = 120,
-    fps: Annotated[float, typer.Option("--fps", help="Frames per second of the video (a FILE.json's fps wins).")] = 30.0,
+    fps: Annotated[
+        float, typer.Option("--fps", help="Frames per second of the video (a FILE.json's fps wins).")
+    ] = 30.0,
     scale: Annotated[
         float, typer.Option("--scale", help="Render at 1/SCALE of the training resolution (focal / SCALE).")
     ] = 1.0,
     radius: Annotated[
         Optional[float],
-        typer.Option("--radius", help="Camera distance from the origin. Default: mean distance of the training cameras."),
+        typer.Option(
+            "--radius", help="Camera distance from the origin. Default: mean distance of the training cameras."
+        ),
     ] = None,
     elevation: Annotated[float, typer.Option("--elevation", help="Degrees above the horizon.")] = 36.0,
     resolution: Annotated[
@@ -54,9 +65,7 @@ def render_command(
     chunk: ChunkOption = 8192,
     device: DeviceOption = "auto",
     cpu_threads: CpuThreadsOption = None,
-    out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.")
-    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.")] = None,
     progress: ProgressOption = True,
     nproc: NprocOption = None,
 ) -> None:
@@ -65,14 +74,30 @@ def render_command(
     from mipnerf_cli.video import render_path
 
     settings = RenderSettings(
-        run=run, ckpt=ckpt, data=data, path=path, split=split, frames=frames, fps=fps, scale=scale, radius=radius,
-        elevation=elevation, resolution=resolution, format=format, keep_frames=keep_frames, chunk=chunk,
-        device=device, cpu_threads=cpu_threads, out=out, progress=progress,
+        run=run,
+        ckpt=ckpt,
+        data=data,
+        path=path,
+        split=split,
+        frames=frames,
+        fps=fps,
+        scale=scale,
+        radius=radius,
+        elevation=elevation,
+        resolution=resolution,
+        format=format,
+        keep_frames=keep_frames,
+        chunk=chunk,
+        device=device,
+        cpu_threads=cpu_threads,
+        out=out,
+        progress=progress,
     )
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device)
     result = launch.in_process_group(
-        settings.device, lambda context: render_path(settings, context=context, report=ConsoleReporter()),
+        settings.device,
+        lambda context: render_path(settings, context=context, report=ConsoleReporter()),
     )
     if result is None:
         return  # another rank than 0: rank 0 reports

@@ -32,23 +32,33 @@ def train_command(
     ] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Scene folder (instead of --scene).")] = None,
     data_root: Annotated[
-        Optional[Path], typer.Option("--data-root", help="Folder holding nerf_synthetic/ and multiscale/ (env MIPNERF_DATA; default ./data).")
+        Optional[Path],
+        typer.Option(
+            "--data-root", help="Folder holding nerf_synthetic/ and multiscale/ (env MIPNERF_DATA; default ./data)."
+        ),
     ] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Runs go to OUT_DIR/EXP_NAME (default: out).")] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out-dir", help="Runs go to OUT_DIR/EXP_NAME (default: out).")
+    ] = None,
     exp_name: Annotated[Optional[str], typer.Option("--exp-name", help="Run name (default: the scene's name).")] = None,
     downscale: Annotated[
-        Optional[int], typer.Option("--downscale", help="Train on images N times smaller (Blender scenes), e.g. 8 for lego on a CPU.")
+        Optional[int],
+        typer.Option("--downscale", help="Train on images N times smaller (Blender scenes), e.g. 8 for lego on a CPU."),
     ] = None,
     factor: Annotated[
-        Optional[int], typer.Option("--factor", help="LLFF scenes: read images_FACTOR/ (0: images/), e.g. 4 as the reference.")
+        Optional[int],
+        typer.Option("--factor", help="LLFF scenes: read images_FACTOR/ (0: images/), e.g. 4 as the reference."),
     ] = None,
     spherify: Annotated[
         Optional[bool], typer.Option("--spherify/--no-spherify", help="LLFF scenes: a 360° capture (no NDC).")
     ] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Train up to this step (default: 1,000,000).")] = None,
+    max_steps: Annotated[
+        Optional[int], typer.Option("--max-steps", help="Train up to this step (default: 1,000,000).")
+    ] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rays per step (default: 4096).")] = None,
     check_interval: Annotated[
-        Optional[int], typer.Option("--check-interval", help="Steps between checkpoints and validation (default: 10,000).")
+        Optional[int],
+        typer.Option("--check-interval", help="Steps between checkpoints and validation (default: 10,000)."),
     ] = None,
     resume: Annotated[
         Optional[str],
@@ -60,10 +70,15 @@ def train_command(
     ] = None,
     device: DeviceOption = None,
     no_integration: Annotated[
-        bool, typer.Option("--no-integration", help="NeRF mode: point samples and plain positional encoding (the ablation).")
+        bool,
+        typer.Option("--no-integration", help="NeRF mode: point samples and plain positional encoding (the ablation)."),
     ] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the initial weights, batches and sampling noise.")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (plain lines when not a terminal).")] = True,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="Seed of the initial weights, batches and sampling noise.")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar (plain lines when not a terminal).")
+    ] = True,
     nproc: NprocOption = None,
 ) -> None:
     """Train mip-NeRF; writes OUT_DIR/EXP_NAME/{config.yaml, ckpt/, metrics.jsonl}.
@@ -98,7 +113,8 @@ def train_command(
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device, batch_size=settings.batch_size)
     result = launch.in_process_group(
-        settings.device, lambda context: train(settings, context=context, report=ConsoleReporter(), show_progress=progress),
+        settings.device,
+        lambda context: train(settings, context=context, report=ConsoleReporter(), show_progress=progress),
     )
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -18,12 +18,18 @@ def view_command(
     run_dir: Annotated[Optional[Path], typer.Argument(help="Run folder written by `mipnerf train`.")] = None,
     ckpt: CkptOption = None,
     data: DataOption = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; other than 127.0.0.1 exposes the viewer to the network.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to listen on; other than 127.0.0.1 exposes the viewer to the network."),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
     resolution: Annotated[int, typer.Option("--resolution", help="Longer side of the refined image, in pixels.")] = 256,
-    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload newer checkpoints of a run still training.")] = True,
+    watch: Annotated[
+        bool, typer.Option("--watch/--no-watch", help="Reload newer checkpoints of a run still training.")
+    ] = True,
     keyframes_out: Annotated[
-        Optional[Path], typer.Option("--keyframes-out", help="Where 'Export camera_path.json' writes. Default: ./camera_path.json.")
+        Optional[Path],
+        typer.Option("--keyframes-out", help="Where 'Export camera_path.json' writes. Default: ./camera_path.json."),
     ] = None,
     device: DeviceOption = "auto",
     cpu_threads: CpuThreadsOption = None,
@@ -32,10 +38,13 @@ def view_command(
     from mipnerf_cli.viewer import open_viewer
 
     if host not in LOCAL:
-        info(f"warning: --host {host} lets anyone who can reach this machine on port {port} see the scene, "
-             "move the camera and write the keyframe file; there is no password")
-    viewer = open_viewer(run_dir, ckpt, data, host, port, resolution, device, cpu_threads, watch, keyframes_out,
-                         report=info)
+        info(
+            f"warning: --host {host} lets anyone who can reach this machine on port {port} see the scene, "
+            "move the camera and write the keyframe file; there is no password"
+        )
+    viewer = open_viewer(
+        run_dir, ckpt, data, host, port, resolution, device, cpu_threads, watch, keyframes_out, report=info
+    )
     info(f"viewer of {viewer.trained.checkpoint_path} (step {viewer.step}) at {viewer.url}  (Ctrl+C stops)")
     try:
         while True:

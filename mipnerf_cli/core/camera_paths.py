@@ -83,9 +83,7 @@ def camera_rays(
         torch.arange(width, dtype=torch.float64) + 0.5,
         indexing="ij",
     )
-    camera_dirs = torch.stack(
-        [(xs - 0.5 * width) / focal, -(ys - 0.5 * height) / focal, -torch.ones_like(xs)], dim=-1
-    )
+    camera_dirs = torch.stack([(xs - 0.5 * width) / focal, -(ys - 0.5 * height) / focal, -torch.ones_like(xs)], dim=-1)
     directions = camera_dirs @ c2w[:3, :3].T  # (H, W, 3)
     origins = c2w[:3, 3].expand_as(directions)
     viewdirs = directions / directions.norm(dim=-1, keepdim=True)
@@ -127,14 +125,42 @@ def quaternion_from_rotation(rotation: torch.Tensor) -> torch.Tensor:
     root = squares.clamp(min=1e-12).sqrt()  # 2 * |component|
     candidates = torch.stack(
         [
-            torch.stack([root[..., 0] / 2, (m[..., 2, 1] - m[..., 1, 2]) / (2 * root[..., 0]),
-                         (m[..., 0, 2] - m[..., 2, 0]) / (2 * root[..., 0]), (m[..., 1, 0] - m[..., 0, 1]) / (2 * root[..., 0])], -1),
-            torch.stack([(m[..., 2, 1] - m[..., 1, 2]) / (2 * root[..., 1]), root[..., 1] / 2,
-                         (m[..., 0, 1] + m[..., 1, 0]) / (2 * root[..., 1]), (m[..., 0, 2] + m[..., 2, 0]) / (2 * root[..., 1])], -1),
-            torch.stack([(m[..., 0, 2] - m[..., 2, 0]) / (2 * root[..., 2]), (m[..., 0, 1] + m[..., 1, 0]) / (2 * root[..., 2]),
-                         root[..., 2] / 2, (m[..., 1, 2] + m[..., 2, 1]) / (2 * root[..., 2])], -1),
-            torch.stack([(m[..., 1, 0] - m[..., 0, 1]) / (2 * root[..., 3]), (m[..., 0, 2] + m[..., 2, 0]) / (2 * root[..., 3]),
-                         (m[..., 1, 2] + m[..., 2, 1]) / (2 * root[..., 3]), root[..., 3] / 2], -1),
+            torch.stack(
+                [
+                    root[..., 0] / 2,
+                    (m[..., 2, 1] - m[..., 1, 2]) / (2 * root[..., 0]),
+                    (m[..., 0, 2] - m[..., 2, 0]) / (2 * root[..., 0]),
+                    (m[..., 1, 0] - m[..., 0, 1]) / (2 * root[..., 0]),
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    (m[..., 2, 1] - m[..., 1, 2]) / (2 * root[..., 1]),
+                    root[..., 1] / 2,
+                    (m[..., 0, 1] + m[..., 1, 0]) / (2 * root[..., 1]),
+                    (m[..., 0, 2] + m[..., 2, 0]) / (2 * root[..., 1]),
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    (m[..., 0, 2] - m[..., 2, 0]) / (2 * root[..., 2]),
+                    (m[..., 0, 1] + m[..., 1, 0]) / (2 * root[..., 2]),
+                    root[..., 2] / 2,
+                    (m[..., 1, 2] + m[..., 2, 1]) / (2 * root[..., 2]),
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    (m[..., 1, 0] - m[..., 0, 1]) / (2 * root[..., 3]),
+                    (m[..., 0, 2] + m[..., 2, 0]) / (2 * root[..., 3]),
+                    (m[..., 1, 2] + m[..., 2, 1]) / (2 * root[..., 3]),
+                    root[..., 3] / 2,
+                ],
+                -1,
+            ),
         ],
         dim=-2,
     )  # (..., 4 candidates, 4)
@@ -185,6 +211,7 @@ def catmull_rom(points: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     segment = u.floor().clamp(0, count - 2).long()
     local = (u - segment).clamp(0.0, 1.0)
     p0, p1, p2, p3 = (padded[segment + i] for i in range(4))
+
     # Knot spacing: square root of the chord lengths (never 0, so repeated points stay finite).
     def gap(a, b):
         return (b - a).norm(dim=-1).clamp(min=1e-9).sqrt()

@@ -155,7 +155,9 @@ def forward_backward(
     """
     num_rays = pixels.shape[0]
     if rays.origins.dim() != 2 or len(rays) != num_rays:
-        raise ValueError(f"the fast path takes a flat batch of rays, got {tuple(rays.origins.shape)} for {num_rays} pixels")
+        raise ValueError(
+            f"the fast path takes a flat batch of rays, got {tuple(rays.origins.shape)} for {num_rays} pixels"
+        )
     keep_freed_memory()
     if randomized and noise is None:
         noise = model.draw_noise((num_rays,), generator, device=rays.origins.device, dtype=rays.origins.dtype)

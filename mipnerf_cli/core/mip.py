@@ -106,8 +106,12 @@ def _constant(key: tuple, dtype: torch.dtype, device: torch.device, build) -> to
 
 def _degree_scales(min_deg: int, max_deg: int, like: torch.Tensor) -> torch.Tensor:
     """(L,) the frequencies 2**min_deg .. 2**(max_deg-1), in like's dtype on like's device (cached)."""
-    return _constant(("degree_scales", min_deg, max_deg), like.dtype, like.device,
-                     lambda: torch.tensor([2.0**i for i in range(min_deg, max_deg)], dtype=torch.float64))
+    return _constant(
+        ("degree_scales", min_deg, max_deg),
+        like.dtype,
+        like.device,
+        lambda: torch.tensor([2.0**i for i in range(min_deg, max_deg)], dtype=torch.float64),
+    )
 
 
 def pos_enc(x: torch.Tensor, min_deg: int, max_deg: int, append_identity: bool = True) -> torch.Tensor:
@@ -285,8 +289,9 @@ def _linspace_from_zero(stop: float, num: int, like: torch.Tensor) -> torch.Tens
     together), which is not always the correctly rounded i*stop/(num-1) that torch.linspace
     aims for: for 25 or 41 points some entries differ in the last bit.
     """
-    return _constant(("linspace_from_zero", stop, num), torch.float32, like.device,
-                     lambda: _linspace_from_zero_cpu(stop, num))
+    return _constant(
+        ("linspace_from_zero", stop, num), torch.float32, like.device, lambda: _linspace_from_zero_cpu(stop, num)
+    )
 
 
 def _linspace_from_zero_cpu(stop: float, num: int) -> torch.Tensor:

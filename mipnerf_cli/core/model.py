@@ -158,9 +158,7 @@ class MLP(nn.Module):
             first, width = layers[0], bottleneck.shape[-1]
             # The condition's share of the first layer: once per ray, broadcast over its samples.
             condition = condition.expand(*sample_shape[:-1], condition.shape[-1])
-            per_ray = torch.addmm(
-                first.bias, condition.reshape(-1, condition.shape[-1]), first.weight[:, width:].t()
-            )
+            per_ray = torch.addmm(first.bias, condition.reshape(-1, condition.shape[-1]), first.weight[:, width:].t())
             h = torch.mm(bottleneck, first.weight[:, :width].t())
             h = h.view(per_ray.shape[0], -1, h.shape[-1]).add_(per_ray[:, None, :]).view(-1, h.shape[-1])
             if first is self.rgb_head:

@@ -35,7 +35,9 @@ class RayBundle:
         return RayBundle(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
 
     def to(self, device=None, dtype=None) -> "RayBundle":
-        return RayBundle(**{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in dataclasses.fields(self)})
+        return RayBundle(
+            **{f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in dataclasses.fields(self)}
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -67,8 +67,11 @@ def render_rays(
     device = torch.device(device)
     if fast_path is None:
         fast_path = device.type == "cpu" and autocast_dtype is None
-    autocast = (contextlib.nullcontext() if autocast_dtype is None
-                else torch.autocast(device_type=device.type, dtype=autocast_dtype))
+    autocast = (
+        contextlib.nullcontext()
+        if autocast_dtype is None
+        else torch.autocast(device_type=device.type, dtype=autocast_dtype)
+    )
     num_rays = len(rays)
     out = {
         "rgb": torch.empty(num_rays, 3, dtype=torch.float32),
@@ -111,8 +114,16 @@ def render_image(
     """
     if len(rays) != height * width:
         raise ValueError(f"{len(rays)} rays do not form a {height}x{width} image")
-    out = render_rays(model, rays, chunk, white_bkgd, device=device, autocast_dtype=autocast_dtype, fast_path=fast_path,
-                      should_stop=should_stop)
+    out = render_rays(
+        model,
+        rays,
+        chunk,
+        white_bkgd,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        fast_path=fast_path,
+        should_stop=should_stop,
+    )
     return {
         "rgb": out["rgb"].view(height, width, 3),
         "distance": out["distance"].view(height, width),

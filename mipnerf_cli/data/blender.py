@@ -44,11 +44,15 @@ def load_blender(
     if not isinstance(downscale, int) or downscale < 1:
         raise MipNerfError(f"downscale must be a positive integer, got {downscale!r}")
     parsed = read_blender_split(scene_dir, split)
-    height, width = check_image_sizes(parsed, downscale, f" (the --downscale factor {downscale})" if downscale > 1 else "")
+    height, width = check_image_sizes(
+        parsed, downscale, f" (the --downscale factor {downscale})" if downscale > 1 else ""
+    )
     height, width = height // downscale, width // downscale
     count = len(parsed.frames)
     pixels = torch.from_numpy(
-        load_rgba_into([frame.image_path for frame in parsed.frames], [(height, width)] * count, downscale, workers, progress)
+        load_rgba_into(
+            [frame.image_path for frame in parsed.frames], [(height, width)] * count, downscale, workers, progress
+        )
     )
     focal = float(focal_from_camera_angle(width, parsed.camera_angle_x))
     cam2world = torch.tensor(np.array([np.asarray(f.transform_matrix, dtype=np.float64)[:3] for f in parsed.frames]))

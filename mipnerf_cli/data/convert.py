@@ -73,7 +73,9 @@ def find_scenes(blender_dir: Path) -> list[Path]:
 
 def plan_scene(scene_dir: Path, n_down: int) -> SceneToConvert:
     """Parse and check every JSON and PNG header of a scene before anything is written."""
-    splits = {split: read_blender_split(scene_dir, split) for split in SPLITS if transforms_path(scene_dir, split).is_file()}
+    splits = {
+        split: read_blender_split(scene_dir, split) for split in SPLITS if transforms_path(scene_dir, split).is_file()
+    }
     divisor = 2 ** (n_down - 1)
     reason = f" (needed for {n_down} levels of 2x2 downsampling; lower --n-down or crop the images)"
     sizes = {name: check_image_sizes(split, divisor, reason) for name, split in splits.items()}
@@ -258,7 +260,9 @@ def plan_conversion(blender_dir: Path | str, out_dir: Path | str, n_down: int, o
         if (target.exists() or target.is_symlink()) and not overwrite:
             raise MipNerfError(f"{target} already exists; pass --overwrite to replace it, or choose another OUT_DIR")
         if overwrite and target.exists() and not (target / "metadata.json").is_file():
-            raise MipNerfError(f"{target} exists but holds no metadata.json; refusing to replace it, choose another OUT_DIR")
+            raise MipNerfError(
+                f"{target} exists but holds no metadata.json; refusing to replace it, choose another OUT_DIR"
+            )
         if overwrite and target.exists() and target.resolve() == scene.source.resolve():
             raise MipNerfError(f"{target}: the output would replace the source scene; choose another OUT_DIR")
     return scenes

@@ -333,7 +333,9 @@ def make_demo_scene(
             if not overwrite:
                 raise MipNerfError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it")
             if not (out_dir / "transforms_train.json").is_file():
-                raise MipNerfError(f"{out_dir} holds no transforms_train.json; refusing to replace it, choose another OUT_DIR")
+                raise MipNerfError(
+                    f"{out_dir} holds no transforms_train.json; refusing to replace it, choose another OUT_DIR"
+                )
     created: list[Path] = []
     staging = None
     try:

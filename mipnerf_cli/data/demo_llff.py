@@ -41,7 +41,9 @@ class ForwardFacingSpec:
 
 def check_forward_facing_spec(spec: ForwardFacingSpec) -> None:
     if spec.width < 8 or spec.height < 8 or spec.width % 4 or spec.height % 4:
-        raise MipNerfError(f"--size: width and height must be multiples of 4 and at least 8, got {spec.width}x{spec.height}")
+        raise MipNerfError(
+            f"--size: width and height must be multiples of 4 and at least 8, got {spec.width}x{spec.height}"
+        )
     if spec.num_images < 2:
         raise MipNerfError(f"--train: a forward-facing scene needs at least 2 images, got {spec.num_images}")
 
@@ -65,7 +67,9 @@ def focal_length(spec: ForwardFacingSpec) -> float:
     return 0.5 * spec.width / np.tan(0.5 * FOV_X)
 
 
-def render_forward_view(cam2world: np.ndarray, spec: ForwardFacingSpec, colours: np.ndarray) -> tuple[np.ndarray, float, float]:
+def render_forward_view(
+    cam2world: np.ndarray, spec: ForwardFacingSpec, colours: np.ndarray
+) -> tuple[np.ndarray, float, float]:
     """(H, W, 3) uint8 RGB and the (near, far) depth bounds along the camera's axis."""
     s, height, width, focal = spec.supersample, spec.height, spec.width, focal_length(spec)
     sub = (np.arange(s) + 0.5) / s
@@ -100,7 +104,9 @@ def llff_pose_row(cam2world: np.ndarray, height: int, width: int, focal: float, 
     return np.concatenate([matrix.reshape(-1), [near, far]])
 
 
-def write_forward_facing_scene(out_dir: Path, spec: ForwardFacingSpec, workers: int | None = None, progress=None) -> None:
+def write_forward_facing_scene(
+    out_dir: Path, spec: ForwardFacingSpec, workers: int | None = None, progress=None
+) -> None:
     """Render every camera into the existing folder ``out_dir``."""
     colours = palette(spec.seed)
     cameras = grid_cameras(spec)
@@ -121,8 +127,13 @@ def write_forward_facing_scene(out_dir: Path, spec: ForwardFacingSpec, workers: 
     np.save(out_dir / POSES_BOUNDS, np.array(rows, dtype=np.float64))
 
 
-def make_forward_facing_scene(out_dir: Path | str, spec: ForwardFacingSpec = ForwardFacingSpec(), overwrite: bool = False,
-                              workers: int | None = None, progress=None) -> Path:
+def make_forward_facing_scene(
+    out_dir: Path | str,
+    spec: ForwardFacingSpec = ForwardFacingSpec(),
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress=None,
+) -> Path:
     """Write the scene to ``out_dir`` all at once (hidden temporary folder, then rename); an
     existing non-empty folder is replaced only with ``overwrite`` and only if it is an LLFF scene."""
     check_forward_facing_spec(spec)

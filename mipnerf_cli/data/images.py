@@ -133,8 +133,7 @@ def load_rgba_into(
         expected = (sizes[i][0] * downscale, sizes[i][1] * downscale)
         if pixels.shape[:2] != expected:
             raise MipNerfError(
-                f"{paths[i]}: image is {pixels.shape[0]}x{pixels.shape[1]} (HxW), expected "
-                f"{expected[0]}x{expected[1]}"
+                f"{paths[i]}: image is {pixels.shape[0]}x{pixels.shape[1]} (HxW), expected {expected[0]}x{expected[1]}"
             )
         buffer[offsets[i] : offsets[i + 1]] = area_downscale(pixels, downscale).reshape(-1, 4)
 

@@ -189,4 +189,3 @@ class ImageSet:
             f"ImageSet({self.num_images} images, {self.num_pixels} pixels, levels {levels}, "
             f"multiscale={self.multiscale}, white_bkgd={self.white_bkgd})"
         )
-

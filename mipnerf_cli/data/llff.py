@@ -102,7 +102,9 @@ def _homogeneous(p: np.ndarray) -> np.ndarray:
     return np.concatenate([p, np.tile(np.eye(4)[-1][None, None], [p.shape[0], 1, 1])], 1)
 
 
-def spherify_poses(poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS) -> tuple[np.ndarray, np.ndarray]:
+def spherify_poses(
+    poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS
+) -> tuple[np.ndarray, np.ndarray]:
     """360° captures: poses (N, 3, 5) moved so the point nearest every optical axis is the
     origin and scaled so the cameras lie on average on the unit sphere; ``bounds`` is scaled
     in place. Returns the new (N, 3, 5) poses and the (num_views, 3, 4) circle path."""
@@ -201,16 +203,25 @@ class LlffImageSet(ImageSet):
         return pose_rays(cam2world, width, height, focal, self.near, self.far, self.ndc)
 
 
-def pose_rays(cam2world: torch.Tensor, width: int, height: int, focal: float, near: float, far: float,
-              ndc: bool) -> RayBundle:
+def pose_rays(
+    cam2world: torch.Tensor, width: int, height: int, focal: float, near: float, far: float, ndc: bool
+) -> RayBundle:
     """The H*W rays (row-major) of a pinhole camera at ``cam2world`` (3, 4), in NDC when ``ndc``
     (the same rule as the training rays of an LLFF scene)."""
     camera = LlffImageSet(
-        names=["pose"], images=[torch.zeros(height, width, 4, dtype=torch.uint8)], heights=[height],
-        widths=[width], levels=[0], cam2world=torch.as_tensor(cam2world, dtype=torch.float64)[None],
+        names=["pose"],
+        images=[torch.zeros(height, width, 4, dtype=torch.uint8)],
+        heights=[height],
+        widths=[width],
+        levels=[0],
+        cam2world=torch.as_tensor(cam2world, dtype=torch.float64)[None],
         focal=torch.tensor([float(focal)], dtype=torch.float64),
         pix2cam=torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height])),
-        lossmult=torch.ones(1), near=near, far=far, white_bkgd=False, ndc=ndc,
+        lossmult=torch.ones(1),
+        near=near,
+        far=far,
+        white_bkgd=False,
+        ndc=ndc,
     )
     return camera.image_rays(0)[0]
 
@@ -239,7 +250,9 @@ def read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         array = np.load(file, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise MipNerfError(f"{file}: cannot read it as a .npy array ({error}); write it again with numpy.save") from None
+        raise MipNerfError(
+            f"{file}: cannot read it as a .npy array ({error}); write it again with numpy.save"
+        ) from None
     if array.ndim != 2 or array.shape[1] != 17 or array.shape[0] == 0 or not np.issubdtype(array.dtype, np.number):
         raise MipNerfError(
             f"{file}: expected an N x 17 number array (a 3x5 pose and near, far per image), got shape {array.shape}"
@@ -286,8 +299,9 @@ class LlffCapture:
     width: int
 
 
-def read_capture(path: Path, factor: int = 0, spherify: bool = False, split: str = "train",
-                 num_views: int = SPIRAL_VIEWS) -> LlffCapture:
+def read_capture(
+    path: Path, factor: int = 0, spherify: bool = False, split: str = "train", num_views: int = SPIRAL_VIEWS
+) -> LlffCapture:
     """Poses of the capture at ``path`` processed as the reference does (checks, no pixels).
 
     The spiral path is made for the test split only, as in the reference."""
@@ -408,5 +422,7 @@ def load_llff(
         pixels_rgba=pixels_t,
         ndc=not spherify,
         spherified=spherify,
-        render_poses=None if capture.render_poses is None else torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64)),
+        render_poses=None
+        if capture.render_poses is None
+        else torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64)),
     )

@@ -73,7 +73,6 @@ def load_multiscale(
     pix2cam and lossmult from metadata.json; ``levels`` from its labels)."""
     path = Path(scene_dir) / METADATA
     entry = _check_split(read_json(path), path, split)
-    count = len(entry["file_path"])
     image_paths = [Path(scene_dir) / file_path for file_path in entry["file_path"]]
     sizes = [(h, w) for h, w in zip(entry["height"], entry["width"])]
     for image_path, size in zip(image_paths, sizes):

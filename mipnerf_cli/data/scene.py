@@ -14,7 +14,7 @@ from mipnerf_cli.errors import MipNerfError
 
 
 def scene_kind(path: Path | str) -> str:
-    """"multiscale" if ``path`` holds metadata.json (checked first), "blender" if it holds a
+    """ "multiscale" if ``path`` holds metadata.json (checked first), "blender" if it holds a
     transforms_<split>.json, "llff" if it holds poses_bounds.npy; MipNerfError otherwise."""
     path = Path(path)
     if not path.exists():
@@ -54,13 +54,21 @@ def check_scene_kind(
     if kind == "multiscale" and multiscale is False:
         raise MipNerfError(f"{path} is a multiscale scene ({METADATA}); add --multiscale to train on it")
     if kind == "multiscale" and downscale != 1:
-        raise MipNerfError(f"{path} is a multiscale scene with its own levels; drop --downscale (it applies to Blender scenes only)")
+        raise MipNerfError(
+            f"{path} is a multiscale scene with its own levels; drop --downscale (it applies to Blender scenes only)"
+        )
     if kind == "llff" and (multiscale or downscale != 1):
-        flags = " and ".join(flag for flag, given in (("--multiscale", multiscale), ("--downscale", downscale != 1)) if given)
-        raise MipNerfError(f"{path} is an LLFF scene ({POSES_BOUNDS}); drop {flags} (an LLFF scene's resolution is its --factor)")
+        flags = " and ".join(
+            flag for flag, given in (("--multiscale", multiscale), ("--downscale", downscale != 1)) if given
+        )
+        raise MipNerfError(
+            f"{path} is an LLFF scene ({POSES_BOUNDS}); drop {flags} (an LLFF scene's resolution is its --factor)"
+        )
     if kind != "llff" and (factor or spherify):
         what = "a multiscale" if kind == "multiscale" else "a Blender"
-        raise MipNerfError(f"{path} is {what} scene, not an LLFF one ({POSES_BOUNDS}); drop --factor/--spherify (they apply to LLFF scenes)")
+        raise MipNerfError(
+            f"{path} is {what} scene, not an LLFF one ({POSES_BOUNDS}); drop --factor/--spherify (they apply to LLFF scenes)"
+        )
     if kind == "blender" and multiscale:
         raise MipNerfError(
             f"{path} is a single-scale Blender scene; drop --multiscale, or convert it first (multiscale data is a "
@@ -109,7 +117,18 @@ def load_scene(
         kind = "blender"  # a folder holding both: the caller asked for the Blender files
     check_scene_kind(path, kind, multiscale, downscale, factor, spherify)
     if kind == "llff":
-        return load_llff(path, split, factor, spherify, llffhold, near, far, white_bkgd=white_bkgd, workers=workers, progress=progress)
+        return load_llff(
+            path,
+            split,
+            factor,
+            spherify,
+            llffhold,
+            near,
+            far,
+            white_bkgd=white_bkgd,
+            workers=workers,
+            progress=progress,
+        )
     if kind == "multiscale":
         return load_multiscale(path, split, white_bkgd, workers, progress)
     if not transforms_path(path, split).is_file():

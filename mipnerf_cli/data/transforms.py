@@ -90,7 +90,9 @@ def read_blender_split(scene_dir: Path, split: str) -> BlenderSplit:
         raise MipNerfError(f"{json_path}: missing 'camera_angle_x' (horizontal field of view in radians)")
     camera_angle_x = meta["camera_angle_x"]
     if not is_number(camera_angle_x) or not 0 < camera_angle_x < math.pi:
-        raise MipNerfError(f"{json_path}: 'camera_angle_x' must be a number of radians in (0, pi), got {camera_angle_x!r}")
+        raise MipNerfError(
+            f"{json_path}: 'camera_angle_x' must be a number of radians in (0, pi), got {camera_angle_x!r}"
+        )
     if "frames" not in meta:
         raise MipNerfError(f"{json_path}: missing 'frames' (the list of images and their poses)")
     frames_json = meta["frames"]
