@@ -24,13 +24,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from mipnerf_cli.data.images import run_in_threads, write_png
-from mipnerf_cli.data.staging import cannot_write, create_parents, make_hidden_dir, remove_empty, remove_tree
+from mipnerf_cli.data.staging import write_generated_scene
 from mipnerf_cli.data.transforms import SPLITS
 from mipnerf_cli.errors import MipNerfError
 
@@ -325,34 +324,9 @@ def make_demo_scene(
     if it holds a Blender scene (transforms_train.json), so that no other folder is deleted.
     """
     check_spec(spec)
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise MipNerfError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
-        if any(out_dir.iterdir()):
-            if not overwrite:
-                raise MipNerfError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it")
-            if not (out_dir / "transforms_train.json").is_file():
-                raise MipNerfError(
-                    f"{out_dir} holds no transforms_train.json; refusing to replace it, choose another OUT_DIR"
-                )
-    created: list[Path] = []
-    staging = None
-    try:
-        created = create_parents(out_dir)
-        staging = make_hidden_dir(out_dir.parent, out_dir.name)
-        write_demo_scene(staging, spec, workers, progress)
-        if out_dir.exists():
-            old = out_dir.parent / f"{staging.name}.old"
-            os.rename(out_dir, old)
-            os.rename(staging, out_dir)
-            remove_tree(old)
-        else:
-            os.rename(staging, out_dir)
-        staging, created = None, []
-    except OSError as error:
-        raise cannot_write(out_dir, error) from None
-    finally:
-        remove_tree(staging)
-        remove_empty(created)
-    return out_dir
+    return write_generated_scene(
+        Path(out_dir),
+        "transforms_train.json",
+        overwrite,
+        lambda staging: write_demo_scene(staging, spec, workers, progress),
+    )

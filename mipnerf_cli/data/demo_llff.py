@@ -10,7 +10,6 @@ of ``mipnerf_cli.data.demo`` (its ``shade``); only the backdrop and the cameras 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from mipnerf_cli.data.demo import checker, look_at, mix, palette, shade, transform
 from mipnerf_cli.data.images import area_downscale, run_in_threads, write_png
 from mipnerf_cli.data.llff import POSES_BOUNDS
-from mipnerf_cli.data.staging import cannot_write, create_parents, make_hidden_dir, remove_empty, remove_tree
+from mipnerf_cli.data.staging import write_generated_scene
 from mipnerf_cli.errors import MipNerfError
 
 BACKDROP_Y = 2.0  # the backdrop is the plane y = 2, facing the cameras
@@ -137,32 +136,9 @@ def make_forward_facing_scene(
     """Write the scene to ``out_dir`` all at once (hidden temporary folder, then rename); an
     existing non-empty folder is replaced only with ``overwrite`` and only if it is an LLFF scene."""
     check_forward_facing_spec(spec)
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise MipNerfError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
-        if any(out_dir.iterdir()):
-            if not overwrite:
-                raise MipNerfError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it")
-            if not (out_dir / POSES_BOUNDS).is_file():
-                raise MipNerfError(f"{out_dir} holds no {POSES_BOUNDS}; refusing to replace it, choose another OUT_DIR")
-    created: list[Path] = []
-    staging = None
-    try:
-        created = create_parents(out_dir)
-        staging = make_hidden_dir(out_dir.parent, out_dir.name)
-        write_forward_facing_scene(staging, spec, workers, progress)
-        if out_dir.exists():
-            old = out_dir.parent / f"{staging.name}.old"
-            os.rename(out_dir, old)
-            os.rename(staging, out_dir)
-            remove_tree(old)
-        else:
-            os.rename(staging, out_dir)
-        staging, created = None, []
-    except OSError as error:
-        raise cannot_write(out_dir, error) from None
-    finally:
-        remove_tree(staging)
-        remove_empty(created)
-    return out_dir
+    return write_generated_scene(
+        Path(out_dir),
+        POSES_BOUNDS,
+        overwrite,
+        lambda staging: write_forward_facing_scene(staging, spec, workers, progress),
+    )

@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from mipnerf_cli.errors import MipNerfError
 
@@ -58,3 +59,40 @@ def cannot_write(out_dir: Path, error: OSError) -> MipNerfError:
     return MipNerfError(
         f"{out_dir}: cannot write there ({where}: {error.strerror or error}); choose an OUT_DIR you can write to"
     )
+
+
+def write_generated_scene(out_dir: Path, marker: str, overwrite: bool, write: Callable[[Path], None]) -> Path:
+    """Run ``write(folder)`` into a hidden folder beside ``out_dir`` and rename it into place.
+
+    An existing non-empty ``out_dir`` is refused unless ``overwrite``, and even then only if it
+    holds ``marker`` (a scene of the same kind), so that no other folder is deleted. A failed
+    write leaves the disk as it was.
+    """
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise MipNerfError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
+        if any(out_dir.iterdir()):
+            if not overwrite:
+                raise MipNerfError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it")
+            if not (out_dir / marker).is_file():
+                raise MipNerfError(f"{out_dir} holds no {marker}; refusing to replace it, choose another OUT_DIR")
+    created: list[Path] = []
+    staging = None
+    try:
+        created = create_parents(out_dir)
+        staging = make_hidden_dir(out_dir.parent, out_dir.name)
+        write(staging)
+        if out_dir.exists():
+            old = out_dir.parent / f"{staging.name}.old"
+            os.rename(out_dir, old)
+            os.rename(staging, out_dir)
+            remove_tree(old)
+        else:
+            os.rename(staging, out_dir)
+        staging, created = None, []
+    except OSError as error:
+        raise cannot_write(out_dir, error) from None
+    finally:
+        remove_tree(staging)
+        remove_empty(created)
+    return out_dir
