@@ -26,7 +26,6 @@ import json
 import math
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -43,6 +42,7 @@ from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import SILENT, ReportArg, Reporter, as_reporter, quiet_progress
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings, settings_for_file
+from mipnerf_cli.stopping import StopSignals
 
 # ----------------------------------------------------------------------------- one step
 
@@ -466,7 +466,7 @@ class TrainResult:
         return {None: 0, "SIGINT": 130, "SIGTERM": 143}[self.interrupted_by]
 
 
-class StopRequest:
+class StopRequest(StopSignals):
     """First Ctrl+C (or SIGTERM): finish the step, save, stop. Second Ctrl+C: leave at once.
 
     Leaving at once is safe: checkpoints are written to temporary files and renamed, so
@@ -474,15 +474,10 @@ class StopRequest:
     """
 
     def __init__(self, reporter: Reporter = SILENT) -> None:
-        self.signal_name: str | None = None
+        super().__init__()
         # Its `alert` channel (stderr on a terminal); ranks other than 0 get torchrun's copy
         # of the signal and pass SILENT.
         self.reporter = reporter
-        self._previous: dict[int, Any] = {}
-
-    def requested(self) -> bool:
-        """True once a stop was asked for: the `should_stop` of long renders."""
-        return self.signal_name is not None
 
     def _say(self, message: str) -> None:
         self.reporter.alert(message)
@@ -493,16 +488,6 @@ class StopRequest:
             os._exit(130)
         self.signal_name = signal.Signals(signum).name
         self._say(f"{self.signal_name}: stopping after this step and saving (Ctrl+C again to leave at once)")
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 # ----------------------------------------------------------------------------- validation
