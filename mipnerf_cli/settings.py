@@ -90,7 +90,11 @@ class TrainSettings(BaseModel):
     factor: int = Field(
         0, ge=0, description="LLFF scenes: read images_<factor>/ (0: images/), the reference's `factor`"
     )
-    spherify: bool = Field(False, description="LLFF scenes: a 360° capture (spherified poses, no NDC)")
+    spherify: Optional[bool] = Field(
+        None,
+        description="LLFF scenes: a 360° capture (spherified poses, no NDC); None: the scene's kind "
+        "(recorded by `mipnerf convert`, else detected from the camera layout; plain poses_bounds.npy: False)",
+    )
     llffhold: int = Field(8, ge=1, description="LLFF scenes: every llffhold-th image is a test image")
 
     # -- optimisation
@@ -254,7 +258,8 @@ def resolve_train_settings(
 
 
 def finish_train_settings(settings: TrainSettings) -> TrainSettings:
-    """Fill in the derived fields: the scene folder, the run name, absolute paths."""
+    """Fill in the derived fields: the scene folder, the run name, absolute paths, and for a
+    capture the spherify its scene implies when the settings leave it open (so the run records it)."""
     if settings.data is None:
         if settings.scene is None:
             raise MipNerfError("no scene given: pass --scene NAME (looked up under --data-root) or --data SCENE_DIR")
@@ -277,8 +282,25 @@ def finish_train_settings(settings: TrainSettings) -> TrainSettings:
             "out_dir": settings.out_dir.absolute(),
             "exp_name": exp_name,
             "resume_path": resume,
+            "spherify": _scene_spherify(data, settings.spherify),
         }
     )
+
+
+def _scene_spherify(data: Path, spherify: Optional[bool]) -> Optional[bool]:
+    """``spherify`` as given, else the scene's kind when ``data`` is a capture; None otherwise
+    (not a capture, or no folder yet: the scene check reports that)."""
+    if spherify is not None:
+        return spherify
+    from mipnerf_cli.data.capture import resolve_spherify
+    from mipnerf_cli.data.scene import scene_kind
+
+    try:
+        if scene_kind(data) != "llff":
+            return None
+    except MipNerfError:
+        return None
+    return resolve_spherify(data, None)
 
 
 def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:

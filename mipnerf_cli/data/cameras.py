@@ -44,3 +44,13 @@ def pix2cam_matrices(focals, widths, heights) -> np.ndarray:
         ]
     )
     return np.moveaxis(k_inv, -1, 0)
+
+
+def pix2cam_from_intrinsics(intrinsics: np.ndarray) -> np.ndarray:
+    """Inverse intrinsics ``(I, 3, 3)`` float64 of general pinhole cameras ``intrinsics`` (I, 4):
+    fx, fy, cx, cy in pixels (pixel centres at +0.5, the convention above; cx = W/2, cy = H/2
+    and fx = fy = focal give ``pix2cam_matrices``)."""
+    fx, fy, cx, cy = np.moveaxis(np.asarray(intrinsics, dtype=np.float64), -1, 0)
+    zeros, ones = np.zeros_like(fx), np.ones_like(fx)
+    k_inv = np.array([[ones / fx, zeros, -cx / fx], [zeros, -ones / fy, cy / fy], [zeros, zeros, -ones]])
+    return np.moveaxis(k_inv, -1, 0)

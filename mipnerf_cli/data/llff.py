@@ -1,5 +1,9 @@
 """LLFF (forward-facing) and 360° captures as an ImageSet, as google/mipnerf's ``LLFF`` loader.
 
+The cameras come from ``poses_bounds.npy`` (below), or from a nerfstudio / instant-ngp
+``transforms.json`` or a COLMAP model, which ``data/capture.py`` turns into the same arrays
+(their own pinhole intrinsics fx, fy, cx, cy are kept for the rays); from there one pipeline.
+
 A scene folder holds ``poses_bounds.npy`` (N x 17: per image a flattened 3x5 matrix
 ``[down, right, back, position, (H, W, focal)]`` and the near / far depth bounds) and
 ``images/`` (``images_<factor>/`` for a smaller copy). The loader, step by step as the
@@ -36,12 +40,11 @@ import numpy as np
 import torch
 
 from mipnerf_cli.core.rays import RayBundle
-from mipnerf_cli.data.cameras import pix2cam_matrices
+from mipnerf_cli.data.cameras import pix2cam_from_intrinsics, pix2cam_matrices
+from mipnerf_cli.data.capture import POSES_BOUNDS, capture_format, llff_poses, read_capture_cameras, resolve_spherify
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.errors import MipNerfError
-
-POSES_BOUNDS = "poses_bounds.npy"
 IMAGE_ENDINGS = ("JPG", "jpg", "png")  # what the reference accepts (case-sensitive)
 LLFFHOLD = 8
 SPIRAL_VIEWS = 120
@@ -226,10 +229,13 @@ def pose_rays(
     return camera.image_rays(0)[0]
 
 
-def video_poses(path: Path, factor: int = 0, spherify: bool = False, num_views: int = SPIRAL_VIEWS) -> torch.Tensor:
+def video_poses(
+    path: Path, factor: int = 0, spherify: bool | None = False, num_views: int = SPIRAL_VIEWS
+) -> torch.Tensor:
     """(num_views, 3, 4) float64: the reference's video path of the capture at ``path``, a
-    2-turn spiral (forward-facing) or a circle (spherified), in the loader's world frame."""
-    capture = read_capture(Path(path), factor, spherify, "test", num_views)
+    2-turn spiral (forward-facing) or a circle (spherified), in the loader's world frame.
+    spherify None: the scene's kind (``capture.resolve_spherify``)."""
+    capture = read_capture(Path(path), factor, resolve_spherify(path, spherify), "test", num_views)
     return torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64))
 
 
@@ -297,6 +303,25 @@ class LlffCapture:
     focal: float
     height: int
     width: int
+    intrinsics: np.ndarray | None = None  # (N, 4) fx, fy, cx, cy at this factor (nerfstudio / COLMAP); None: LLFF's
+    source: Path | None = None  # the file the cameras came from
+
+
+def read_cameras(path: Path, factor: int) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray | None, Path]:
+    """The image files, (N, 3, 5) LLFF poses, (N, 2) bounds, (N, 4) full-resolution intrinsics
+    (None for poses_bounds.npy, whose focal is in the poses) and the cameras' file of a scene."""
+    if capture_format(path) in ("nerfstudio", "colmap"):
+        cameras = read_capture_cameras(path, factor)
+        poses, bounds = llff_poses(cameras)
+        return cameras.files, poses, bounds, cameras.intrinsics, cameras.source
+    poses, bounds = read_poses_bounds(path)
+    folder, files = image_files(path, factor)
+    if len(files) != poses.shape[0]:
+        raise MipNerfError(
+            f"{path / POSES_BOUNDS}: {poses.shape[0]} poses but {len(files)} images in {folder}; "
+            "they must match one to one (images sorted by name)"
+        )
+    return files, poses, bounds, None, path / POSES_BOUNDS
 
 
 def read_capture(
@@ -307,13 +332,7 @@ def read_capture(
     The spiral path is made for the test split only, as in the reference."""
     if not isinstance(factor, int) or factor < 0:
         raise MipNerfError(f"factor must be 0 (full resolution) or a positive integer, got {factor!r}")
-    poses, bounds = read_poses_bounds(path)
-    folder, files = image_files(path, factor)
-    if len(files) != poses.shape[0]:
-        raise MipNerfError(
-            f"{path / POSES_BOUNDS}: {poses.shape[0]} poses but {len(files)} images in {folder}; "
-            "they must match one to one (images sorted by name)"
-        )
+    files, poses, bounds, intrinsics, source = read_cameras(path, factor)
     from PIL import Image
 
     sizes = []
@@ -331,6 +350,17 @@ def read_capture(
             "every image of an LLFF scene must have the same size"
         )
     height, width = sizes[0]
+    if intrinsics is not None:
+        expected = poses[:, :2, 4] // max(factor, 1)
+        wrong = np.flatnonzero((expected != np.array(sizes[0])).any(1))
+        if wrong.size:
+            h, w = poses[wrong[0], :2, 4]
+            raise MipNerfError(
+                f"{files[wrong[0]]}: {width}x{height} pixels, but {source} gives its camera {w:g}x{h:g} pixels"
+                + (f" (/ {factor} = {w // factor:g}x{h // factor:g} at --factor {factor})" if factor else "")
+                + "; the images and the cameras must match"
+            )
+        intrinsics = intrinsics / max(factor, 1)
     poses = poses.transpose([1, 2, 0])  # (3, 5, N), the reference's layout for these steps
     bounds = bounds.transpose([1, 0])
     poses[:2, 4, :] = np.array([height, width]).reshape([2, 1])
@@ -347,14 +377,15 @@ def read_capture(
         poses, render_poses = spherify_poses(poses, bounds, num_views)
     elif split != "train":
         render_poses = spiral_poses(poses, bounds, num_views)
-    return LlffCapture(files, poses, bounds, render_poses, float(poses[0, -1, -1]), height, width)
+    return LlffCapture(files, poses, bounds, render_poses, float(poses[0, -1, -1]), height, width, intrinsics, source)
 
 
 def split_indices(count: int, split: str, llffhold: int, where: Path) -> np.ndarray:
-    """Image indices of ``split``: every ``llffhold``-th image is a test image, the rest train."""
+    """Image indices of ``split``: every ``llffhold``-th image is a test image, the rest train.
+    where: the cameras' file (for the message)."""
     if llffhold < 1 or llffhold > count:
         raise MipNerfError(
-            f"{where / POSES_BOUNDS}: llffhold {llffhold} but the scene has {count} images; "
+            f"{where}: llffhold {llffhold} but the scene has {count} images; "
             f"use an llffhold between 1 and {count}"
         )
     test = np.arange(count)[::llffhold]
@@ -367,7 +398,7 @@ def load_llff(
     path: Path,
     split: str,
     factor: int = 0,
-    spherify: bool = False,
+    spherify: bool | None = False,
     llffhold: int = LLFFHOLD,
     near: float | None = None,
     far: float | None = None,
@@ -381,10 +412,12 @@ def load_llff(
     near, far: ray bounds; default 0 and 1 (NDC) for forward-facing scenes and the scaled
     scene bounds (0.9 * min, max) for spherified ones. ``near=0, far=1`` with spherify
     reproduces the reference exactly (whose config values are used as they are).
+    spherify None: the scene's kind (``capture.resolve_spherify``).
     """
     path = Path(path)
+    spherify = resolve_spherify(path, spherify)
     capture = read_capture(path, factor, spherify, "train" if split == "train" else "test", num_views)
-    indices = split_indices(len(capture.files), split, llffhold, path)
+    indices = split_indices(len(capture.files), split, llffhold, capture.source)
     if len(indices) == 0:
         raise MipNerfError(f"{path}: the {split} split is empty with llffhold {llffhold}; use a larger llffhold")
     if near is None:
@@ -405,6 +438,18 @@ def load_llff(
     pixels_t = torch.from_numpy(pixels)
     count = len(files)
     focal = capture.focal
+    if capture.intrinsics is None:
+        focals = [focal] * count
+        pix2cam = pix2cam_matrices(focals, [width] * count, [height] * count)
+    else:
+        intrinsics = capture.intrinsics[indices]
+        if not spherify and not np.allclose(capture.intrinsics[:, 0], focal, rtol=1e-6, atol=0):
+            raise MipNerfError(
+                f"{capture.source}: the images have different focal lengths, which a forward-facing (NDC) scene "
+                "cannot take (NDC has one focal); use one shared camera, or --spherify for a 360° capture"
+            )
+        focals = intrinsics[:, 0].tolist()
+        pix2cam = pix2cam_from_intrinsics(intrinsics)
     return LlffImageSet(
         names=[file.stem for file in files],
         images=[pixels_t[k * height * width : (k + 1) * height * width].view(height, width, 4) for k in range(count)],
@@ -412,8 +457,8 @@ def load_llff(
         widths=[width] * count,
         levels=[0] * count,
         cam2world=torch.from_numpy(np.ascontiguousarray(capture.poses[indices, :3, :4], dtype=np.float64)),
-        focal=torch.full((count,), focal, dtype=torch.float64),
-        pix2cam=torch.from_numpy(pix2cam_matrices([focal] * count, [width] * count, [height] * count)),
+        focal=torch.tensor(focals, dtype=torch.float64),
+        pix2cam=torch.from_numpy(pix2cam),
         lossmult=torch.ones(count, dtype=torch.float32),
         near=near,
         far=far,

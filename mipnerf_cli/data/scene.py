@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mipnerf_cli.data.blender import load_blender
+from mipnerf_cli.data.capture import FORMAT_NAMES, POSES_BOUNDS, TRANSFORMS, capture_format, resolve_spherify
 from mipnerf_cli.data.imageset import ImageSet
-from mipnerf_cli.data.llff import LLFFHOLD, POSES_BOUNDS, load_llff
+from mipnerf_cli.data.llff import LLFFHOLD, load_llff
 from mipnerf_cli.data.multiscale import METADATA, load_multiscale
 from mipnerf_cli.data.transforms import SPLITS, transforms_path
 from mipnerf_cli.errors import MipNerfError
@@ -15,7 +16,10 @@ from mipnerf_cli.errors import MipNerfError
 
 def scene_kind(path: Path | str) -> str:
     """ "multiscale" if ``path`` holds metadata.json (checked first), "blender" if it holds a
-    transforms_<split>.json, "llff" if it holds poses_bounds.npy; MipNerfError otherwise."""
+    transforms_<split>.json, "llff" if it holds a real capture: poses_bounds.npy, a nerfstudio /
+    instant-ngp transforms.json or a COLMAP model sparse/0 (``capture.capture_format`` says
+    which; all three are built into rays by the LLFF loader, so they are one kind to training,
+    eval, render, view and export); MipNerfError otherwise."""
     path = Path(path)
     if not path.exists():
         raise MipNerfError(f"{path}: scene folder not found")
@@ -25,16 +29,16 @@ def scene_kind(path: Path | str) -> str:
         return "multiscale"
     if any(transforms_path(path, split).is_file() for split in SPLITS):
         return "blender"
-    if (path / POSES_BOUNDS).is_file():
+    if capture_format(path) is not None:
         return "llff"
     if (path / "images").is_dir():
         raise MipNerfError(
-            f"{path / POSES_BOUNDS}: file not found; an LLFF scene (images/) needs it "
-            "(LLFF's imgs2poses.py writes it from a COLMAP reconstruction)"
+            f"{path / POSES_BOUNDS}: file not found; a capture (images/) needs it (LLFF's imgs2poses.py writes it "
+            f"from a COLMAP reconstruction), a nerfstudio {TRANSFORMS} or a COLMAP model in sparse/0"
         )
     raise MipNerfError(
         f"{path}: not a scene: expected {METADATA} (multiscale, from `mipnerf convert`), "
-        f"transforms_train.json (Blender) or {POSES_BOUNDS} (LLFF)"
+        f"transforms_train.json (Blender), {POSES_BOUNDS} (LLFF), {TRANSFORMS} (nerfstudio) or sparse/0 (COLMAP)"
     )
 
 
@@ -44,12 +48,13 @@ def check_scene_kind(
     multiscale: bool | None = None,
     downscale: int = 1,
     factor: int = 0,
-    spherify: bool = False,
+    spherify: bool | None = None,
 ) -> None:
     """The one check of a scene's kind against the options asked for; MipNerfError naming the
     flag to drop or add. `mipnerf train` (trainer.check_scene) and ``load_scene`` both ask it.
 
     kind: ``scene_kind(path)``; multiscale: None accepts any kind, True / False insist.
+    spherify: True when --spherify was asked for (None or False: nothing to check).
     """
     if kind == "multiscale" and multiscale is False:
         raise MipNerfError(f"{path} is a multiscale scene ({METADATA}); add --multiscale to train on it")
@@ -62,12 +67,13 @@ def check_scene_kind(
             flag for flag, given in (("--multiscale", multiscale), ("--downscale", downscale != 1)) if given
         )
         raise MipNerfError(
-            f"{path} is an LLFF scene ({POSES_BOUNDS}); drop {flags} (an LLFF scene's resolution is its --factor)"
+            f"{path} is {FORMAT_NAMES[capture_format(path)]}; drop {flags} (a capture's resolution is its --factor)"
         )
     if kind != "llff" and (factor or spherify):
         what = "a multiscale" if kind == "multiscale" else "a Blender"
         raise MipNerfError(
-            f"{path} is {what} scene, not an LLFF one ({POSES_BOUNDS}); drop --factor/--spherify (they apply to LLFF scenes)"
+            f"{path} is {what} scene, not an LLFF one (a capture: {POSES_BOUNDS}, {TRANSFORMS} or sparse/0); "
+            "drop --factor/--spherify (they apply to captures)"
         )
     if kind == "blender" and multiscale:
         raise MipNerfError(
@@ -78,10 +84,19 @@ def check_scene_kind(
 
 def llff_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The LLFF keyword arguments of ``load_scene`` (factor, spherify, llffhold) from a run's
-    settings (a TrainSettings dump; runs from before LLFF support have none: the defaults)."""
+    settings (a TrainSettings dump; runs from before LLFF support have none: the defaults).
+
+    Runs record the spherify they trained with (``settings.finish_train_settings`` resolves
+    it from the scene); a run without one (None: from before that) gets the scene's kind
+    now, from its recorded data folder.
+    """
+    spherify = settings.get("spherify")
+    if spherify is None:
+        data = settings.get("data")
+        spherify = resolve_spherify(Path(data), None) if data and Path(data).is_dir() else False
     return {
         "factor": int(settings.get("factor") or 0),
-        "spherify": bool(settings.get("spherify") or False),
+        "spherify": bool(spherify),
         "llffhold": int(settings.get("llffhold") or LLFFHOLD),
     }
 
@@ -96,7 +111,7 @@ def load_scene(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     factor: int = 0,
-    spherify: bool = False,
+    spherify: bool | None = None,
     llffhold: int = LLFFHOLD,
     near: float | None = None,
     far: float | None = None,
@@ -106,8 +121,8 @@ def load_scene(
     multiscale: None detects the kind; True / False insist on it and raise MipNerfError
     when the folder holds the other kind. downscale applies to Blender scenes only.
     progress(done, total) is called after each image is decoded.
-    factor, spherify, llffhold: LLFF scenes only (see ``mipnerf_cli.data.llff``; "val" is
-    their test split); near, far override an LLFF scene's ray bounds.
+    factor, spherify, llffhold: captures only (see ``mipnerf_cli.data.llff``; "val" is
+    their test split; spherify None: the scene's kind); near, far override a capture's ray bounds.
     """
     path = Path(path)
     if split not in SPLITS:
