@@ -92,7 +92,7 @@ def recorded_scene_kind(path: Path) -> Optional[str]:
         return None  # the nerfstudio reader reports a broken file when it reads the cameras
     kind = meta.get("scene_kind") if isinstance(meta, dict) else None
     if kind is not None and kind not in ("forward-facing", "360"):
-        raise MipNerfError(f"{file}: 'scene_kind' must be \"forward-facing\" or \"360\", got {kind!r}")
+        raise MipNerfError(f'{file}: \'scene_kind\' must be "forward-facing" or "360", got {kind!r}')
     return kind
 
 

@@ -49,7 +49,7 @@ def direction_spread_deg(directions: np.ndarray) -> float:
 
 
 def detect_scene_kind(cam2world: np.ndarray, points: Optional[np.ndarray] = None) -> SceneKind:
-    """"360" or "forward-facing" from the cameras ``cam2world`` (N, 3|4, 4) and, when given, the
+    """ "360" or "forward-facing" from the cameras ``cam2world`` (N, 3|4, 4) and, when given, the
     sparse points ``points`` (P, 3) in the same world frame (see the module docstring)."""
     cam2world = np.asarray(cam2world, dtype=np.float64)
     if points is not None and len(points) > 0:

@@ -45,6 +45,7 @@ from mipnerf_cli.data.capture import POSES_BOUNDS, capture_format, llff_poses, r
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.errors import MipNerfError
+
 IMAGE_ENDINGS = ("JPG", "jpg", "png")  # what the reference accepts (case-sensitive)
 LLFFHOLD = 8
 SPIRAL_VIEWS = 120
@@ -385,8 +386,7 @@ def split_indices(count: int, split: str, llffhold: int, where: Path) -> np.ndar
     where: the cameras' file (for the message)."""
     if llffhold < 1 or llffhold > count:
         raise MipNerfError(
-            f"{where}: llffhold {llffhold} but the scene has {count} images; "
-            f"use an llffhold between 1 and {count}"
+            f"{where}: llffhold {llffhold} but the scene has {count} images; use an llffhold between 1 and {count}"
         )
     test = np.arange(count)[::llffhold]
     if split == "train":
