@@ -81,17 +81,18 @@ def _camera(model_id_or_name, width: int, height: int, params: list[float], wher
     return {"size": (int(height), int(width)), "intrinsics": [fx, fy, values["cx"], values["cy"]]}
 
 
-def _lines(path: Path) -> list[str]:
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the lines that are not comments."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise MipNerfError(f"{path}: cannot read it as text ({error})") from None
-    return [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if not line.lstrip().startswith("#")]
 
 
 def _read_cameras_txt(path: Path) -> dict[int, dict]:
     cameras = {}
-    for number, line in enumerate(_lines(path), start=1):
+    for number, line in _lines(path):
         if not line:
             continue
         fields = line.split()
@@ -106,11 +107,12 @@ def _read_cameras_txt(path: Path) -> dict[int, dict]:
 
 def _read_images_txt(path: Path) -> list[dict]:
     lines = _lines(path)
-    while lines and not lines[-1]:
+    while lines and not lines[-1][1]:
         lines.pop()
     images = []
     for k in range(0, len(lines), 2):
-        fields = lines[k].split()
+        number, header = lines[k]
+        fields = header.split()
         try:
             image_id = int(fields[0])
             qvec = [float(x) for x in fields[1:5]]
@@ -118,11 +120,11 @@ def _read_images_txt(path: Path) -> list[dict]:
             camera_id, name = int(fields[8]), " ".join(fields[9:])
             if not name:
                 raise ValueError
-            points = lines[k + 1].split() if k + 1 < len(lines) else []
+            points = lines[k + 1][1].split() if k + 1 < len(lines) else []
             ids = np.array([int(x) for x in points[2::3]], dtype=np.int64)
         except (ValueError, IndexError):
             raise MipNerfError(
-                f"{path}: image entry {k // 2} is not 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME' "
+                f"{path}: line {number} is not 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME' "
                 "followed by a line of 'X Y POINT3D_ID' triples"
             ) from None
         images.append({"id": image_id, "qvec": qvec, "tvec": tvec, "camera_id": camera_id, "name": name, "ids": ids})
@@ -131,7 +133,7 @@ def _read_images_txt(path: Path) -> list[dict]:
 
 def _read_points_txt(path: Path) -> dict[int, np.ndarray]:
     points = {}
-    for number, line in enumerate(_lines(path), start=1):
+    for number, line in _lines(path):
         if not line:
             continue
         fields = line.split()

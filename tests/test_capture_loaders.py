@@ -1,0 +1,403 @@
+"""Captures in other tools' formats: a nerfstudio / instant-ngp transforms.json and a COLMAP model
+give the same rays as the same cameras written as poses_bounds.npy; spherify follows the scene's
+kind; bad inputs are one line; train -> eval -> render on a nerfstudio scene."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
+from scipy.spatial.transform import Rotation
+
+from mipnerf_cli.data import load_scene
+from mipnerf_cli.data.capture import resolve_spherify
+from mipnerf_cli.data.demo import DemoSceneSpec, camera_poses, look_at, palette, render_view, sphere_point
+from mipnerf_cli.data.demo import focal_length as ring_focal
+from mipnerf_cli.data.demo_llff import ForwardFacingSpec, grid_cameras, make_forward_facing_scene
+from mipnerf_cli.data.images import area_downscale, write_png
+from mipnerf_cli.data.layout import detect_scene_kind, fallback_bounds
+from mipnerf_cli.errors import MipNerfError
+
+FIELDS = ("origins", "directions", "viewdirs", "radii", "near", "far")
+FF_SPEC = ForwardFacingSpec(width=16, height=12, num_images=9, supersample=1)
+RING_SPEC = DemoSceneSpec(height=16, width=16, num_train=10, num_val=1, num_test=1, supersample=1)
+
+
+# ----------------------------------------------------------------------------- scenes
+
+
+def opengl_from_llff(rows: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) OpenGL camera-to-world matrices of poses_bounds rows [down, right, back, position]."""
+    poses = rows[:, :15].reshape(-1, 3, 5)
+    c2w = np.tile(np.eye(4), (len(rows), 1, 1))
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = (
+        poses[..., 1],
+        -poses[..., 0],
+        poses[..., 2],
+        poses[..., 3],
+    )
+    return c2w
+
+
+def write_nerfstudio(scene: Path, rows: np.ndarray, names: list[str], **top) -> dict:
+    """transforms.json for cameras ``rows`` (poses_bounds rows), frames shuffled, half without extension."""
+    h, w, f = rows[0, 4], rows[0, 9], rows[0, 14]
+    c2w = opengl_from_llff(rows)
+    frames = []
+    for i in np.random.default_rng(0).permutation(len(rows)):
+        path = f"images/{names[i]}"
+        frames.append(
+            {
+                "file_path": path[:-4] if i % 2 else path,
+                "transform_matrix": c2w[i].tolist(),
+                "near": float(rows[i, 15]),
+                "far": float(rows[i, 16]),
+            }
+        )
+    meta = {"camera_model": "OPENCV", "fl_x": f, "fl_y": f, "cx": w / 2, "cy": h / 2, "w": int(w), "h": int(h)}
+    meta.update({"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "aabb_scale": 16, "frames": frames, **top})
+    meta["applied_transform"] = [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, 0]]
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    return meta
+
+
+def colmap_pose(c2w_gl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(qvec w,x,y,z, tvec) of COLMAP's world-to-camera (OpenCV axes) for an OpenGL camera-to-world."""
+    rotation = (c2w_gl[:3, :3] @ np.diag([1.0, -1.0, -1.0])).T
+    x, y, z, w = Rotation.from_matrix(rotation).as_quat()
+    return np.array([w, x, y, z]), -rotation @ c2w_gl[:3, 3]
+
+
+def write_colmap_text(scene: Path, rows: np.ndarray, names: list[str], points: np.ndarray, model="PINHOLE", extra=()):
+    """sparse/0 as text for cameras ``rows``; every image observes every point. Returns the
+    bounds the documented rule gives (depth percentiles 0.1 / 99.9, times 0.9 / 1.1)."""
+    folder = scene / "sparse" / "0"
+    folder.mkdir(parents=True)
+    h, w, f = (float(x) for x in rows[0, [4, 9, 14]])
+    params = [f, f, w / 2, h / 2, *extra] if model != "SIMPLE_PINHOLE" else [f, w / 2, h / 2]
+    (folder / "cameras.txt").write_text(f"# cameras\n1 {model} {int(w)} {int(h)} {' '.join(map(repr, params))}\n")
+    lines, bounds = ["# images"], []
+    for i, c2w in enumerate(opengl_from_llff(rows)):
+        qvec, tvec = colmap_pose(c2w)
+        lines.append(f"{i + 1} {' '.join(map(repr, [*qvec.tolist(), *tvec.tolist()]))} 1 {names[i]}")
+        lines.append(" ".join(f"1.5 2.5 {k + 1}" for k in range(len(points))))
+        depth = (points - c2w[:3, 3]) @ -c2w[:3, 2]
+        bounds.append([np.percentile(depth, 0.1) * 0.9, np.percentile(depth, 99.9) * 1.1])
+    (folder / "images.txt").write_text("\n".join(lines) + "\n")
+    track = " ".join(f"{i + 1} {{k}}" for i in range(len(rows)))
+    (folder / "points3D.txt").write_text(
+        "".join(
+            f"{k + 1} {' '.join(map(repr, p.tolist()))} 200 100 50 0.5 {track.format(k=k)}\n"
+            for k, p in enumerate(points)
+        )
+    )
+    return np.array(bounds)
+
+
+@pytest.fixture(scope="module")
+def ff(tmp_path_factory) -> dict[str, Path]:
+    """The forward-facing demo scene as poses_bounds.npy, as transforms.json and as a COLMAP text model."""
+    root = tmp_path_factory.mktemp("ff")
+    llff = make_forward_facing_scene(root / "llff", FF_SPEC)
+    rows = np.load(llff / "poses_bounds.npy")
+    names = sorted(p.name for p in (llff / "images").iterdir())
+    scenes = {"llff": llff}
+    scenes["nerfstudio"] = root / "nerfstudio"
+    shutil.copytree(llff, scenes["nerfstudio"], ignore=shutil.ignore_patterns("poses_bounds.npy"))
+    write_nerfstudio(scenes["nerfstudio"], rows, names)
+    scenes["colmap"] = root / "colmap"
+    shutil.copytree(llff, scenes["colmap"], ignore=shutil.ignore_patterns("poses_bounds.npy"))
+    points = np.random.default_rng(1).uniform([-1.5, -1.0, -1.0], [1.5, 2.0, 1.0], (40, 3))
+    bounds = write_colmap_text(scenes["colmap"], rows, names, points)
+    scenes["llff_colmap"] = root / "llff_colmap"  # poses_bounds.npy with the COLMAP model's bounds
+    shutil.copytree(llff, scenes["llff_colmap"])
+    np.save(scenes["llff_colmap"] / "poses_bounds.npy", np.concatenate([rows[:, :15], bounds], 1))
+    return scenes
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory) -> dict[str, Path]:
+    """A 360° ring of demo views as poses_bounds.npy (near 2, far 6) and as an instant-ngp
+    transforms.json (camera_angle_x, no w/h, no bounds) with and without near / far."""
+    root = tmp_path_factory.mktemp("ring")
+    cameras = camera_poses(RING_SPEC)["train"]
+    colours = palette(0)
+    llff = root / "llff"
+    for folder in ("images", "images_2"):
+        (llff / folder).mkdir(parents=True)
+    focal = ring_focal(RING_SPEC)
+    rows = []
+    for i, c2w in enumerate(cameras):
+        rgba = render_view(c2w, RING_SPEC, colours)
+        write_png(llff / "images" / f"r_{i:02d}.png", rgba)
+        write_png(llff / "images_2" / f"r_{i:02d}.png", area_downscale(rgba, 2))
+        right, up, back, position = (c2w[:3, k] for k in range(4))
+        pose = np.stack([-up, right, back, position, [RING_SPEC.height, RING_SPEC.width, focal]], 1)
+        rows.append(np.concatenate([pose.reshape(-1), [2.0, 6.0]]))
+    np.save(llff / "poses_bounds.npy", np.array(rows))
+    scenes = {"llff": llff}
+    for name, bounds in (("nerfstudio", True), ("no_bounds", False)):
+        scenes[name] = root / name
+        shutil.copytree(llff, scenes[name], ignore=shutil.ignore_patterns("poses_bounds.npy"))
+        frames = [
+            {
+                "file_path": f"./images/r_{i:02d}",
+                "transform_matrix": c2w.tolist(),
+                **({"near": 2.0, "far": 6.0} if bounds else {}),
+            }
+            for i, c2w in enumerate(cameras)
+        ]
+        angle = 2 * np.arctan(0.5 * RING_SPEC.width / focal)
+        (scenes[name] / "transforms.json").write_text(json.dumps({"camera_angle_x": angle, "frames": frames}))
+    return scenes
+
+
+def assert_same_rays(a, b, atol=1e-5):
+    assert a.names == b.names
+    assert a.num_images == b.num_images and (a.near, a.far) == pytest.approx((b.near, b.far), abs=atol)
+    np.testing.assert_allclose(a.cam2world.numpy(), b.cam2world.numpy(), rtol=0, atol=atol)
+    for i in range(a.num_images):
+        rays_a, colours_a = a.image_rays(i)
+        rays_b, colours_b = b.image_rays(i)
+        assert np.array_equal(colours_a.numpy(), colours_b.numpy())
+        for name in FIELDS:
+            np.testing.assert_allclose(
+                getattr(rays_a, name).numpy(), getattr(rays_b, name).numpy(), rtol=0, atol=atol, err_msg=name
+            )
+
+
+# ----------------------------------------------------------------------------- same rays
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("spherify", [False, True])
+@pytest.mark.parametrize("factor", [0, 2])
+def test_nerfstudio_json_gives_the_llff_rays(ff, factor, spherify, split):
+    options = {"factor": factor, "spherify": spherify, "llffhold": 4, "white_bkgd": False}
+    assert_same_rays(load_scene(ff["nerfstudio"], split, **options), load_scene(ff["llff"], split, **options))
+
+
+@pytest.mark.parametrize("spherify", [False, True])
+def test_colmap_text_model_gives_the_llff_rays(ff, spherify):
+    options = {"factor": 2, "spherify": spherify, "llffhold": 4, "white_bkgd": False}
+    for split in ("train", "test"):
+        assert_same_rays(load_scene(ff["colmap"], split, **options), load_scene(ff["llff_colmap"], split, **options))
+
+
+def test_colmap_binary_model_gives_the_text_model_rays(ff, tmp_path):
+    pycolmap = pytest.importorskip("pycolmap")
+    scene = tmp_path / "colmap_bin"
+    shutil.copytree(ff["colmap"], scene)
+    text, binary = scene / "sparse" / "0", tmp_path / "binary"
+    binary.mkdir()
+    reconstruction = pycolmap.Reconstruction()
+    reconstruction.read_text(str(text))
+    reconstruction.write_binary(str(binary))
+    shutil.rmtree(text)
+    shutil.copytree(binary, text)
+    assert (text / "images.bin").is_file() and not (text / "images.txt").exists()
+    for split in ("train", "test"):
+        assert_same_rays(load_scene(scene, split, white_bkgd=False), load_scene(ff["colmap"], split, white_bkgd=False))
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_instant_ngp_ring_gives_the_llff_rays(ring, split):
+    options = {"spherify": True, "white_bkgd": True}
+    assert_same_rays(load_scene(ring["nerfstudio"], split, **options), load_scene(ring["llff"], split, **options))
+
+
+def test_principal_point_and_focal_of_the_json_are_used(ff, tmp_path):
+    def load(change):
+        scene = tmp_path / str(len(list(tmp_path.iterdir())))
+        shutil.copytree(ff["nerfstudio"], scene)
+        _edit_json(change)(scene)
+        images = load_scene(scene, "train", spherify=True, white_bkgd=False)
+        return images, images.image_rays(0)[0].directions.numpy().reshape(images.heights[0], images.widths[0], 3)
+
+    plain, a = load(lambda meta: None)
+    _, shifted = load(lambda meta: meta.update(cx=meta["cx"] + 1.0))  # pixel col + 1 now sees what col saw
+    np.testing.assert_allclose(shifted[:, 1:], a[:, :-1], atol=1e-6)
+    taller, b = load(lambda meta: meta.update(fl_y=2 * meta["fl_y"]))  # half the vertical angles
+    up, back = plain.cam2world[0, :, 1].numpy(), plain.cam2world[0, :, 2].numpy()
+    np.testing.assert_allclose((b @ up) / -(b @ back), 0.5 * (a @ up) / -(a @ back), atol=1e-6)
+    assert float(taller.focal[0]) == pytest.approx(float(plain.focal[0]))  # focal: fl_x
+
+
+def test_missing_bounds_fall_back_to_the_camera_radius(ring):
+    cameras = np.array(camera_poses(RING_SPEC)["train"])
+    bounds = fallback_bounds(cameras)
+    radius = np.sqrt(np.mean(np.sum(cameras[:, :3, 3] ** 2, -1)))  # the ring looks at the origin
+    np.testing.assert_allclose(bounds, np.tile([[0.1 * radius, 3.0 * radius]], (len(cameras), 1)), rtol=1e-6)
+    images = load_scene(ring["no_bounds"], "train")
+    assert images.spherified and 0 < images.near < 1.0 < images.far
+    assert images.num_images == len(cameras) - 2  # llffhold 8: images 0 and 8 are test images
+
+
+# ----------------------------------------------------------------------------- scene kind
+
+
+def test_scene_kind_from_the_camera_layout():
+    ring_cameras = np.array(camera_poses(RING_SPEC)["train"])
+    grid = np.array(grid_cameras(FF_SPEC))
+    assert detect_scene_kind(ring_cameras) == "360"
+    assert detect_scene_kind(grid) == "forward-facing"
+    subject = np.random.default_rng(0).normal(0.0, 0.3, (50, 3))
+    assert detect_scene_kind(ring_cameras, subject) == "360"
+    assert detect_scene_kind(grid, subject) == "forward-facing"
+
+    # Cameras on an arc looking inwards: a quarter circle is still forward-facing, a half is 360°.
+    def arc(degrees):
+        return np.array([look_at(sphere_point(a, 0.3)) for a in np.radians(np.linspace(0, degrees, 9))])
+
+    assert detect_scene_kind(arc(90)) == "forward-facing"
+    assert detect_scene_kind(arc(180)) == "360"
+
+
+def test_spherify_follows_the_scene(ring, ff, tmp_path):
+    assert resolve_spherify(ring["nerfstudio"], None) is True  # detected: 360
+    assert resolve_spherify(ff["nerfstudio"], None) is False  # detected: forward-facing
+    assert resolve_spherify(ff["colmap"], None) is False
+    assert resolve_spherify(ring["llff"], None) is False  # plain poses_bounds.npy: the reference's default
+    assert resolve_spherify(ring["nerfstudio"], False) is False  # the user's flag wins
+    converted = tmp_path / "converted"
+    shutil.copytree(ring["llff"], converted)
+    (converted / "transforms.json").write_text(json.dumps({"scene_kind": "360", "frames": []}))
+    assert resolve_spherify(converted, None) is True
+    assert load_scene(converted, "train").spherified
+    (converted / "transforms.json").write_text(json.dumps({"scene_kind": "sideways"}))
+    with pytest.raises(MipNerfError, match="scene_kind"):
+        resolve_spherify(converted, None)
+
+
+def test_runs_record_the_resolved_spherify(ring, tmp_path):
+    from mipnerf_cli.data.scene import llff_options
+    from mipnerf_cli.settings import resolve_train_settings
+
+    settings = resolve_train_settings(None, {"data": ring["nerfstudio"], "out_dir": tmp_path})
+    assert settings.spherify is True and llff_options(settings.model_dump())["spherify"] is True
+    told = resolve_train_settings(None, {"data": ring["nerfstudio"], "out_dir": tmp_path, "spherify": False})
+    assert told.spherify is False
+    plain = resolve_train_settings(None, {"data": ring["llff"], "out_dir": tmp_path})
+    assert plain.spherify is False
+    # A run without a recorded value gets its scene's kind.
+    assert llff_options({"data": str(ring["nerfstudio"]), "spherify": None})["spherify"] is True
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _edit_json(change):
+    def prepare(scene: Path) -> None:
+        meta = json.loads((scene / "transforms.json").read_text())
+        change(meta)
+        (scene / "transforms.json").write_text(json.dumps(meta))
+
+    return prepare
+
+
+def _drop_focal(meta):
+    del meta["fl_x"], meta["fl_y"]
+
+
+def _drop_bounds(meta):
+    del meta["frames"][2]["near"]
+
+
+def _truncate_bin(scene: Path) -> None:
+    images = scene / "sparse" / "0" / "images.txt"
+    images.unlink()
+    (images.parent / "images.bin").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00\x01\x00")
+
+
+def _distort_colmap(scene: Path) -> None:
+    cameras = scene / "sparse" / "0" / "cameras.txt"
+    fields = cameras.read_text().splitlines()[1].split()
+    cameras.write_text(f"1 OPENCV {fields[2]} {fields[3]} {' '.join(fields[4:])} 0.1 0 0 0\n")
+
+
+NS_CASES = {
+    "missing image": (lambda s: (s / "images" / "IMG_0003.png").unlink(), ["IMG_0003", "image file not found"]),
+    "bad json": (lambda s: (s / "transforms.json").write_text("{frames: ["), ["transforms.json", "not valid JSON"]),
+    "no intrinsics": (_edit_json(_drop_focal), ["no focal length", "fl_x", "camera_angle_x"]),
+    "distorted": (_edit_json(lambda m: m.update(k1=0.05)), ["distortion (k1=0.05)", "undistort"]),
+    "fisheye": (_edit_json(lambda m: m.update(camera_model="OPENCV_FISHEYE")), ["OPENCV_FISHEYE", "not a pinhole"]),
+    "some bounds": (_edit_json(_drop_bounds), ["1 of 9 frames have no 'near'"]),
+    "missing images_4": (lambda s: shutil.rmtree(s / "images_4"), ["images_4", "--factor 4"]),
+}
+COLMAP_CASES = {
+    "distorted": (_distort_colmap, ["camera model OPENCV with distortion (k1=0.1)", "image_undistorter"]),
+    "missing image": (lambda s: (s / "images" / "IMG_0005.png").unlink(), ["IMG_0005.png", "image file not found"]),
+    "truncated binary": (_truncate_bin, ["images.bin", "truncated"]),
+    "no points3D": (lambda s: (s / "sparse" / "0" / "points3D.txt").unlink(), ["points3D.bin or points3D.txt"]),
+}
+
+
+@pytest.mark.parametrize(
+    "kind,case", [("nerfstudio", c) for c in sorted(NS_CASES)] + [("colmap", c) for c in sorted(COLMAP_CASES)]
+)
+def test_bad_capture_is_refused(ff, kind, case, tmp_path, mipnerf):
+    prepare, fragments = (NS_CASES if kind == "nerfstudio" else COLMAP_CASES)[case]
+    scene = tmp_path / "scene"
+    shutil.copytree(ff[kind], scene)
+    prepare(scene)
+    flags = ["--factor", "4"] if case == "missing images_4" else []
+    before = snapshot(tmp_path)
+    result = mipnerf(
+        "train", "--data", scene, "--out-dir", tmp_path / "runs", "--max-steps", 1, "--device", "cpu", *flags
+    )
+    assert_refused(result, *fragments)
+    assert snapshot(tmp_path) == before
+
+
+def test_multiscale_and_downscale_name_the_capture_format(ff, tmp_path, mipnerf):
+    result = mipnerf("train", "--data", ff["nerfstudio"], "--out-dir", tmp_path, "--downscale", 2, "--device", "cpu")
+    assert_refused(result, "is a nerfstudio / instant-ngp scene (transforms.json); drop --downscale")
+    result = mipnerf("train", "--data", ff["colmap"], "--out-dir", tmp_path, "--multiscale", "--device", "cpu")
+    assert_refused(result, "is a COLMAP model (sparse/0); drop --multiscale")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+TINY = """\
+white_bkgd: true
+batch_size: 32
+max_steps: 2
+check_interval: 2
+log_interval: 1
+lr_delay_steps: 0
+val_views: 1
+tensorboard: false
+device: cpu
+cpu_threads: 1
+model:
+  num_samples: 4
+  netdepth: 2
+  netwidth: 16
+  netwidth_condition: 8
+  max_deg_point: 4
+  deg_view: 2
+"""
+
+
+def test_nerfstudio_scene_train_eval_render(ring, tmp_path, mipnerf):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    runs = tmp_path / "runs"
+    result = mipnerf("train", "--config", config, "--data", ring["no_bounds"], "--out-dir", runs, "--exp-name", "ns")
+    assert result.returncode == 0, result.stderr
+    run = runs / "ns"
+    assert "spherify: true" in (run / "config.yaml").read_text()  # resolved from the layout and recorded
+    result = mipnerf("eval", "--run", run, "--no-progress", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    results = json.loads(next((run / "eval").glob("*/results.json")).read_text())
+    assert results["kind"] == "llff" and results["scales"][0]["num_images"] == 2  # llffhold 8 of 10 views
+    assert np.isfinite(results["scales"][0]["psnr"])
+    result = mipnerf("render", "--run", run, "--frames", 2, "--format", "png", "--no-progress", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert len(sorted((run / "render" / "spheric" / "frames").glob("rgb_*.png"))) == 2  # auto: a 360° scene
+    result = mipnerf("render", "--run", run, "--path", "spiral", "--frames", 1, "--device", "cpu")
+    assert_refused(result, "--path spiral", "spherified")
