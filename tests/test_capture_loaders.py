@@ -383,21 +383,27 @@ model:
 """
 
 
-def test_nerfstudio_scene_train_eval_render(ring, tmp_path, mipnerf):
+@pytest.mark.parametrize(
+    "layout,auto,other", [("ring", "spheric", "spiral"), ("ff", "spiral", "spheric")], ids=["360", "forward-facing"]
+)
+def test_nerfstudio_scene_train_eval_render(layout, auto, other, request, tmp_path, mipnerf):
+    scene = request.getfixturevalue(layout)["no_bounds" if layout == "ring" else "nerfstudio"]
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
     runs = tmp_path / "runs"
-    result = mipnerf("train", "--config", config, "--data", ring["no_bounds"], "--out-dir", runs, "--exp-name", "ns")
+    result = mipnerf("train", "--config", config, "--data", scene, "--out-dir", runs, "--exp-name", "ns")
     assert result.returncode == 0, result.stderr
     run = runs / "ns"
-    assert "spherify: true" in (run / "config.yaml").read_text()  # resolved from the layout and recorded
+    recorded = "true" if layout == "ring" else "false"
+    assert f"spherify: {recorded}" in (run / "config.yaml").read_text()  # resolved from the layout and recorded
     result = mipnerf("eval", "--run", run, "--no-progress", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     results = json.loads(next((run / "eval").glob("*/results.json")).read_text())
-    assert results["kind"] == "llff" and results["scales"][0]["num_images"] == 2  # llffhold 8 of 10 views
+    # llffhold 8: 2 test views of the ring's 10 and of the grid's 9
+    assert results["kind"] == "llff" and results["scales"][0]["num_images"] == 2
     assert np.isfinite(results["scales"][0]["psnr"])
     result = mipnerf("render", "--run", run, "--frames", 2, "--format", "png", "--no-progress", "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert len(sorted((run / "render" / "spheric" / "frames").glob("rgb_*.png"))) == 2  # auto: a 360° scene
-    result = mipnerf("render", "--run", run, "--path", "spiral", "--frames", 1, "--device", "cpu")
-    assert_refused(result, "--path spiral", "spherified")
+    assert len(sorted((run / "render" / auto / "frames").glob("rgb_*.png"))) == 2  # --path auto follows the kind
+    result = mipnerf("render", "--run", run, "--path", other, "--frames", 1, "--device", "cpu")
+    assert_refused(result, f"--path {other}", f"--path {auto}")

@@ -47,10 +47,16 @@ def train_command(
     ] = None,
     factor: Annotated[
         Optional[int],
-        typer.Option("--factor", help="LLFF scenes: read images_FACTOR/ (0: images/), e.g. 4 as the reference."),
+        typer.Option("--factor", help="Captures: read images_FACTOR/ (0: images/), e.g. 4 as the reference."),
     ] = None,
     spherify: Annotated[
-        Optional[bool], typer.Option("--spherify/--no-spherify", help="LLFF scenes: a 360° capture (no NDC).")
+        Optional[bool],
+        typer.Option(
+            "--spherify/--no-spherify",
+            help="Captures: a 360° scene (spherified poses, no NDC) or a forward-facing one (NDC). "
+            "Default: the scene's kind (recorded by `mipnerf convert`, else detected from the camera "
+            "layout of a transforms.json or COLMAP model; a plain poses_bounds.npy: forward-facing).",
+        ),
     ] = None,
     max_steps: Annotated[
         Optional[int], typer.Option("--max-steps", help="Train up to this step (default: 1,000,000).")
