@@ -49,6 +49,8 @@ class CaptureCameras:
     points:     (P, 3) float64 sparse points (scene kind detection), or None.
     scene_kind: the kind the capture records ("forward-facing" | "360"), or None.
     source:     the file the cameras came from (for messages).
+    distortion: (N, 8) float64 OpenCV distortion coefficients (k1, k2, p1, p2, k3, k4, k5, k6) of
+                the images (``data/undistort.py`` makes them pinhole when read), or None: all pinhole.
     """
 
     files: list[Path]
@@ -59,6 +61,7 @@ class CaptureCameras:
     points: Optional[np.ndarray]
     scene_kind: Optional[str]
     source: Path
+    distortion: Optional[np.ndarray] = None
 
 
 def colmap_model_folder(path: Path) -> Optional[Path]:
@@ -163,11 +166,17 @@ def check_bounds(bounds: np.ndarray, where: Path) -> None:
 
 
 def check_distortion(model: str, coefficients: dict[str, float], where: str) -> None:
-    """MipNerfError unless the camera is a pinhole (distortion coefficients all zero)."""
+    """MipNerfError unless the coefficients ``coefficients`` this reader cannot undistort are all zero."""
     nonzero = {name: value for name, value in coefficients.items() if value != 0}
     if nonzero:
         shown = ", ".join(f"{name}={value:g}" for name, value in nonzero.items())
         raise MipNerfError(
-            f"{where}: camera model {model} with distortion ({shown}); undistort the images first "
-            "(`colmap image_undistorter` writes a PINHOLE model, as `mipnerf convert` does)"
+            f"{where}: camera model {model} with distortion ({shown}) that this loader cannot undistort; "
+            "undistort the images first (`colmap image_undistorter` writes a PINHOLE model)"
         )
+
+
+def distortion_or_none(rows: list[np.ndarray]) -> Optional[np.ndarray]:
+    """(N, 8) distortion coefficients, or None when every one is zero."""
+    array = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+    return array if np.any(array != 0) else None

@@ -5,9 +5,9 @@ A small reader of COLMAP's documented formats (colmap.github.io/format.html), no
 the three files are simple, the reader needs no optional dependency (pycolmap is the
 ``capture`` extra, for ``mipnerf convert``), and it does not follow pycolmap's API changes.
 
-- cameras: pinhole models (SIMPLE_PINHOLE, PINHOLE) are read; SIMPLE_RADIAL, RADIAL, OPENCV and
-  FULL_OPENCV only when their distortion coefficients are all zero; fisheye models and
-  distorted cameras are refused (``colmap image_undistorter`` writes a PINHOLE model).
+- cameras: pinhole models (SIMPLE_PINHOLE, PINHOLE) as they are; SIMPLE_RADIAL, RADIAL, OPENCV
+  and FULL_OPENCV images are undistorted to pinhole ones as they are read (``data/undistort.py``);
+  fisheye and FOV models are refused (``colmap image_undistorter`` writes a PINHOLE model).
 - images: world-to-camera quaternion (w, x, y, z) and translation in OpenCV axes (x right,
   y down, z forward), turned into OpenGL camera-to-world matrices; sorted by image name.
 - bounds per image from the depths of the points it observes: the 0.1 and 99.9 percentiles
@@ -23,7 +23,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mipnerf_cli.data.capture import CaptureCameras, check_distortion, colmap_model_folder, recorded_scene_kind
+from mipnerf_cli.data.capture import CaptureCameras, colmap_model_folder, distortion_or_none, recorded_scene_kind
+from mipnerf_cli.data.undistort import opencv_coefficients
 from mipnerf_cli.errors import MipNerfError
 
 # model id -> (name, parameter names); COLMAP's src/colmap/sensor/models.h order.
@@ -73,12 +74,17 @@ def _camera(model_id_or_name, width: int, height: int, params: list[float], wher
             f"{where}: camera model {name} is not a pinhole; undistort the images first "
             "(`colmap image_undistorter` writes a PINHOLE model)"
         )
-    check_distortion(name, {k: v for k, v in values.items() if k not in ("f", "fx", "fy", "cx", "cy")}, where)
     fx = values.get("fx", values.get("f"))
     fy = values.get("fy", values.get("f"))
     if width < 1 or height < 1 or fx <= 0 or fy <= 0:
         raise MipNerfError(f"{where}: camera {width}x{height} with focal {fx:g}, {fy:g}; sizes and focals must be > 0")
-    return {"size": (int(height), int(width)), "intrinsics": [fx, fy, values["cx"], values["cy"]]}
+    if name == "SIMPLE_RADIAL":
+        values["k1"] = values.pop("k")
+    return {
+        "size": (int(height), int(width)),
+        "intrinsics": [fx, fy, values["cx"], values["cy"]],
+        "distortion": opencv_coefficients(values),
+    }
 
 
 def _lines(path: Path) -> list[tuple[int, str]]:
@@ -291,4 +297,5 @@ def read_colmap(scene: Path, factor: int = 0) -> CaptureCameras:
         points=all_xyz if len(all_xyz) else None,
         scene_kind=recorded_scene_kind(scene),
         source=folder,
+        distortion=distortion_or_none([cameras[image["camera_id"]]["distortion"] for image in images]),
     )

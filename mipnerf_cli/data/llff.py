@@ -44,6 +44,7 @@ from mipnerf_cli.data.cameras import pix2cam_from_intrinsics, pix2cam_matrices
 from mipnerf_cli.data.capture import POSES_BOUNDS, capture_format, llff_poses, read_capture_cameras, resolve_spherify
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
+from mipnerf_cli.data.undistort import undistort_image
 from mipnerf_cli.errors import MipNerfError
 
 IMAGE_ENDINGS = ("JPG", "jpg", "png")  # what the reference accepts (case-sensitive)
@@ -304,17 +305,29 @@ class LlffCapture:
     focal: float
     height: int
     width: int
-    intrinsics: np.ndarray | None = None  # (N, 4) fx, fy, cx, cy at this factor (nerfstudio / COLMAP); None: LLFF's
+    intrinsics: np.ndarray | None = None  # (N, 4) pinhole fx, fy, cx, cy at this factor (nerfstudio / COLMAP)
     source: Path | None = None  # the file the cameras came from
+    undistort: list | None = None  # per image: None or the cv2 maps that make it pinhole (data/undistort.py)
 
 
-def read_cameras(path: Path, factor: int) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray | None, Path]:
-    """The image files, (N, 3, 5) LLFF poses, (N, 2) bounds, (N, 4) full-resolution intrinsics
-    (None for poses_bounds.npy, whose focal is in the poses) and the cameras' file of a scene."""
+@dataclasses.dataclass
+class CameraArrays:
+    """A capture's cameras as LLFF arrays, before the reference's processing."""
+
+    files: list[Path]
+    poses: np.ndarray  # (N, 3, 5) float64 [down, right, back, position, (H, W, focal)]
+    bounds: np.ndarray  # (N, 2)
+    source: Path  # the file the cameras came from
+    intrinsics: np.ndarray | None = None  # (N, 4) full-resolution fx, fy, cx, cy; None: poses_bounds.npy's focal
+    distortion: np.ndarray | None = None  # (N, 8) OpenCV distortion coefficients, or None
+
+
+def read_cameras(path: Path, factor: int) -> CameraArrays:
+    """The cameras of the capture at ``path`` in any of the formats of ``data/capture.py``."""
     if capture_format(path) in ("nerfstudio", "colmap"):
         cameras = read_capture_cameras(path, factor)
         poses, bounds = llff_poses(cameras)
-        return cameras.files, poses, bounds, cameras.intrinsics, cameras.source
+        return CameraArrays(cameras.files, poses, bounds, cameras.source, cameras.intrinsics, cameras.distortion)
     poses, bounds = read_poses_bounds(path)
     folder, files = image_files(path, factor)
     if len(files) != poses.shape[0]:
@@ -322,7 +335,31 @@ def read_cameras(path: Path, factor: int) -> tuple[list[Path], np.ndarray, np.nd
             f"{path / POSES_BOUNDS}: {poses.shape[0]} poses but {len(files)} images in {folder}; "
             "they must match one to one (images sorted by name)"
         )
-    return files, poses, bounds, None, path / POSES_BOUNDS
+    return CameraArrays(files, poses, bounds, path / POSES_BOUNDS)
+
+
+def pinhole_intrinsics(
+    intrinsics: np.ndarray, distortion: np.ndarray | None, height: int, width: int
+) -> tuple[np.ndarray, list | None]:
+    """(N, 4) pinhole intrinsics of images ``height`` x ``width`` and, when ``distortion`` (N, 8)
+    is given, per image the cv2 maps that undistort it (one computation per distinct camera)."""
+    if distortion is None:
+        return intrinsics, None
+    from mipnerf_cli.data.undistort import pinhole_camera, undistortion_maps
+
+    cache: dict[bytes, tuple[np.ndarray, object]] = {}
+    pinhole, maps = np.empty_like(intrinsics), []
+    for i, (camera, coefficients) in enumerate(zip(intrinsics, distortion)):
+        key = camera.tobytes() + coefficients.tobytes()
+        if key not in cache:
+            if np.any(coefficients != 0):
+                new = pinhole_camera(camera, coefficients, height, width)
+                cache[key] = (new, undistortion_maps(camera, coefficients, new, height, width))
+            else:
+                cache[key] = (camera, None)
+        pinhole[i], image_maps = cache[key]
+        maps.append(image_maps)
+    return pinhole, maps
 
 
 def read_capture(
@@ -333,7 +370,8 @@ def read_capture(
     The spiral path is made for the test split only, as in the reference."""
     if not isinstance(factor, int) or factor < 0:
         raise MipNerfError(f"factor must be 0 (full resolution) or a positive integer, got {factor!r}")
-    files, poses, bounds, intrinsics, source = read_cameras(path, factor)
+    cameras = read_cameras(path, factor)
+    files, poses, bounds, source, intrinsics = cameras.files, cameras.poses, cameras.bounds, cameras.source, None
     from PIL import Image
 
     sizes = []
@@ -351,7 +389,8 @@ def read_capture(
             "every image of an LLFF scene must have the same size"
         )
     height, width = sizes[0]
-    if intrinsics is not None:
+    undistort = None
+    if cameras.intrinsics is not None:
         expected = poses[:, :2, 4] // max(factor, 1)
         wrong = np.flatnonzero((expected != np.array(sizes[0])).any(1))
         if wrong.size:
@@ -361,7 +400,9 @@ def read_capture(
                 + (f" (/ {factor} = {w // factor:g}x{h // factor:g} at --factor {factor})" if factor else "")
                 + "; the images and the cameras must match"
             )
-        intrinsics = intrinsics / max(factor, 1)
+        intrinsics, undistort = pinhole_intrinsics(
+            cameras.intrinsics / max(factor, 1), cameras.distortion, height, width
+        )
     poses = poses.transpose([1, 2, 0])  # (3, 5, N), the reference's layout for these steps
     bounds = bounds.transpose([1, 0])
     poses[:2, 4, :] = np.array([height, width]).reshape([2, 1])
@@ -378,7 +419,8 @@ def read_capture(
         poses, render_poses = spherify_poses(poses, bounds, num_views)
     elif split != "train":
         render_poses = spiral_poses(poses, bounds, num_views)
-    return LlffCapture(files, poses, bounds, render_poses, float(poses[0, -1, -1]), height, width, intrinsics, source)
+    focal = float(poses[0, -1, -1]) if intrinsics is None else float(intrinsics[0, 0])
+    return LlffCapture(files, poses, bounds, render_poses, focal, height, width, intrinsics, source, undistort)
 
 
 def split_indices(count: int, split: str, llffhold: int, where: Path) -> np.ndarray:
@@ -426,17 +468,21 @@ def load_llff(
         far = float(capture.bounds.max()) if spherify else 1.0
     height, width = capture.height, capture.width
     files = [capture.files[i] for i in indices]
+    count = len(files)
     pixels = np.empty((len(files) * height * width, 4), dtype=np.uint8)
+
+    undistort = [None] * count if capture.undistort is None else [capture.undistort[i] for i in indices]
 
     def decode(k: int) -> None:
         rgba = read_rgba(files[k])
         if rgba.shape[:2] != (height, width):
             raise MipNerfError(f"{files[k]}: {rgba.shape[1]}x{rgba.shape[0]} pixels, expected {width}x{height}")
+        if undistort[k] is not None:
+            rgba = undistort_image(rgba, undistort[k])
         pixels[k * height * width : (k + 1) * height * width] = rgba.reshape(-1, 4)
 
     run_in_threads(decode, len(files), workers, progress)
     pixels_t = torch.from_numpy(pixels)
-    count = len(files)
     focal = capture.focal
     if capture.intrinsics is None:
         focals = [focal] * count

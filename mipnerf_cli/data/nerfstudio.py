@@ -7,8 +7,9 @@ What is read, per the two projects' documented format:
   each frame (a frame's value wins); ``camera_angle_x`` / ``camera_angle_y`` (radians) stand in
   for a missing ``fl_x`` / ``fl_y``; ``fl_y`` defaults to ``fl_x``, ``cx`` / ``cy`` to the image
   centre, ``w`` / ``h`` to the image's size;
-- ``camera_model`` (default OPENCV, as nerfstudio) with ``k1, k2, k3, k4, p1, p2``: a camera
-  with non-zero distortion, or a fisheye / equirectangular one, is refused (undistort first);
+- ``camera_model`` (default OPENCV, as nerfstudio) with ``k1, k2, k3, p1, p2``: distorted
+  images are undistorted to pinhole ones as they are read (``data/undistort.py``); a fisheye
+  or equirectangular camera, or a non-zero ``k4`` (fisheye only), is refused (undistort first);
 - each frame's ``file_path`` relative to the json's folder, with or without its extension;
   ``--factor F`` reads ``images_F/<file name>`` (nerfstudio's downscaled copies);
 - each frame's ``transform_matrix``: camera-to-world, 4x4 (or 3x4), OpenGL camera axes;
@@ -37,14 +38,16 @@ from mipnerf_cli.data.capture import (
     CaptureCameras,
     check_bounds,
     check_distortion,
+    distortion_or_none,
     image_with_extension,
     recorded_scene_kind,
 )
 from mipnerf_cli.data.transforms import check_matrix, is_number, read_json
+from mipnerf_cli.data.undistort import opencv_coefficients
 from mipnerf_cli.errors import MipNerfError
 
 PINHOLE_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE")
-DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+DISTORTION_KEYS = ("k1", "k2", "k3", "p1", "p2")
 
 
 def _number(meta: dict, frame: dict, key: str, where: str) -> float | None:
@@ -84,8 +87,8 @@ def _frame_file(folder: Path, file_path: Any, factor: int, where: str) -> tuple[
     return full, small
 
 
-def _intrinsics(meta: dict, frame: dict, full: Path, where: str) -> tuple[list[float], tuple[int, int]]:
-    """([fx, fy, cx, cy], (h, w)) of one frame at full resolution."""
+def _intrinsics(meta: dict, frame: dict, full: Path, where: str) -> tuple[list[float], tuple[int, int], np.ndarray]:
+    """([fx, fy, cx, cy], (h, w), (8,) OpenCV distortion coefficients) of one frame at full resolution."""
     model = frame.get("camera_model", meta.get("camera_model", "OPENCV"))
     if model not in PINHOLE_MODELS:
         raise MipNerfError(
@@ -93,7 +96,9 @@ def _intrinsics(meta: dict, frame: dict, full: Path, where: str) -> tuple[list[f
             f"(readable models: {', '.join(PINHOLE_MODELS)})"
         )
     coefficients = {key: _number(meta, frame, key, where) or 0.0 for key in DISTORTION_KEYS}
-    check_distortion(model, coefficients, where)
+    check_distortion(model, {"k4": _number(meta, frame, "k4", where) or 0.0}, where)
+    if model != "OPENCV":
+        check_distortion(model, coefficients, where)
     w, h = _number(meta, frame, "w", where), _number(meta, frame, "h", where)
     if w is None or h is None:
         h_file, w_file = _image_size(full)
@@ -118,7 +123,8 @@ def _intrinsics(meta: dict, frame: dict, full: Path, where: str) -> tuple[list[f
     if fx <= 0 or fy <= 0:
         raise MipNerfError(f"{where}: focal lengths must be positive, got fl_x {fx:g}, fl_y {fy:g}")
     cx, cy = _number(meta, frame, "cx", where), _number(meta, frame, "cy", where)
-    return [fx, fy, w / 2 if cx is None else cx, h / 2 if cy is None else cy], (int(h), int(w))
+    intrinsics = [fx, fy, w / 2 if cx is None else cx, h / 2 if cy is None else cy]
+    return intrinsics, (int(h), int(w)), opencv_coefficients(coefficients)
 
 
 def _check_optional(meta: dict, json_path: Path) -> None:
@@ -150,10 +156,10 @@ def read_nerfstudio(folder: Path, factor: int = 0) -> CaptureCameras:
                 raise MipNerfError(f"{where} has no '{key}' (every frame needs 'file_path' and 'transform_matrix')")
         check_matrix(frame["transform_matrix"], f"{where}.transform_matrix")
         full, file = _frame_file(folder, frame["file_path"], factor, where)
-        intrinsics, size = _intrinsics(meta, frame, full, where)
+        intrinsics, size, coefficients = _intrinsics(meta, frame, full, where)
         near, far = _number({}, frame, "near", where), _number({}, frame, "far", where)
         c2w = np.asarray(frame["transform_matrix"], dtype=np.float64)[:3]
-        rows.append((str(frame["file_path"]), file, c2w, intrinsics, size, near, far))
+        rows.append((str(frame["file_path"]), file, c2w, intrinsics, size, near, far, coefficients))
     rows.sort(key=lambda row: row[0])
     names = [row[1] for row in rows]
     if len(set(names)) != len(names):
@@ -185,4 +191,5 @@ def read_nerfstudio(folder: Path, factor: int = 0) -> CaptureCameras:
         points=None,
         scene_kind=scene_kind,
         source=json_path,
+        distortion=distortion_or_none([row[7] for row in rows]),
     )
