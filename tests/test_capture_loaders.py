@@ -414,6 +414,11 @@ NS_CASES = {
     "fisheye": (_edit_json(lambda m: m.update(camera_model="OPENCV_FISHEYE")), ["OPENCV_FISHEYE", "not a pinhole"]),
     "some bounds": (_edit_json(_drop_bounds), ["1 of 9 frames have no 'near'"]),
     "missing images_4": (lambda s: shutil.rmtree(s / "images_4"), ["images_4", "--factor 4"]),
+    "size mismatch": (_edit_json(lambda m: m.update(w=20)), ["16x12 pixels", "camera 20x12 pixels", "must match"]),
+    "not a rotation": (
+        _edit_json(lambda m: m["frames"][0]["transform_matrix"][0].__setitem__(0, 3.0)),
+        ["not a rotation"],
+    ),
 }
 COLMAP_CASES = {
     "fisheye": (_fisheye_colmap, ["camera model OPENCV_FISHEYE is not a pinhole", "image_undistorter"]),
