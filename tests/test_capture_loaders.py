@@ -412,6 +412,7 @@ NS_CASES = {
     "no intrinsics": (_edit_json(_drop_focal), ["no focal length", "fl_x", "camera_angle_x"]),
     "fisheye k4": (_edit_json(lambda m: m.update(k4=0.05)), ["distortion (k4=0.05)", "cannot undistort"]),
     "fisheye": (_edit_json(lambda m: m.update(camera_model="OPENCV_FISHEYE")), ["OPENCV_FISHEYE", "not a pinhole"]),
+    "instant-ngp fisheye": (_edit_json(lambda m: m.update(is_fisheye=True)), ["is_fisheye", "not a pinhole"]),
     "some bounds": (_edit_json(_drop_bounds), ["1 of 9 frames have no 'near'"]),
     "missing images_4": (lambda s: shutil.rmtree(s / "images_4"), ["images_4", "--factor 4"]),
     "size mismatch": (_edit_json(lambda m: m.update(w=20)), ["16x12 pixels", "camera 20x12 pixels", "must match"]),

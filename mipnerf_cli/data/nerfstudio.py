@@ -9,7 +9,8 @@ What is read, per the two projects' documented format:
   centre, ``w`` / ``h`` to the image's size;
 - ``camera_model`` (default OPENCV, as nerfstudio) with ``k1, k2, k3, p1, p2``: distorted
   images are undistorted to pinhole ones as they are read (``data/undistort.py``); a fisheye
-  or equirectangular camera, or a non-zero ``k4`` (fisheye only), is refused (undistort first);
+  or equirectangular camera (instant-ngp: ``"is_fisheye": true``), or a non-zero ``k4``
+  (fisheye only), is refused (undistort first);
 - each frame's ``file_path`` relative to the json's folder, with or without its extension;
   ``--factor F`` reads ``images_F/<file name>`` (nerfstudio's downscaled copies);
 - each frame's ``transform_matrix``: camera-to-world, 4x4 (or 3x4), OpenGL camera axes;
@@ -90,6 +91,8 @@ def _frame_file(folder: Path, file_path: Any, factor: int, where: str) -> tuple[
 def _intrinsics(meta: dict, frame: dict, full: Path, where: str) -> tuple[list[float], tuple[int, int], np.ndarray]:
     """([fx, fy, cx, cy], (h, w), (8,) OpenCV distortion coefficients) of one frame at full resolution."""
     model = frame.get("camera_model", meta.get("camera_model", "OPENCV"))
+    if frame.get("is_fisheye", meta.get("is_fisheye")) is True:  # instant-ngp's colmap2nerf marks fisheyes so
+        model = "fisheye (is_fisheye)"
     if model not in PINHOLE_MODELS:
         raise MipNerfError(
             f"{where}: camera model {model!r} is not a pinhole; undistort the images to a pinhole camera first "
