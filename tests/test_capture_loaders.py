@@ -227,6 +227,24 @@ def test_principal_point_and_focal_of_the_json_are_used(ff, tmp_path):
     assert float(taller.focal[0]) == pytest.approx(float(plain.focal[0]))  # focal: fl_x
 
 
+def test_per_image_focals_need_a_spherified_scene(ff, tmp_path):
+    scene = tmp_path / "per_image"
+    shutil.copytree(ff["nerfstudio"], scene)
+
+    def per_frame(meta):
+        for k, frame in enumerate(meta["frames"]):
+            frame["fl_x"] = frame["fl_y"] = meta["fl_x"] * (1 + 0.01 * k)
+        del meta["fl_x"], meta["fl_y"]
+
+    _edit_json(per_frame)(scene)
+    with pytest.raises(MipNerfError, match="different focal lengths.*--spherify"):
+        load_scene(scene, "train", spherify=False)
+    images = load_scene(scene, "train", spherify=True)
+    meta = json.loads((scene / "transforms.json").read_text())
+    by_name = {Path(frame["file_path"]).stem: frame["fl_x"] for frame in meta["frames"]}
+    np.testing.assert_allclose(images.focal.numpy(), [by_name[name] for name in images.names])
+
+
 def test_missing_bounds_fall_back_to_the_camera_radius(ring):
     cameras = np.array(camera_poses(RING_SPEC)["train"])
     bounds = fallback_bounds(cameras)

@@ -44,7 +44,7 @@ from mipnerf_cli.data.cameras import pix2cam_from_intrinsics, pix2cam_matrices
 from mipnerf_cli.data.capture import POSES_BOUNDS, capture_format, llff_poses, read_capture_cameras, resolve_spherify
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
-from mipnerf_cli.data.undistort import undistort_image
+from mipnerf_cli.data.undistort import pinhole_camera, undistort_image, undistortion_maps
 from mipnerf_cli.errors import MipNerfError
 
 IMAGE_ENDINGS = ("JPG", "jpg", "png")  # what the reference accepts (case-sensitive)
@@ -345,8 +345,6 @@ def pinhole_intrinsics(
     is given, per image the cv2 maps that undistort it (one computation per distinct camera)."""
     if distortion is None:
         return intrinsics, None
-    from mipnerf_cli.data.undistort import pinhole_camera, undistortion_maps
-
     cache: dict[bytes, tuple[np.ndarray, object]] = {}
     pinhole, maps = np.empty_like(intrinsics), []
     for i, (camera, coefficients) in enumerate(zip(intrinsics, distortion)):
@@ -469,6 +467,19 @@ def load_llff(
     height, width = capture.height, capture.width
     files = [capture.files[i] for i in indices]
     count = len(files)
+    focal = capture.focal
+    if capture.intrinsics is None:
+        focals = [focal] * count
+        pix2cam = pix2cam_matrices(focals, [width] * count, [height] * count)
+    else:
+        intrinsics = capture.intrinsics[indices]
+        if not spherify and not np.allclose(capture.intrinsics[:, 0], focal, rtol=1e-6, atol=0):
+            raise MipNerfError(
+                f"{capture.source}: the images have different focal lengths, which a forward-facing (NDC) scene "
+                "cannot take (NDC has one focal); use one shared camera, or --spherify for a 360° capture"
+            )
+        focals = intrinsics[:, 0].tolist()
+        pix2cam = pix2cam_from_intrinsics(intrinsics)
     pixels = np.empty((len(files) * height * width, 4), dtype=np.uint8)
 
     undistort = [None] * count if capture.undistort is None else [capture.undistort[i] for i in indices]
@@ -483,19 +494,6 @@ def load_llff(
 
     run_in_threads(decode, len(files), workers, progress)
     pixels_t = torch.from_numpy(pixels)
-    focal = capture.focal
-    if capture.intrinsics is None:
-        focals = [focal] * count
-        pix2cam = pix2cam_matrices(focals, [width] * count, [height] * count)
-    else:
-        intrinsics = capture.intrinsics[indices]
-        if not spherify and not np.allclose(capture.intrinsics[:, 0], focal, rtol=1e-6, atol=0):
-            raise MipNerfError(
-                f"{capture.source}: the images have different focal lengths, which a forward-facing (NDC) scene "
-                "cannot take (NDC has one focal); use one shared camera, or --spherify for a 360° capture"
-            )
-        focals = intrinsics[:, 0].tolist()
-        pix2cam = pix2cam_from_intrinsics(intrinsics)
     return LlffImageSet(
         names=[file.stem for file in files],
         images=[pixels_t[k * height * width : (k + 1) * height * width].view(height, width, 4) for k in range(count)],
