@@ -245,6 +245,24 @@ def test_per_image_focals_need_a_spherified_scene(ff, tmp_path):
     np.testing.assert_allclose(images.focal.numpy(), [by_name[name] for name in images.names])
 
 
+def test_images_in_subfolders_keep_distinct_names(ff, tmp_path):
+    scene = tmp_path / "subfolders"
+    shutil.copytree(ff["nerfstudio"], scene)
+    for k, image in enumerate(sorted((scene / "images").glob("*.png"))):
+        (scene / "images" / f"cam{k % 2}").mkdir(exist_ok=True)
+        image.rename(scene / "images" / f"cam{k % 2}" / f"{k // 2:02d}.png")
+
+    def moved(meta):
+        for frame in meta["frames"]:
+            k = int(Path(frame["file_path"]).stem.split("_")[1])
+            frame["file_path"] = f"images/cam{k % 2}/{k // 2:02d}.png"
+
+    _edit_json(moved)(scene)
+    images = load_scene(scene, "test", llffhold=2)
+    # frames sorted by path: cam0/00..04, cam1/00..03; every 2nd is a test image
+    assert images.names == ["images_cam0_00", "images_cam0_02", "images_cam0_04", "images_cam1_01", "images_cam1_03"]
+
+
 def test_missing_bounds_fall_back_to_the_camera_radius(ring):
     cameras = np.array(camera_poses(RING_SPEC)["train"])
     bounds = fallback_bounds(cameras)

@@ -421,6 +421,16 @@ def read_capture(
     return LlffCapture(files, poses, bounds, render_poses, focal, height, width, intrinsics, source, undistort)
 
 
+def image_names(files: list[Path], scene: Path) -> list[str]:
+    """The file names without extension; when two are the same (a COLMAP or nerfstudio scene
+    with images in subfolders), the paths under ``scene`` with "_" for "/"."""
+    stems = [file.stem for file in files]
+    if len(set(stems)) == len(stems):
+        return stems
+    relative = [file.relative_to(scene).with_suffix("") if file.is_relative_to(scene) else file for file in files]
+    return ["_".join(path.parts) for path in relative]
+
+
 def split_indices(count: int, split: str, llffhold: int, where: Path) -> np.ndarray:
     """Image indices of ``split``: every ``llffhold``-th image is a test image, the rest train.
     where: the cameras' file (for the message)."""
@@ -495,7 +505,7 @@ def load_llff(
     run_in_threads(decode, len(files), workers, progress)
     pixels_t = torch.from_numpy(pixels)
     return LlffImageSet(
-        names=[file.stem for file in files],
+        names=[image_names(capture.files, path)[i] for i in indices],
         images=[pixels_t[k * height * width : (k + 1) * height * width].view(height, width, 4) for k in range(count)],
         heights=[height] * count,
         widths=[width] * count,
