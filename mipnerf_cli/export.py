@@ -354,12 +354,12 @@ def depth_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(points (P, 3) float32, colours (P, 3) uint8) at the rendered depth of every training
     pixel whose accumulated opacity is at least `min_acc`."""
-    from mipnerf_cli.core.camera_paths import camera_rays
+    from mipnerf_cli.core.rays import pinhole_rays
 
     all_points, all_colours = [], []
     views = cameras.cam2world.shape[0]
     for index in range(views):
-        rays = camera_rays(
+        rays = pinhole_rays(
             cameras.cam2world[index], cameras.width, cameras.height, cameras.focal, cameras.near, cameras.far
         )
         out = render_rays(model, rays, chunk, white_bkgd=False, device=device)

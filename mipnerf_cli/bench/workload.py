@@ -9,7 +9,7 @@ import math
 import torch
 
 from mipnerf_cli.core.model import MipNerf
-from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.core.rays import RayBundle, pinhole_rays
 from mipnerf_cli.settings import BenchSettings, TrainSettings
 
 ANCHOR_RADIUS = 4.0
@@ -39,20 +39,8 @@ def image_rays(side: int, device: torch.device | str = "cpu") -> RayBundle:
     """The rays of a side x side pinhole image (Blender's 40-degree field of view) from a
     camera at distance 4 on the +z axis looking at the origin."""
     focal = 0.5 * side / math.tan(0.5 * BLENDER_FOV_X)
-    ys, xs = torch.meshgrid(
-        torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32), indexing="ij"
-    )
-    directions = torch.stack(
-        [(xs + 0.5 - 0.5 * side) / focal, -(ys + 0.5 - 0.5 * side) / focal, -torch.ones_like(xs)], -1
-    )
-    directions = directions.reshape(-1, 3)
-    origins = torch.tensor([0.0, 0.0, ANCHOR_RADIUS]).expand_as(directions).contiguous()
-    ones = torch.ones(directions.shape[0], 1)
-    radius = 2 / 12**0.5 / focal
-    return RayBundle(
-        origins=origins, directions=directions, viewdirs=torch.nn.functional.normalize(directions, dim=-1),
-        radii=ones * radius, near=ones * NEAR, far=ones * FAR, lossmult=ones,
-    ).to(device)  # fmt: skip
+    cam2world = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, ANCHOR_RADIUS]])
+    return pinhole_rays(cam2world, side, side, focal, NEAR, FAR).to(device)
 
 
 def build_model(settings: BenchSettings, device: torch.device) -> MipNerf:

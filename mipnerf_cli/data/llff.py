@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.core.rays import RayBundle, pinhole_rays
 from mipnerf_cli.data.cameras import pix2cam_matrices
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
@@ -208,6 +208,8 @@ def pose_rays(
 ) -> RayBundle:
     """The H*W rays (row-major) of a pinhole camera at ``cam2world`` (3, 4), in NDC when ``ndc``
     (the same rule as the training rays of an LLFF scene)."""
+    if not ndc:
+        return pinhole_rays(cam2world, width, height, focal, near, far)
     camera = LlffImageSet(
         names=["pose"],
         images=[torch.zeros(height, width, 4, dtype=torch.uint8)],
