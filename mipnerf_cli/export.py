@@ -417,7 +417,7 @@ def export_pointcloud(
 
 def export_geometry(settings: ExportSettings, progress: Optional[Progress] = None) -> ExportResult:
     """Export the mesh or point cloud of the run's model to ``settings.out`` (default <run>/export/<what>.ply)."""
-    from mipnerf_cli.runtime import pick_device
+    from mipnerf_cli.runtime import resolve
     from mipnerf_cli.trained_model import load_trained_model, resolve_checkpoint
 
     if settings.what == "mesh":  # before anything is loaded
@@ -425,7 +425,8 @@ def export_geometry(settings: ExportSettings, progress: Optional[Progress] = Non
     _, run_dir = resolve_checkpoint(settings.run, settings.ckpt)
     out = settings.out if settings.out is not None else run_dir / "export" / f"{settings.what}.ply"
     check_output(out, default=settings.out is None)
-    device = pick_device(settings.device, settings.cpu_threads)
+    # Export renders in float32 (no autocast, no TF32) whatever the device.
+    device = resolve(settings.device, settings.cpu_threads, mixed_precision=False, tf32=False).device
     trained = load_trained_model(settings.run, settings.ckpt, device)
     cameras = training_cameras(trained, settings.data)
 

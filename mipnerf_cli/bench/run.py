@@ -32,25 +32,25 @@ def run_bench(
     settings: BenchSettings, progress: Callable[[str, str], None] = lambda phase, message: None
 ) -> BenchResult:
     """Measure what `settings.what` asks for; progress(phase, message) reports each iteration."""
-    runtime = bench_runtime(settings)
-    fast_info = fast_path_description(settings, runtime)
-    # MFU is relative to the precision the matmuls run in: bf16 under CUDA autocast, else fp32.
-    peak_dtype = runtime.autocast_dtype or torch.float32
-    peaks = None
-    if settings.peak:
-        progress("matmul peak", "measuring")
-        rows = (fast_info["micro_batch"] or settings.batch) * settings.model.num_samples
-        peaks = measure_matmul_peaks(
-            rows, settings.model.netwidth, runtime.device, workers=fast_info["workers"] or 1, dtype=peak_dtype
-        )
-    phases = {}
-    for name, bench in (("train", bench_train), ("render", bench_render)):
-        if settings.what in (name, "all"):
-            phases[name] = bench(settings, runtime, lambda message, name=name: progress(name, message))
-            if peaks is not None:
-                phases[name].mfu = phases[name].gflops / peaks.best_gflops
-                phases[name].mlp_shape_utilisation = phases[name].gflops / peaks.mlp_gflops
-    memory = bench_memory(settings, runtime, lambda message: progress("memory", message))
+    with bench_runtime(settings) as runtime:  # its worker threads are joined at the end
+        fast_info = fast_path_description(settings, runtime)
+        # MFU is relative to the precision the matmuls run in: bf16 under CUDA autocast, else fp32.
+        peak_dtype = runtime.autocast_dtype or torch.float32
+        peaks = None
+        if settings.peak:
+            progress("matmul peak", "measuring")
+            rows = (fast_info["micro_batch"] or settings.batch) * settings.model.num_samples
+            peaks = measure_matmul_peaks(
+                rows, settings.model.netwidth, runtime.device, workers=fast_info["workers"] or 1, dtype=peak_dtype
+            )
+        phases = {}
+        for name, bench in (("train", bench_train), ("render", bench_render)):
+            if settings.what in (name, "all"):
+                phases[name] = bench(settings, runtime, lambda message, name=name: progress(name, message))
+                if peaks is not None:
+                    phases[name].mfu = phases[name].gflops / peaks.best_gflops
+                    phases[name].mlp_shape_utilisation = phases[name].gflops / peaks.mlp_gflops
+        memory = bench_memory(settings, runtime, lambda message: progress("memory", message))
     return BenchResult(
         machine=machine_description(runtime.device),
         device=str(runtime.device),

@@ -33,7 +33,7 @@ from mipnerf_cli.evaluation.results import (
 from mipnerf_cli.evaluation.scoring import ScoringJob, image_stem, lpips_scorer, save_images, score_image
 from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.reporting import QuietProgress, ReportArg, Reporter, as_reporter
-from mipnerf_cli.runtime import from_settings
+from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import EvalSettings
 from mipnerf_cli.stopping import StopSignals
 from mipnerf_cli.trained_model import TrainedModel, load_trained_model_on_ranks, scene_folder, training_downscale
@@ -52,6 +52,13 @@ def evaluate(
     """
     context = context or SINGLE
     runtime = from_settings(settings, context.device)  # the policy of in-training validation too
+    with runtime:  # the fast path's worker threads are joined when the evaluation ends
+        return _evaluate(settings, context, runtime, report)
+
+
+def _evaluate(
+    settings: EvalSettings, context: Context, runtime: Runtime, report: ReportArg
+) -> tuple[Optional[EvalResults], Path]:
     trained = load_trained_model_on_ranks(settings.run, settings.ckpt, runtime.device, context)
 
     def load():
