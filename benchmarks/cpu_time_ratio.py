@@ -56,7 +56,8 @@ def main() -> None:
     from datasets.datasets import Rays  # the anchor's (stubbed by its script)
     from models.mip_nerf import MipNerf as AnchorNerf
 
-    from mipnerf_cli import benchmark, trainer
+    from mipnerf_cli import trainer
+    from mipnerf_cli.bench import workload
     from mipnerf_cli.core.render import render_rays
 
     torch.manual_seed(0)
@@ -77,12 +78,14 @@ def main() -> None:
         with torch.no_grad():
             anchor(anchor_render_rays, False, True)
 
-    options = benchmark.BenchOptions(batch=args.batch, chunk=args.chunk, workers=1)
-    settings = benchmark._train_settings(options)
-    ours = benchmark.build_model(options, torch.device("cpu"))
+    from mipnerf_cli.settings import BenchSettings
+
+    options = BenchSettings(batch=args.batch, chunk=args.chunk, fast_workers=1)
+    settings = workload.train_settings(options)
+    ours = workload.build_model(options, torch.device("cpu"))
     ours_opt = torch.optim.Adam(ours.parameters(), lr=5e-4)
-    rays = benchmark.anchor_rays(args.batch, 1)
-    render_batch = benchmark.anchor_rays(args.chunk, 2)
+    rays = workload.anchor_rays(args.batch, 1)
+    render_batch = workload.anchor_rays(args.chunk, 2)
     step_counter = iter(range(1, 1 << 30))
 
     def ours_train():

@@ -122,7 +122,7 @@ def main() -> None:
         args.json_out.write_text(json.dumps({"rounds": rounds, "summary": summary}, indent=2))
     if args.markdown:
         sys.path.insert(0, str(REPO))
-        from mipnerf_cli.benchmark import MARKDOWN_HEADER, append_markdown  # noqa: F401
+        from mipnerf_cli.bench.report import MARKDOWN_HEADER, append_markdown  # noqa: F401
 
         command = "python benchmarks/side_by_side.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         date = datetime.date.today().isoformat()

@@ -354,12 +354,12 @@ def depth_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(points (P, 3) float32, colours (P, 3) uint8) at the rendered depth of every training
     pixel whose accumulated opacity is at least `min_acc`."""
-    from mipnerf_cli.core.camera_paths import camera_rays
+    from mipnerf_cli.core.rays import pinhole_rays
 
     all_points, all_colours = [], []
     views = cameras.cam2world.shape[0]
     for index in range(views):
-        rays = camera_rays(
+        rays = pinhole_rays(
             cameras.cam2world[index], cameras.width, cameras.height, cameras.focal, cameras.near, cameras.far
         )
         out = render_rays(model, rays, chunk, white_bkgd=False, device=device)
@@ -417,7 +417,7 @@ def export_pointcloud(
 
 def export_geometry(settings: ExportSettings, progress: Optional[Progress] = None) -> ExportResult:
     """Export the mesh or point cloud of the run's model to ``settings.out`` (default <run>/export/<what>.ply)."""
-    from mipnerf_cli.runtime import pick_device
+    from mipnerf_cli.runtime import resolve
     from mipnerf_cli.trained_model import load_trained_model, resolve_checkpoint
 
     if settings.what == "mesh":  # before anything is loaded
@@ -425,7 +425,8 @@ def export_geometry(settings: ExportSettings, progress: Optional[Progress] = Non
     _, run_dir = resolve_checkpoint(settings.run, settings.ckpt)
     out = settings.out if settings.out is not None else run_dir / "export" / f"{settings.what}.ply"
     check_output(out, default=settings.out is None)
-    device = pick_device(settings.device, settings.cpu_threads)
+    # Export renders in float32 (no autocast, no TF32) whatever the device.
+    device = resolve(settings.device, settings.cpu_threads, mixed_precision=False, tf32=False).device
     trained = load_trained_model(settings.run, settings.ckpt, device)
     cameras = training_cameras(trained, settings.data)
 

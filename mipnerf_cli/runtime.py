@@ -11,6 +11,10 @@ ask it, so one checkpoint is rendered with one precision wherever it is rendered
   stay float32); TF32 matmuls are a separate switch, on by default;
 - CUDA trains with the sync-free step (`sync_free_step`: fused Adam, the finite check one
   step late) so that the host never waits for the GPU between two steps;
+- the process-wide switches (CPU thread count, TF32, glibc's allocator for the fast path)
+  are set in one place, `Runtime.apply()`, which `resolve` calls; the fast path's worker
+  threads belong to the Runtime (`pool`) and are joined by `close()` (`with runtime:`), or
+  when the Runtime is garbage-collected or the process exits;
 - `cuda_like` builds the CUDA path's policy on a CPU with native bf16 (AMX / AVX512-BF16), so
   tests can run the CUDA-only branches (autocast, the plain step, the plain render) here.
 """
@@ -20,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import weakref
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
+from mipnerf_cli.core.fast import FastOptions, WorkerPool, keep_freed_memory
 from mipnerf_cli.errors import MipNerfError
 
 __all__ = ["Runtime", "resolve", "from_settings", "pick_device", "cuda_like", "bf16_supported", "cpu_has_native_bf16"]
@@ -42,6 +48,23 @@ class Runtime:
     # The GPU's training step, which never waits for the device: fused Adam, told by a device
     # flag to skip a non-finite step, and the loss read back (and checked) one step late.
     sync_free_step: bool = False
+    cpu_threads: Optional[int] = None  # torch's CPU thread count (None: torch's choice)
+    # The fast path's worker threads, started on first use; joined by close().
+    pool: WorkerPool = dataclasses.field(default_factory=WorkerPool, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        weakref.finalize(self, self.pool.close)  # at garbage collection or exit, whichever is first
+
+    def __enter__(self) -> "Runtime":
+        self.apply()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Join the fast path's worker threads (a later fast-path call starts new ones)."""
+        self.pool.close()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context of a forward pass (a no-op for float32)."""
@@ -59,13 +82,25 @@ class Runtime:
 
     def render_options(self, model: nn.Module) -> dict:
         """The keyword arguments of `core.render.render_rays` / `render_image` under this policy."""
-        return {"device": self.device, "autocast_dtype": self.autocast_dtype, "fast_path": self.uses_fast_path(model)}
+        if not self.uses_fast_path(model):
+            return {"device": self.device, "autocast_dtype": self.autocast_dtype, "fast_path": False}
+        return {"device": self.device, "autocast_dtype": None, "fast_path": True, "fast_pool": self.pool}
+
+    def fast_options(self, micro_batch: int, workers: int) -> FastOptions:
+        """The CPU fast path's options for a training step, on this Runtime's worker threads."""
+        return FastOptions(micro_batch, workers, pool=self.pool)
 
     def apply(self) -> None:
-        """Set torch's process-wide TF32 switches to this policy (CUDA only; CPU ignores them)."""
+        """Set the process-wide switches to this policy: torch's CPU thread count (when
+        `cpu_threads` is set), the TF32 switches (CUDA only; CPU ignores them) and, for the
+        CPU fast path, glibc's allocator (`core.fast.keep_freed_memory`)."""
+        if self.cpu_threads is not None:
+            torch.set_num_threads(self.cpu_threads)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = self.tf32
             torch.backends.cudnn.allow_tf32 = self.tf32
+        elif self.fast_path and self.autocast_dtype is None:
+            keep_freed_memory()
 
     def describe(self) -> dict:
         """The policy as plain values (bench's JSON, logs)."""
@@ -78,13 +113,8 @@ class Runtime:
         }
 
 
-def pick_device(name: str, cpu_threads: Optional[int] = None) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a user error.
-
-    `cpu_threads` sets torch's CPU thread count (None leaves torch's choice).
-    """
-    if cpu_threads is not None:
-        torch.set_num_threads(cpu_threads)
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is a user error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -119,13 +149,11 @@ def resolve(
     tf32: bool = True,
     fast_path: bool = True,
 ) -> Runtime:
-    """The policy of a command from its settings; sets the thread count and TF32 switches.
+    """The policy of a command from its settings, applied (`Runtime.apply`: thread count, TF32).
 
     `mixed_precision` and `tf32` only act on CUDA: a CPU command always runs float32.
     """
-    chosen = device if isinstance(device, torch.device) else pick_device(device, cpu_threads)
-    if isinstance(device, torch.device) and cpu_threads is not None:
-        torch.set_num_threads(cpu_threads)
+    chosen = device if isinstance(device, torch.device) else pick_device(device)
     on_cuda = chosen.type == "cuda"
     runtime = Runtime(
         device=chosen,
@@ -133,6 +161,7 @@ def resolve(
         tf32=on_cuda and tf32,
         fast_path=fast_path,
         sync_free_step=on_cuda,
+        cpu_threads=cpu_threads,
     )
     runtime.apply()
     return runtime

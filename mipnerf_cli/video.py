@@ -25,7 +25,7 @@ from typing import Optional
 import imageio.v3 as iio
 import torch
 
-from mipnerf_cli.core.camera_paths import camera_rays
+from mipnerf_cli.core.rays import pinhole_rays
 from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.data.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
@@ -208,7 +208,7 @@ def _render_frames(
         if camera.ndc:  # a forward-facing LLFF model sees its rays in NDC, whatever the path
             rays = pose_rays(pose, frames.width, frames.height, focal, camera.near, camera.far, True)
         else:
-            rays = camera_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
+            rays = pinhole_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
         start = time.perf_counter()
         try:
             out = render_image(

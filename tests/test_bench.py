@@ -1,4 +1,4 @@
-"""`mipnerf bench` and mipnerf_cli/benchmark.py: FLOP count, fields, markdown rows (no timings asserted)."""
+"""`mipnerf bench` and mipnerf_cli/bench/: FLOP count, fields, markdown rows (no timings asserted)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from reference_weights import reference_layer_order
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
 from typer.testing import CliRunner
 
-from mipnerf_cli import benchmark
+from mipnerf_cli.bench import flops as bench_flops
+from mipnerf_cli.bench import peaks, report, workload
 from mipnerf_cli.cli import app
 from mipnerf_cli.core.model import MipNerf, ModelConfig
 
@@ -34,7 +35,7 @@ def test_flop_count_of_a_tiny_config_by_hand():
     # (2 % 2 == 0) the input rejoins: heads see 8 + 12 = 20. density 20->1, bottleneck 20->8,
     # condition 8 + 9 -> 4, rgb 4->3; 2 * in * out each.
     by_hand = 2 * (12 * 8 + 8 * 8 + 8 * 8 + 20 * 1 + 20 * 8 + 17 * 4 + 4 * 3)
-    flops = benchmark.model_flops(TINY)
+    flops = bench_flops.model_flops(TINY)
     assert flops.forward_per_sample == by_hand == 968
     assert flops.samples_per_ray == 8
     assert flops.forward_per_ray == 968 * 8 == flops.render_per_ray
@@ -42,7 +43,7 @@ def test_flop_count_of_a_tiny_config_by_hand():
 
 
 def test_paper_config_costs_0_94_gflop_per_trained_ray():
-    flops = benchmark.model_flops(ModelConfig())
+    flops = bench_flops.model_flops(ModelConfig())
     assert flops.forward_per_sample == 1_220_608
     assert flops.train_per_ray == 937_426_944
     assert flops.render_per_ray == 312_475_648
@@ -52,21 +53,21 @@ def test_paper_config_costs_0_94_gflop_per_trained_ray():
 def test_flop_layers_are_the_models_layers(config):
     model = MipNerf(config)
     shapes = [(layer.in_features, layer.out_features) for layer in reference_layer_order(model)]
-    assert [(d.in_features, d.out_features) for d in benchmark.dense_layers(config)] == shapes
+    assert [(d.in_features, d.out_features) for d in bench_flops.dense_layers(config)] == shapes
 
 
 def test_anchor_rays_follow_the_anchor_workload():
-    rays = benchmark.anchor_rays(64, seed=1)
+    rays = workload.anchor_rays(64, seed=1)
     assert torch.allclose(rays.origins.norm(dim=-1), torch.full((64,), 4.0))
     aim = rays.origins + rays.directions  # the targets, within [-1, 1]^3
     assert aim.abs().max() <= 1.0 + 1e-5
     assert torch.allclose(rays.viewdirs.norm(dim=-1), torch.ones(64))
     assert (rays.near == 2).all() and (rays.far == 6).all()
-    assert torch.equal(benchmark.anchor_rays(64, seed=1).origins, rays.origins)
+    assert torch.equal(workload.anchor_rays(64, seed=1).origins, rays.origins)
 
 
 def test_image_rays_cover_the_image():
-    rays = benchmark.image_rays(4)
+    rays = workload.image_rays(4)
     assert len(rays) == 16
     centre = rays.viewdirs.mean(dim=0)
     assert torch.allclose(centre / centre.norm(), torch.tensor([0.0, 0.0, -1.0]), atol=1e-6)
@@ -151,19 +152,19 @@ def test_bench_with_peak_reports_mfu_and_writes_markdown(tmp_path):
 
 def test_markdown_table_is_created_when_missing(tmp_path):
     path = tmp_path / "B.md"
-    result = benchmark.BenchResult(
+    result = report.BenchResult(
         machine="m", device="cpu", config="paper", torch_version="x", threads=2, fast_path={}, flops={},
-        matmul_peak=None, train=None, render=benchmark.PhaseResult(10.0, 10.0, 2560.0, 3.1, 1, 1, 1, 1.0, 1, mfu=0.5),
+        matmul_peak=None, train=None, render=report.PhaseResult(10.0, 10.0, 2560.0, 3.1, 1, 1, 1, 1.0, 1, mfu=0.5),
         memory=[], date="2024-01-02T00:00:00", load_average=[1.0, 2.0, 3.0],
     )  # fmt: skip
-    benchmark.append_markdown(path, benchmark.markdown_rows(result, {"render": 5.0}, "mipnerf bench"))
+    report.append_markdown(path, report.markdown_rows(result, {"render": 5.0}, "mipnerf bench"))
     text = path.read_text()
-    assert benchmark.MARKDOWN_HEADER in text
+    assert report.MARKDOWN_HEADER in text
     assert "| m | paper | render | 5.0 | 10.0 | 2.00× | 50% | 2024-01-02 | 1.0 2.0 3.0 | `mipnerf bench` |" in text
 
 
 def test_peak_memory_is_measured():
-    memory = benchmark.PeakMemory(torch.device("cpu"))
+    memory = peaks.PeakMemory(torch.device("cpu"))
     memory.start()
     block = torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB touched
     assert memory.peak_bytes() >= 64 << 20
@@ -171,17 +172,19 @@ def test_peak_memory_is_measured():
 
 
 def test_matmul_rate_is_positive():
-    assert benchmark.matmul_rate(64, 32, 16, torch.device("cpu"), min_seconds=0.01) > 0
+    assert peaks.matmul_rate(64, 32, 16, torch.device("cpu"), min_seconds=0.01) > 0
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--what", "everything"], "--what"),
-        (["--device", "tpu"], "--device"),
-        (["--steps", "0"], "--steps"),
+        (["--what", "everything"], "• what:"),
+        (["--device", "tpu"], "• device:"),
+        (["--steps", "0"], "• steps:"),
         (["--config", "no-such-config"], "no-such-config"),
-        (["--memory-sizes", "a,b"], "--memory-sizes"),
+        (["--memory-sizes", "a,b"], "• memory_sizes:"),
+        (["--memory-sizes", "0,800"], "• memory_sizes:"),
+        (["--workers", "-1"], "• fast_workers:"),
     ],
 )
 def test_bad_input_is_one_line(capsys, args, message):
@@ -190,3 +193,38 @@ def test_bad_input_is_one_line(capsys, args, message):
     done = cli_in_process(capsys, "bench", *args, "--no-peak")
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_model_is_seeded_by_its_own_generator_not_the_global_one(monkeypatch):
+    from mipnerf_cli.settings import BenchSettings, bench_model
+
+    settings = BenchSettings(model=bench_model("demo")[1])
+    torch.manual_seed(123)
+    first = workload.build_model(settings, torch.device("cpu"))
+    torch.manual_seed(456)  # another global state: the same weights
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: pytest.fail("bench re-seeded torch's global generator"))
+    monkeypatch.setattr(
+        torch.random, "manual_seed", lambda seed: pytest.fail("bench re-seeded torch's global generator")
+    )
+    second = workload.build_model(settings, torch.device("cpu"))
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_bench_trains_with_the_trainers_optimizer(monkeypatch, tmp_path):
+    from mipnerf_cli import trainer
+
+    built = []
+    real = trainer.build_optimizer
+
+    def recorded(model, settings, runtime=None):
+        built.append((settings.lr_init, settings.batch_size, runtime.fast_path))
+        return real(model, settings, runtime)
+
+    monkeypatch.setattr(trainer, "build_optimizer", recorded)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_YAML)
+    result = invoke("--config", str(config), "--what", "train", "--batch", "8", "--steps", "1", "--warmup", "0",
+                    "--no-peak", "--json", "--plain")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert built == [(5e-4, 8, False)]

@@ -116,7 +116,7 @@ def _eval(run, policy, monkeypatch):
     from mipnerf_cli import evaluation
     from mipnerf_cli.settings import EvalSettings
 
-    monkeypatch.setattr(evaluation, "from_settings", lambda settings, device=None: policy)
+    monkeypatch.setattr(evaluation.run, "from_settings", lambda settings, device=None: policy)
     results, _ = evaluation.evaluate(
         EvalSettings(run=run, limit=1, device="cpu", progress=False, out=run / f"eval-{policy.autocast_dtype}")
     )

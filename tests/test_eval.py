@@ -137,7 +137,7 @@ def test_failure_midway_leaves_no_results(runs, tmp_path, monkeypatch):
             raise RuntimeError("out of memory")
         return render_image(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "render_image", failing_render)
+    monkeypatch.setattr(evaluation.scoring, "render_image", failing_render)
     with pytest.raises(RuntimeError, match="out of memory"):
         run_eval(run=runs["blender"], out=tmp_path / "a" / "b", save_image=True)
     assert list(tmp_path.iterdir()) == []
@@ -152,19 +152,19 @@ def test_identical_rendering_gives_null_psnr_not_infinity(runs, tmp_path, monkey
         }
 
     # A white target (the white background of an empty image) rendered exactly.
-    monkeypatch.setattr(evaluation, "render_image", perfect)
-    monkeypatch.setattr(evaluation, "psnr_of", lambda a, b: math.inf)
+    monkeypatch.setattr(evaluation.scoring, "render_image", perfect)
+    monkeypatch.setattr(evaluation.scoring, "psnr_of", lambda a, b: math.inf)
     results, folder = run_eval(run=runs["blender"], out=tmp_path / "r", limit=1)
     row = json.loads((folder / "results.json").read_text())["images"][0]
     assert row["psnr"] is None and results.scales[0].psnr is None
 
 
 def test_check_scale_and_select_images():
-    assert evaluation.check_scale(None, [0, 1, 0, 1], "multiscale", BLENDER) == 2
+    assert evaluation.run.check_scale(None, [0, 1, 0, 1], "multiscale", BLENDER) == 2
     with pytest.raises(MipNerfError, match="--scale 3: .* with 2 resolution levels; use --scale 2"):
-        evaluation.check_scale(3, [0, 1, 0, 1], "multiscale", MULTISCALE)
-    assert evaluation.select_images([0, 1, 0, 1, 0, 1], 2, limit=2) == [[0, 2], [1, 3]]
-    assert evaluation.select_images([0, 1, 0, 1], 1, limit=None) == [[0, 2]]
+        evaluation.run.check_scale(3, [0, 1, 0, 1], "multiscale", MULTISCALE)
+    assert evaluation.run.select_images([0, 1, 0, 1, 0, 1], 2, limit=2) == [[0, 2], [1, 3]]
+    assert evaluation.run.select_images([0, 1, 0, 1], 1, limit=None) == [[0, 2]]
 
 
 # ----------------------------------------------------------------------------- bad input through the CLI entry point
@@ -235,13 +235,13 @@ def test_lpips_is_unavailable_without_the_package_or_its_weights(monkeypatch, tm
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    scorer, note = evaluation.lpips_scorer()
+    scorer, note = evaluation.scoring.lpips_scorer()
     assert scorer is None and "lpips package is not installed" in note
 
     # Installed, but the AlexNet weights were never downloaded: still nothing is fetched.
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    scorer, note = evaluation.lpips_scorer()
+    scorer, note = evaluation.scoring.lpips_scorer()
     assert scorer is None and "never downloaded" in note and str(tmp_path) in note
     assert list(tmp_path.iterdir()) == []
 

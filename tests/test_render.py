@@ -11,8 +11,9 @@ import torch
 from conftest import GOLDEN, load_golden
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
 
-from mipnerf_cli.core.camera_paths import camera_rays, look_at_origin, mean_camera_distance, spheric_poses
+from mipnerf_cli.core.camera_paths import look_at_origin, mean_camera_distance, spheric_poses
 from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.core.rays import pinhole_rays as camera_rays
 from mipnerf_cli.core.render import render_image, render_rays
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video

@@ -13,30 +13,6 @@ import typer
 from mipnerf_cli.errors import MipNerfError
 
 
-def _model_config(config: str):
-    """(name, ModelConfig) of --config: paper (the reference defaults), a packaged config, a yaml file."""
-    from mipnerf_cli.core.model import ModelConfig
-    from mipnerf_cli.settings import ModelSettings, find_config, load_yaml_settings
-
-    if config == "paper":
-        return "paper", ModelConfig()
-    path = find_config(config)
-    values = load_yaml_settings(path).get("model") or {}
-    if not isinstance(values, dict):
-        raise MipNerfError(f"config {path}: `model:` must be a mapping of setting: value")
-    return (config if "/" not in config else path.name), ModelSettings.model_validate(values).to_model_config()
-
-
-def _parse_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
-        raise MipNerfError(f"--memory-sizes {text!r}: give image sides separated by commas, e.g. 100,800") from None
-    if any(size < 1 or size > 8000 for size in sizes):
-        raise MipNerfError(f"--memory-sizes {text!r}: every side must be between 1 and 8000")
-    return sizes
-
-
 def _format_table(result) -> None:
     from rich.table import Table
 
@@ -169,40 +145,21 @@ def bench_command(
 ) -> None:
     """Measure rays/s, samples/s, GFLOP/s, MFU and peak memory of training and rendering.
 
-    The workload is the anchor's (shared/bench/anchor_mipnerf_pl.py): random rays from a
-    sphere of radius 4, near 2, far 6, Adam 5e-4, randomized sampling, white background.
+    The workload is the anchor's (hjxwhy/mipnerf_pl, compared by benchmarks/side_by_side.py):
+    random rays from a sphere of radius 4, near 2, far 6, Adam 5e-4, randomized sampling,
+    white background.
     """
-    import torch
+    from mipnerf_cli.bench.report import append_markdown, markdown_rows
+    from mipnerf_cli.settings import BenchSettings, bench_model
 
-    from mipnerf_cli.benchmark import BenchOptions, append_markdown, markdown_rows
-
-    if what not in ("train", "render", "all"):
-        raise MipNerfError(f"--what {what!r}: choose train, render or all")
-    if device not in ("cpu", "cuda"):
-        raise MipNerfError(f"--device {device!r}: choose cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise MipNerfError("--device cuda: no CUDA device is available here; use --device cpu")
-    for name, value, least in (
-        ("--batch", batch, 1),
-        ("--chunk", chunk, 1),
-        ("--steps", steps, 1),
-        ("--warmup", warmup, 0),
-        ("--micro-batch", micro_batch, 0),
-        ("--workers", workers, 0),
-    ):
-        if value < least:
-            raise MipNerfError(f"{name} {value}: must be at least {least}")
-    if cpu_threads is not None:
-        if cpu_threads < 1:
-            raise MipNerfError(f"--cpu-threads {cpu_threads}: must be at least 1")
-        torch.set_num_threads(cpu_threads)
-    config_name, model_config = _model_config(config)
-    options = BenchOptions(
-        what=what, model=model_config, config_name=config_name, device=device, batch=batch, chunk=chunk,
-        steps=steps, warmup=warmup, fast=fast, micro_batch=micro_batch, workers=workers, compile=compile,
-        mixed_precision=mixed_precision, tf32=tf32, peak=peak, memory_sizes=_parse_sizes(memory_sizes),
+    config_name, model_settings = bench_model(config)
+    settings = BenchSettings(
+        what=what, model=model_settings, config_name=config_name, device=device, cpu_threads=cpu_threads,
+        batch=batch, chunk=chunk, steps=steps, warmup=warmup, fast_path=fast, fast_micro_batch=micro_batch,
+        fast_workers=workers, compile=compile, mixed_precision=mixed_precision, tf32=tf32, peak=peak,
+        memory_sizes=memory_sizes,
     )  # fmt: skip
-    result = _run_with_progress(options, as_json, chunk)
+    result = _run_with_progress(settings, as_json)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
@@ -220,17 +177,19 @@ def bench_command(
             info(f"appended {len(rows.splitlines())} row(s) to {markdown}")
 
 
-def _run_with_progress(options, as_json: bool, chunk: int):
+def _run_with_progress(settings, as_json: bool):
     """run_bench with a progress bar (stdout) or status lines on stderr (--json)."""
-    from mipnerf_cli.benchmark import run_bench
+    from mipnerf_cli.bench.run import run_bench
     from mipnerf_cli.console import ProgressBar
 
     phases = {
-        "train": 1 if options.what in ("train", "all") else 0,
-        "render": 1 if options.what in ("render", "all") else 0,
+        "train": 1 if settings.what in ("train", "all") else 0,
+        "render": 1 if settings.what in ("render", "all") else 0,
     }
     total = (
-        (1 if options.peak else 0) + sum(phases.values()) * (options.warmup + options.steps) + len(options.memory_sizes)
+        (1 if settings.peak else 0)
+        + sum(phases.values()) * (settings.warmup + settings.steps)
+        + len(settings.memory_sizes)
     )
     if as_json:
 
@@ -238,7 +197,7 @@ def _run_with_progress(options, as_json: bool, chunk: int):
             sys.stderr.write(f"bench {phase} {message}\n")
             sys.stderr.flush()
 
-        return run_bench(options, report)
+        return run_bench(settings, report)
     started = [False]
     with ProgressBar("bench", total=total, line_interval_s=5.0) as bar:
 
@@ -246,6 +205,6 @@ def _run_with_progress(options, as_json: bool, chunk: int):
             bar.update(advance=1 if started[0] else 0, now=f"{phase} {message}")
             started[0] = True
 
-        result = run_bench(options, report)
+        result = run_bench(settings, report)
         bar.update(advance=1, now="done")
     return result

@@ -10,8 +10,6 @@ import math
 
 import torch
 
-from mipnerf_cli.core.rays import RayBundle
-
 
 def look_at_origin(position: torch.Tensor) -> torch.Tensor:
     """Camera-to-world matrix of a camera at `position` (3,) looking at the world origin.
@@ -58,54 +56,6 @@ def spheric_poses(num_frames: int, radius: float, elevation_deg: float = 36.0) -
 def mean_camera_distance(cam2world: torch.Tensor) -> float:
     """Mean distance of the camera centres from the world origin; cam2world (I, 3, 4)."""
     return float(cam2world[..., :3, 3].to(torch.float64).norm(dim=-1).mean())
-
-
-def camera_rays(
-    cam2world: torch.Tensor,
-    width: int,
-    height: int,
-    focal: float,
-    near: float,
-    far: float,
-) -> RayBundle:
-    """The H*W rays (row-major) of a pinhole camera, as the datasets build them.
-
-    cam2world: (3, 4) camera-to-world matrix. Pixel centres sit at +0.5; camera-space
-    directions are ((x - W/2 + 0.5)/f, -(y - H/2 + 0.5)/f, -1) and stay unnormalised.
-    The radius is the distance between vertically neighbouring directions times
-    2/sqrt(12) (the bottom row repeats the row above). The geometry is computed in
-    float64, as the reference loaders do, and returned as float32.
-    Returns a RayBundle of H*W rays with lossmult 1.
-    """
-    c2w = cam2world.to(torch.float64)
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float64) + 0.5,
-        torch.arange(width, dtype=torch.float64) + 0.5,
-        indexing="ij",
-    )
-    camera_dirs = torch.stack([(xs - 0.5 * width) / focal, -(ys - 0.5 * height) / focal, -torch.ones_like(xs)], dim=-1)
-    directions = camera_dirs @ c2w[:3, :3].T  # (H, W, 3)
-    origins = c2w[:3, 3].expand_as(directions)
-    viewdirs = directions / directions.norm(dim=-1, keepdim=True)
-    if height > 1:
-        dx = (directions[:-1] - directions[1:]).norm(dim=-1)
-        dx = torch.cat([dx, dx[-1:]], dim=0)
-    else:
-        # One row has no vertical neighbour; the horizontal spacing is the same for square pixels.
-        dx = (directions[:, :-1] - directions[:, 1:]).norm(dim=-1)
-        dx = torch.cat([dx, dx[:, -1:]], dim=1) if width > 1 else torch.full((1, 1), 1.0 / focal, dtype=torch.float64)
-    radii = dx[..., None] * 2 / math.sqrt(12)
-    count = height * width
-    ones = torch.ones(count, 1, dtype=torch.float32)
-    return RayBundle(
-        origins=origins.reshape(count, 3).float(),
-        directions=directions.reshape(count, 3).float(),
-        viewdirs=viewdirs.reshape(count, 3).float(),
-        radii=radii.reshape(count, 1).float(),
-        near=ones * near,
-        far=ones * far,
-        lossmult=ones.clone(),
-    )
 
 
 # ----------------------------------------------------------------------------- interpolated paths

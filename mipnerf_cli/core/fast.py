@@ -14,6 +14,11 @@ Same results as the plain path within float rounding: every random number is dra
 whole batch first, in the plain path's order (`MipNerf.draw_noise`), and each block takes its
 rays' slice.
 
+Nothing here is process-wide state: the worker threads belong to a `WorkerPool` that the
+caller owns (`runtime.Runtime` holds one per command and closes it; without one, a call starts
+and joins its own threads), and glibc's allocator is tuned by `keep_freed_memory` only when
+`runtime.Runtime.apply()` asks for it.
+
 Shapes: N rays; every function here takes flat (N,) ray batches.
 """
 
@@ -33,18 +38,51 @@ from mipnerf_cli.core import losses
 from mipnerf_cli.core.model import LevelOutput, MipNerf
 from mipnerf_cli.core.rays import RayBundle
 
-__all__ = ["FastOptions", "forward_backward", "render_last_level", "keep_freed_memory", "default_workers"]
+__all__ = ["FastOptions", "WorkerPool", "forward_backward", "render_last_level", "keep_freed_memory", "default_workers"]
 
 DEFAULT_MICRO_BATCH = 16  # rays per block when training: 2048 samples per level at 128 samples
 DEFAULT_RENDER_MICRO_BATCH = 32  # no activations are kept for a backward pass, so twice as many
 
 
+class WorkerPool:
+    """The threads the fast path deals blocks to: one executor per worker count, started on
+    first use and joined by `close()` (or at the end of a `with` block). Reusable after close."""
+
+    def __init__(self) -> None:
+        self._executors: dict[int, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def map(self, job: Callable, items: list) -> list:
+        """[job(item) for item in items], one item per thread."""
+        with self._lock:
+            executor = self._executors.get(len(items))
+            if executor is None:
+                executor = ThreadPoolExecutor(len(items), thread_name_prefix="mipnerf-fast")
+                self._executors[len(items)] = executor
+        return list(executor.map(job, items))
+
+    def close(self) -> None:
+        """Join every thread this pool started."""
+        with self._lock:
+            executors, self._executors = list(self._executors.values()), {}
+        for executor in executors:
+            executor.shutdown(wait=True)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclasses.dataclass(frozen=True)
 class FastOptions:
-    """How the fast path splits a batch. workers 0: one per torch CPU thread."""
+    """How the fast path splits a batch. workers 0: one per torch CPU thread. pool: the threads
+    to use (None: each call starts and joins its own)."""
 
     micro_batch: int = DEFAULT_MICRO_BATCH
     workers: int = 0
+    pool: WorkerPool | None = dataclasses.field(default=None, compare=False)
 
     def resolved_workers(self) -> int:
         return self.workers if self.workers > 0 else default_workers()
@@ -54,40 +92,22 @@ def default_workers() -> int:
     return max(1, torch.get_num_threads())
 
 
-_memory_configured = False
-
-
 def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of returning it to the OS (once per process).
+    """Ask glibc to keep freed memory for reuse instead of returning it to the OS (process-wide;
+    `runtime.Runtime.apply()` calls it for a CPU fast-path command; repeating it is harmless).
 
     Every block allocates and frees the same few MiB-sized activations; by default glibc
     serves such sizes with fresh mmaps, whose first touch page-faults 4 KiB at a time (about
     10% of a training step). Returns whether the setting was applied (glibc only).
     """
-    global _memory_configured
-    if _memory_configured:
-        return True
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+        return libc.mallopt(m_mmap_threshold, 32 << 20) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
     except (OSError, AttributeError):
         return False
-    _memory_configured = ok
-    return ok
-
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    with _pools_lock:
-        if workers not in _pools:
-            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="mipnerf-fast")
-        return _pools[workers]
 
 
 @contextlib.contextmanager
@@ -118,10 +138,17 @@ def _blocks(num_rays: int, micro_batch: int, workers: int) -> list[list[tuple[in
     return out
 
 
-def _run(workers_blocks: list[list[tuple[int, int]]], job: Callable[[list[tuple[int, int]]], object]) -> list:
+def _run(
+    workers_blocks: list[list[tuple[int, int]]], job: Callable[[list[tuple[int, int]]], object], pool: WorkerPool | None
+) -> list:
+    """job(blocks) for each worker's blocks: in this thread for one worker, else on `pool`'s
+    threads (a pool of this call's own when None, joined before returning)."""
     if len(workers_blocks) == 1:
         return [job(workers_blocks[0])]
-    return list(_pool(len(workers_blocks)).map(job, workers_blocks))
+    if pool is not None:
+        return pool.map(job, workers_blocks)
+    with WorkerPool() as own:
+        return own.map(job, workers_blocks)
 
 
 def _slice_noise(noise: list[dict[str, torch.Tensor]] | None, start: int, stop: int):
@@ -158,7 +185,6 @@ def forward_backward(
         raise ValueError(
             f"the fast path takes a flat batch of rays, got {tuple(rays.origins.shape)} for {num_rays} pixels"
         )
-    keep_freed_memory()
     if randomized and noise is None:
         noise = model.draw_noise((num_rays,), generator, device=rays.origins.device, dtype=rays.origins.dtype)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -190,7 +216,7 @@ def forward_backward(
         return grads, loss_sum, level_sums
 
     with _single_threaded_kernels(len(plan)):
-        results = _run(plan, job)
+        results = _run(plan, job, options.pool)
     _, loss, level_losses = results[0]
     for _, loss_sum, level_sums in results[1:]:
         loss, level_losses = loss + loss_sum, level_losses + level_sums
@@ -214,7 +240,6 @@ def render_last_level(
 ) -> LevelOutput:
     """The last level of `model(rays, randomized=False, white_bkgd)`, block by block, without
     the earlier levels' colour branch. rays: N rays (flat). Returns rgb (N, 3), distance (N,), acc (N,)."""
-    keep_freed_memory()
     num_rays = len(rays)
     device = rays.origins.device
     rgb = torch.empty(num_rays, 3, dtype=torch.float32, device=device)
@@ -233,5 +258,5 @@ def render_last_level(
 
     if num_rays:
         with _single_threaded_kernels(len(plan)):
-            _run(plan, job)
+            _run(plan, job, options.pool)
     return LevelOutput(rgb, distance, acc)

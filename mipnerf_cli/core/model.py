@@ -70,10 +70,11 @@ class LevelOutput(NamedTuple):
     acc: torch.Tensor  # (N,) accumulated opacity
 
 
-def _dense(in_features: int, out_features: int) -> nn.Linear:
-    """A Linear layer initialised like flax's Dense with glorot_uniform kernels (zero bias)."""
+def _dense(in_features: int, out_features: int, generator: torch.Generator | None = None) -> nn.Linear:
+    """A Linear layer initialised like flax's Dense with glorot_uniform kernels (zero bias),
+    drawn from `generator` (None: torch's global generator)."""
     layer = nn.Linear(in_features, out_features)
-    nn.init.xavier_uniform_(layer.weight)
+    nn.init.xavier_uniform_(layer.weight, generator=generator)
     nn.init.zeros_(layer.bias)
     return layer
 
@@ -97,26 +98,27 @@ class MLP(nn.Module):
         skip_layer: int = 4,
         num_rgb_channels: int = 3,
         num_density_channels: int = 1,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.skip_layer = skip_layer
         self.trunk = nn.ModuleList()
         width = input_features
         for i in range(netdepth):
-            self.trunk.append(_dense(width, netwidth))
+            self.trunk.append(_dense(width, netwidth, generator))
             width = netwidth + (input_features if self._skips_after(i) else 0)
-        self.density_head = _dense(width, num_density_channels)
+        self.density_head = _dense(width, num_density_channels, generator)
         if condition_features:
-            self.bottleneck = _dense(width, netwidth)
+            self.bottleneck = _dense(width, netwidth, generator)
             self.condition_layers = nn.ModuleList()
             width = netwidth + condition_features
             for _ in range(netdepth_condition):
-                self.condition_layers.append(_dense(width, netwidth_condition))
+                self.condition_layers.append(_dense(width, netwidth_condition, generator))
                 width = netwidth_condition
         else:
             self.bottleneck = None
             self.condition_layers = nn.ModuleList()
-        self.rgb_head = _dense(width, num_rgb_channels)
+        self.rgb_head = _dense(width, num_rgb_channels, generator)
 
     def _skips_after(self, i: int) -> bool:
         # The reference's rule: the input rejoins after layers skip_layer, 2*skip_layer, ...
@@ -196,7 +198,8 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
 class MipNerf(nn.Module):
     """mip-NeRF: cone tracing with integrated positional encoding, one MLP for all levels."""
 
-    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+    def __init__(self, config: ModelConfig = ModelConfig(), generator: torch.Generator | None = None) -> None:
+        """generator: where the initial weights are drawn from (None: torch's global generator)."""
         super().__init__()
         self.config = config
         self.mlp = MLP(
@@ -207,6 +210,7 @@ class MipNerf(nn.Module):
             netdepth_condition=config.netdepth_condition,
             netwidth_condition=config.netwidth_condition,
             skip_layer=config.skip_layer,
+            generator=generator,
         )
 
     def draw_noise(

@@ -9,27 +9,32 @@ memory is flat whatever the image size.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import nn
 
 from mipnerf_cli.core.rays import RayBundle
 
+if TYPE_CHECKING:
+    from mipnerf_cli.core.fast import WorkerPool
+
 
 class RenderStopped(Exception):
     """`should_stop` answered True between two chunks: the render was abandoned (no result)."""
 
 
-def _last_level(model: nn.Module, rays: RayBundle, white_bkgd: bool, fast_path: bool):
+def _last_level(model: nn.Module, rays: RayBundle, white_bkgd: bool, fast_path: bool, fast_pool=None):
     """The model's last level for a chunk; a MipNerf skips the earlier levels' colour branch,
-    and with `fast_path` goes through core/fast.py (blocks of rays over CPU worker threads)."""
+    and with `fast_path` goes through core/fast.py (blocks of rays over CPU worker threads,
+    those of `fast_pool` when given)."""
     from mipnerf_cli.core import fast
     from mipnerf_cli.core.model import MipNerf
 
     if isinstance(model, MipNerf):
         if fast_path:
-            return fast.render_last_level(model, rays, white_bkgd)
+            options = fast.FastOptions(micro_batch=fast.DEFAULT_RENDER_MICRO_BATCH, pool=fast_pool)
+            return fast.render_last_level(model, rays, white_bkgd, options)
         return model(rays, randomized=False, white_bkgd=white_bkgd, last_level_only=True)[-1]
     return model(rays, randomized=False, white_bkgd=white_bkgd)[-1]
 
@@ -44,6 +49,7 @@ def render_rays(
     autocast_dtype: Optional[torch.dtype] = None,
     fast_path: Optional[bool] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    fast_pool: Optional["WorkerPool"] = None,
 ) -> dict[str, torch.Tensor]:
     """Render N rays deterministically (randomized=False) with the model's last level.
 
@@ -58,6 +64,8 @@ def render_rays(
     should_stop: asked before every chunk; when it answers True the render raises
         RenderStopped (an exception rather than None, so no caller can take a partial
         result for a whole one), e.g. a stop request (Ctrl+C, SIGTERM) during validation.
+    fast_pool: the fast path's worker threads (`runtime.Runtime.pool`; None: each chunk starts
+        and joins its own).
     Returns float32 CPU tensors {"rgb": (N, 3), "distance": (N,), "acc": (N,)}.
     """
     if chunk <= 0:
@@ -87,7 +95,7 @@ def render_rays(
             stop = min(start + chunk, num_rays)
             batch = rays[start:stop].to(device=device, dtype=torch.float32)
             with autocast:
-                fine = _last_level(model, batch, white_bkgd, fast_path)
+                fine = _last_level(model, batch, white_bkgd, fast_path, fast_pool)
             out["rgb"][start:stop] = fine.rgb.float().cpu()
             out["distance"][start:stop] = fine.distance.float().cpu()
             out["acc"][start:stop] = fine.acc.float().cpu()
@@ -107,6 +115,7 @@ def render_image(
     autocast_dtype: Optional[torch.dtype] = None,
     fast_path: Optional[bool] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    fast_pool: Optional["WorkerPool"] = None,
 ) -> dict[str, torch.Tensor]:
     """`render_rays` for the H*W rays of one image (row-major), reshaped to the image.
 
@@ -123,6 +132,7 @@ def render_image(
         autocast_dtype=autocast_dtype,
         fast_path=fast_path,
         should_stop=should_stop,
+        fast_pool=fast_pool,
     )
     return {
         "rgb": out["rgb"].view(height, width, 3),

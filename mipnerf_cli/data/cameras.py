@@ -1,4 +1,5 @@
-"""Pinhole camera conventions shared by the converter and the loaders (Blender / NeRF style).
+"""Pinhole camera conventions shared by the converter and the loaders (Blender / NeRF style);
+the rule itself is `core.rays` (pix2cam, pinhole_radius, pinhole_rays).
 
 Camera space: x right, y up, the camera looks down -z. Pixel (col, row) has its centre at
 (col + 0.5, row + 0.5) and its camera-space direction is
@@ -11,6 +12,9 @@ rotated by the 3x3 part of cam2world; they are not normalized.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from mipnerf_cli.core.rays import pix2cam, pix2cam_general
 
 
 def focal_from_camera_angle(width: int, camera_angle_x: float) -> np.float64:
@@ -27,30 +31,19 @@ def pix2cam_matrices(focals, widths, heights) -> np.ndarray:
     """Inverse intrinsics, ``(I, 3, 3)`` float64, from per-image ``focals``, ``widths``, ``heights``
     (sequences of length I).
 
-    Evaluated with the same float64 operations as the reference converter so the
-    metadata.json values match it digit for digit.
+    `core.rays.pix2cam` (the one pinhole rule), whose float64 operations are the reference
+    converter's, so the metadata.json values match it digit for digit.
     """
-    fx = np.array(focals, dtype=np.float64)
-    fy = np.array(focals, dtype=np.float64)
-    cx = np.array(widths) * 0.5
-    cy = np.array(heights) * 0.5
-    zeros = np.zeros_like(cx)
-    ones = np.ones_like(cx)
-    k_inv = np.array(
-        [
-            [ones / fx, zeros, -cx / fx],
-            [zeros, -ones / fy, cy / fy],
-            [zeros, zeros, -ones],
-        ]
-    )
-    return np.moveaxis(k_inv, -1, 0)
+    return pix2cam(
+        torch.as_tensor(np.asarray(focals, dtype=np.float64)),
+        torch.as_tensor(np.asarray(widths, dtype=np.float64)),
+        torch.as_tensor(np.asarray(heights, dtype=np.float64)),
+    ).numpy()
 
 
 def pix2cam_from_intrinsics(intrinsics: np.ndarray) -> np.ndarray:
     """Inverse intrinsics ``(I, 3, 3)`` float64 of general pinhole cameras ``intrinsics`` (I, 4):
-    fx, fy, cx, cy in pixels (pixel centres at +0.5, the convention above; cx = W/2, cy = H/2
-    and fx = fy = focal give ``pix2cam_matrices``)."""
+    fx, fy, cx, cy in pixels (`core.rays.pix2cam_general`; cx = W/2, cy = H/2 and fx = fy = focal
+    give ``pix2cam_matrices``)."""
     fx, fy, cx, cy = np.moveaxis(np.asarray(intrinsics, dtype=np.float64), -1, 0)
-    zeros, ones = np.zeros_like(fx), np.ones_like(fx)
-    k_inv = np.array([[ones / fx, zeros, -cx / fx], [zeros, -ones / fy, cy / fy], [zeros, zeros, -ones]])
-    return np.moveaxis(k_inv, -1, 0)
+    return pix2cam_general(*(torch.as_tensor(v) for v in (fx, fy, cx, cy))).numpy()

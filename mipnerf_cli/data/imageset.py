@@ -9,26 +9,11 @@ is instead computed from its image's 3x3 matrix ``cam2world[:3, :3] @ pix2cam`` 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
 
-from mipnerf_cli.core.rays import RayBundle
-
-
-def base_radius_from_ray_matrix(ray_matrix: torch.Tensor) -> torch.Tensor:
-    """Cone radius at distance 1 for each image, ``(I,)`` float64, from
-    ``ray_matrix = R @ pix2cam`` ``(I, 3, 3)`` float64.
-
-    The reference takes dx = |d(row + 1) - d(row)| between vertically adjacent pixel
-    directions and radius = dx * 2/sqrt(12) (halfway between the circles inscribed in and
-    circumscribed about the pixel). The directions are linear in (col, row), so that
-    difference is the middle column of ``R @ pix2cam`` for every pixel: one value per image,
-    the bottom row included (the reference repeats the row above it, the same value).
-    """
-    dx = torch.linalg.vector_norm(ray_matrix[..., :, 1], dim=-1)
-    return dx * 2 / math.sqrt(12)
+from mipnerf_cli.core.rays import RayBundle, pinhole_radius
 
 
 @dataclasses.dataclass(eq=False)
@@ -104,12 +89,13 @@ class ImageSet:
         self.pix2cam = self.pix2cam.to(torch.float64)
         self.focal = self.focal.to(torch.float64)
         self.lossmult = self.lossmult.to(torch.float32)
-        # direction(col, row) = ray_matrix @ (col + 0.5, row + 0.5, 1)
+        # direction(col, row) = ray_matrix @ (col + 0.5, row + 0.5, 1): core.rays' pinhole rule,
+        # evaluated per pixel in numpy by _rays (core.rays.pinhole_rays makes a whole image).
         ray_matrix = self.cam2world[:, :3, :3] @ self.pix2cam
         # numpy views of the per-image tables for the per-step lookups (see _rays).
         self._ray_matrix_np = ray_matrix.numpy()
         self._origins_np = self.cam2world[:, :3, 3].numpy()
-        self._radii_np = base_radius_from_ray_matrix(ray_matrix).numpy()
+        self._radii_np = pinhole_radius(ray_matrix).numpy()
         self._lossmult_np = self.lossmult.numpy()
         self._offsets_np = self.offsets.numpy()
         self._widths_np = np.array(self.widths, dtype=np.int64)

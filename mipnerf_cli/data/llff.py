@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.core.rays import RayBundle, pinhole_rays
 from mipnerf_cli.data.cameras import pix2cam_from_intrinsics, pix2cam_matrices
 from mipnerf_cli.data.capture import POSES_BOUNDS, capture_format, llff_poses, read_capture_cameras, resolve_spherify
 from mipnerf_cli.data.images import read_rgba, run_in_threads
@@ -213,6 +213,8 @@ def pose_rays(
 ) -> RayBundle:
     """The H*W rays (row-major) of a pinhole camera at ``cam2world`` (3, 4), in NDC when ``ndc``
     (the same rule as the training rays of an LLFF scene)."""
+    if not ndc:
+        return pinhole_rays(cam2world, width, height, focal, near, far)
     camera = LlffImageSet(
         names=["pose"],
         images=[torch.zeros(height, width, 4, dtype=torch.uint8)],
