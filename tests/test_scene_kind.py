@@ -74,3 +74,23 @@ def test_matching_options_pass_the_check(tmp_path):
     ):
         settings = resolve_train_settings(None, {"data": scene, "out_dir": tmp_path, "device": "cpu", **options})
         assert trainer.check_scene(settings) == kind
+
+
+def test_a_multiscale_capture_is_never_spherified_by_its_poses_bounds(tmp_path):
+    """`convert --multiscale` on photos writes metadata.json next to poses_bounds.npy and a
+    transforms.json recording "360": the run reads the multiscale metadata (poses already
+    centred), so the LLFF options must not ask for spherify (that was refused as an LLFF flag)."""
+    import json
+
+    import numpy as np
+
+    from mipnerf_cli.data.scene import llff_options, scene_kind
+
+    (tmp_path / "metadata.json").write_text("{}")
+    np.save(tmp_path / "poses_bounds.npy", np.ones((3, 17)))
+    (tmp_path / "transforms.json").write_text(json.dumps({"scene_kind": "360", "frames": []}))
+    assert scene_kind(tmp_path) == "multiscale"
+    assert llff_options({"data": str(tmp_path), "spherify": None})["spherify"] is False
+    (tmp_path / "metadata.json").unlink()
+    assert scene_kind(tmp_path) == "llff"
+    assert llff_options({"data": str(tmp_path), "spherify": None})["spherify"] is True

@@ -93,7 +93,9 @@ def llff_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     spherify = settings.get("spherify")
     if spherify is None:
         data = settings.get("data")
-        spherify = resolve_spherify(Path(data), None) if data and Path(data).is_dir() else False
+        folder = Path(data) if data else None
+        is_capture = folder is not None and folder.is_dir() and scene_kind(folder) == "llff"
+        spherify = resolve_spherify(folder, None) if is_capture else False  # a multiscale capture: its own poses
     return {
         "factor": int(settings.get("factor") or 0),
         "spherify": bool(spherify),
