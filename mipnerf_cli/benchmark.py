@@ -423,7 +423,7 @@ def bench_runtime(options: BenchOptions, device: torch.device) -> Runtime:
 
 
 def bench_train(options: BenchOptions, device: torch.device, progress: Callable[[str], None]) -> PhaseResult:
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training as trainer
 
     settings = _train_settings(options)
     runtime = bench_runtime(options, device)
