@@ -423,13 +423,13 @@ def bench_runtime(options: BenchOptions, device: torch.device) -> Runtime:
 
 
 def bench_train(options: BenchOptions, device: torch.device, progress: Callable[[str], None]) -> PhaseResult:
-    from mipnerf_cli import training as trainer
+    from mipnerf_cli import training
 
     settings = _train_settings(options)
     runtime = bench_runtime(options, device)
     model = build_model(options, device)
     step_model = _maybe_compile(model, options)
-    optimizer = trainer.build_optimizer(model, settings, runtime)
+    optimizer = training.build_optimizer(model, settings, runtime)
     rays = anchor_rays(options.batch, 1, device)
     pixels = torch.rand(options.batch, 3, generator=torch.Generator().manual_seed(3)).to(device)
     counter = iter(range(1, 1 << 30))
@@ -437,9 +437,9 @@ def bench_train(options: BenchOptions, device: torch.device, progress: Callable[
     def step() -> None:
         # As the trainer's loop runs it (step_batch): the sampling noise drawn up front (so a
         # compiled forward sees tensors, not a Generator), the loss read back a step late.
-        generator = trainer.step_generator(0, next(counter), device)
+        generator = training.step_generator(0, next(counter), device)
         noise = model.draw_noise((options.batch,), generator, device=device)
-        trainer.train_step(
+        training.train_step(
             step_model,
             optimizer,
             rays,

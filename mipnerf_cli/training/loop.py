@@ -73,8 +73,6 @@ def train(
     report: a `reporting.Reporter` (the commands pass the console's), or a callable taking
     each line; default and on ranks other than 0: silent.
     """
-    from mipnerf_cli.data import llff_options, load_scene
-
     context = context or SINGLE
     is_main = context.is_main
     reporter = as_reporter(report) if is_main else SILENT
@@ -86,7 +84,6 @@ def train(
         MipNerfError if is_main else PeerError,
     )
     runtime = from_settings(settings, context.device)  # training and validation both follow it
-    device = runtime.device
     files = RunFiles(settings.run_dir)
     lock = RunLock(files.dir) if is_main else None
     try:
@@ -104,54 +101,70 @@ def train(
                 f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on"
             )
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
-        train_set = load_scene(
-            settings.data,
-            "train",
-            multiscale=settings.multiscale,
-            white_bkgd=settings.white_bkgd,
-            downscale=settings.downscale,
-            **llff_options(settings.model_dump()),
-        )
-        val_set = load_val_set(settings, report) if is_main else None
-        images = val_images(val_set, settings, runtime) if val_set is not None else []
-        if images and (line := describe_budget(val_set, images, settings, runtime)) is not None:
-            report(line)
-        model = build_model(settings).to(device)
-        optimizer = build_optimizer(model, settings, runtime)
-        if start.payload is not None:
-            model.load_state_dict(start.payload["model"])
-            load_optimizer_state(optimizer, start.payload["optimizer"])
-            report(f"resuming from {start.source} at step {start.step}")
-        step_model = wrap_for_ranks(model, runtime, context)
-        if settings.compile:
-            step_model = compile_for_training(step_model)
-
-        def open_run_folder() -> None:
-            if not lock.held:
-                files.dir.mkdir(parents=True, exist_ok=True)
-                _acquire(lock, report)
-            checkpoints.remove_stale_temporaries(files.ckpt_dir)
-            set_aside_later_checkpoints(files.ckpt_dir, start, report)
-            files.write_config(settings)
-            files.open_metrics(keep_until_step=start.step)
-            if settings.tensorboard:
-                files.open_tensorboard()
-
-        context.on_main(open_run_folder)
+        train_set, val_set, images = _load_splits(settings, runtime, is_main, report)
+        model, step_model, optimizer = _build_model(settings, start, runtime, context, report)
+        context.on_main(lambda: _open_run_folder(files, lock, start, settings, report))
         bar = (
             reporter.progress(f"train {settings.exp_name}", total=settings.max_steps, completed=start.step)
             if show_progress and is_main
             else quiet_progress(reporter)
         )
         run = TrainRun(
-            settings, model, step_model, optimizer, train_set, val_set, images, files, kind, runtime, context,
-            reporter, bar, start,
+            settings=settings, model=model, step_model=step_model, optimizer=optimizer, train_set=train_set,
+            val_set=val_set, val_images=images, files=files, kind=kind, runtime=runtime, context=context,
+            reporter=reporter, bar=bar, start=start,
         )  # fmt: skip
         return _loop(run)
     finally:
         files.close()
         if lock is not None:
             lock.release()
+
+
+def _load_splits(settings: TrainSettings, runtime: Runtime, is_main: bool, report):
+    """(the train split, the validation split or None, the validation images); rank 0 alone validates."""
+    from mipnerf_cli.data import llff_options, load_scene
+
+    train_set = load_scene(
+        settings.data,
+        "train",
+        multiscale=settings.multiscale,
+        white_bkgd=settings.white_bkgd,
+        downscale=settings.downscale,
+        **llff_options(settings.model_dump()),
+    )
+    val_set = load_val_set(settings, report) if is_main else None
+    images = val_images(val_set, settings, runtime) if val_set is not None else []
+    if images and (line := describe_budget(val_set, images, settings, runtime)) is not None:
+        report(line)
+    return train_set, val_set, images
+
+
+def _build_model(settings: TrainSettings, start: Start, runtime: Runtime, context: Context, report):
+    """(the model, the module the steps run, the optimizer), from `start`'s checkpoint if it has one."""
+    model = build_model(settings).to(runtime.device)
+    optimizer = build_optimizer(model, settings, runtime)
+    if start.payload is not None:
+        model.load_state_dict(start.payload["model"])
+        load_optimizer_state(optimizer, start.payload["optimizer"])
+        report(f"resuming from {start.source} at step {start.step}")
+    step_model = wrap_for_ranks(model, runtime, context)
+    if settings.compile:
+        step_model = compile_for_training(step_model)
+    return model, step_model, optimizer
+
+
+def _open_run_folder(files: RunFiles, lock: RunLock, start: Start, settings: TrainSettings, report) -> None:
+    """Rank 0, once every check has passed: create and lock the folder, tidy ckpt/, start the logs."""
+    if not lock.held:
+        files.dir.mkdir(parents=True, exist_ok=True)
+        _acquire(lock, report)
+    checkpoints.remove_stale_temporaries(files.ckpt_dir)
+    set_aside_later_checkpoints(files.ckpt_dir, start, report)
+    files.write_config(settings)
+    files.open_metrics(keep_until_step=start.step)
+    if settings.tensorboard:
+        files.open_tensorboard()
 
 
 def _acquire(lock: RunLock, report) -> None:
