@@ -125,8 +125,9 @@ def describe_budget(val_set, images: list[int], settings: TrainSettings, runtime
     scales = sorted({val_set.levels[i] for i in images})
     where = f" at scale(s) {', '.join(map(str, scales))}" if val_set.multiscale else ""
     return (
-        f"validation on the CPU renders {len(images)} of {len(picked)} image(s){where}: {rays:,} rays, "
-        f"{rays / trained:.1%} of the {trained:,} trained between checks (val_cpu_share: null renders all)"
+        f"validation on the CPU renders {len(images)} of {len(picked)} image(s){where}: {rays:,} rays, within "
+        f"{ray_budget(settings, runtime):,} ({settings.val_cpu_share:.0%} of the {trained:,} rays trained between "
+        f"checks, at least {MIN_BUDGET_RAYS:,}); val_cpu_share: null renders them all"
     )
 
 
