@@ -5,7 +5,7 @@ Wall-clock rates on a shared machine swing with the other processes' load; the C
 single-threaded step consumes swings much less (it still pays for cache and memory-bandwidth
 contention). This script times, in one process and interleaved, the anchor's train step and
 2048-ray render (hjxwhy/mipnerf_pl's MipNerf, extracted at run time from a git mirror by the
-shared anchor script's own `extract`) and ours (`trainer.train_step` and `render_rays`, the
+shared anchor script's own `extract`) and ours (`training.train_step` and `render_rays`, the
 fast path with one worker), all on one torch thread, and prints rays per CPU-second. Each
 side runs in its own process (ours sets a process-wide allocator option the anchor must not
 inherit), the two alternating ROUNDS times; each process warms up once, then measures.
@@ -56,7 +56,7 @@ def main() -> None:
     from datasets.datasets import Rays  # the anchor's (stubbed by its script)
     from models.mip_nerf import MipNerf as AnchorNerf
 
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
     from mipnerf_cli.bench import workload
     from mipnerf_cli.core.render import render_rays
 
@@ -89,8 +89,8 @@ def main() -> None:
     step_counter = iter(range(1, 1 << 30))
 
     def ours_train():
-        generator = trainer.step_generator(0, next(step_counter), torch.device("cpu"))
-        trainer.train_step(ours, ours_opt, rays, target, 5e-4, settings, generator)
+        generator = training.step_generator(0, next(step_counter), torch.device("cpu"))
+        training.train_step(ours, ours_opt, rays, target, 5e-4, settings, generator)
 
     def ours_render():
         render_rays(ours, render_batch, args.chunk, white_bkgd=True)

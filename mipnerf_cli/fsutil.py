@@ -1,6 +1,6 @@
 """Small file-system rules that several modules share: atomic writes and pid checks.
 
-The run-folder and output-folder contracts (checkpoint.py, output_folder.py,
+The run-folder and output-folder contracts (runs/checkpoints.py, output_folder.py,
 data/staging.py) build on these; nothing here knows about runs or scenes.
 """
 

@@ -57,7 +57,7 @@ def read_metrics(path: Path) -> Curves:
             curves.val_step.append(int(record["step"]))
             curves.val_time.append(float(record.get("elapsed_s", 0.0)))
             curves.val_psnr.append(float(psnr))
-            curves.val_levels.append([float(p) for p in record.get("psnr_levels", [psnr])])
+            curves.val_levels.append(_by_scale(record, psnr))
         else:
             curves.train_step.append(int(record["step"]))
             curves.train_time.append(float(record.get("elapsed_s", 0.0)))
@@ -65,6 +65,17 @@ def read_metrics(path: Path) -> Curves:
     if not curves.train_step and not curves.val_step:
         raise MipNerfError(f"{path} has no PSNR records yet: train for at least log_interval steps")
     return curves
+
+
+def _by_scale(record: dict, psnr: float) -> list[float]:
+    """A val record's PSNR per scale index (NaN where a CPU validation left a scale out:
+    its "levels" name the scales that "psnr_levels" holds)."""
+    psnrs = [float(p) for p in record.get("psnr_levels", [psnr])]
+    levels = record.get("levels") or list(range(len(psnrs)))
+    row = [float("nan")] * (max(levels) + 1)
+    for level, value in zip(levels, psnrs):
+        row[level] = value
+    return row
 
 
 def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:

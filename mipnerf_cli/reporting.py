@@ -1,6 +1,6 @@
 """How the library speaks to the user without knowing the terminal: a small Reporter protocol.
 
-The library (trainer, evaluation, video, checkpoint) takes a `Reporter` as an argument and
+The library (training, evaluation, video, runs.checkpoints) takes a `Reporter` as an argument and
 never imports rich; the command layer passes `console.ConsoleReporter` (rich bar on a
 terminal, plain lines elsewhere), tests and other rank processes pass `SILENT` or a plain
 callable (`as_reporter` turns one into a Reporter). Four channels:

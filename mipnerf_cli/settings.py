@@ -148,6 +148,11 @@ class TrainSettings(BaseModel):
         description="validation images are this many times smaller than the training ones (Blender scenes; multiscale data has its own levels)",
     )
     val_chunk: int = Field(8192, gt=0, description="rays per forward pass when rendering")
+    val_cpu_share: Optional[float] = Field(
+        0.05,
+        gt=0,
+        description="on a CPU a validation renders at most this share of the rays trained between checks, the smallest scales first (null: every view at every scale)",
+    )
 
     model: ModelSettings = Field(default_factory=ModelSettings)
 

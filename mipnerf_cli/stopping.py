@@ -5,7 +5,7 @@ While a `StopSignals` is entered, the first SIGINT or SIGTERM only records itsel
 on, so the render stops at the next chunk and `check` turns the request into the
 KeyboardInterrupt the CLI reports as "interrupted" (exit 130) after the staged output was
 discarded. A second Ctrl+C raises KeyboardInterrupt at once. Training has its own
-`trainer.StopRequest` (it saves the finished step instead of giving up).
+`training.StopRequest` (it saves the finished step instead of giving up).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ kind, background) is read from the checkpoint, which carries the settings it was
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ class TrainedModel:
 
 def newest_checkpoint(run_dir: Path) -> Path:
     """``<run>/ckpt/last.pt``, else the ``step-*.pt`` with the highest step."""
-    from mipnerf_cli.checkpoint import LAST, step_checkpoints
+    from mipnerf_cli.runs.checkpoints import LAST, step_checkpoints
 
     if run_dir.is_file():
         raise MipNerfError(f"--run {run_dir} is a file; pass the run folder, or give a checkpoint file with --ckpt")
@@ -60,7 +59,8 @@ def _load_newest(checkpoint_path: Path, from_run: bool) -> tuple[dict[str, Any],
     the two (the trainer resumes from it too). A damaged newest checkpoint is an error,
     not a silent fallback: the results would be filed under another step.
     """
-    from mipnerf_cli.checkpoint import LAST, load_checkpoint, step_checkpoints
+    from mipnerf_cli.runs.checkpoints import LAST, load_checkpoint, step_checkpoints
+    from mipnerf_cli.runs.payload import step_of
 
     try:
         payload = load_checkpoint(checkpoint_path)
@@ -69,7 +69,7 @@ def _load_newest(checkpoint_path: Path, from_run: bool) -> tuple[dict[str, Any],
         hint = f"; to use an older one pass --ckpt {older[-1]}" if older and older[-1] != checkpoint_path else ""
         raise MipNerfError(f"{error}{hint}") from None
     if from_run and checkpoint_path.name == LAST:
-        newer = [path for step, path in step_checkpoints(checkpoint_path.parent) if step > int(payload["step"])]
+        newer = [path for step, path in step_checkpoints(checkpoint_path.parent) if step > step_of(payload)]
         if newer:
             return load_checkpoint(newer[-1]), newer[-1]
     return payload, checkpoint_path
@@ -93,29 +93,18 @@ def resolve_checkpoint(run: Path | None, ckpt: Path | None) -> tuple[Path, Path]
     return newest_checkpoint(run), run
 
 
-def _recorded_data_path(scene: dict[str, Any], settings: dict[str, Any], run_dir: Path) -> Path | None:
-    # A path relative to the run folder survives moving the run and its data together.
-    relative = scene.get("data_relative_to_run")
-    if relative and (run_dir / relative).exists():
-        return Path(os.path.normpath(run_dir / relative))
-    for value in (scene.get("data"), settings.get("data")):
-        if value:
-            return Path(value)
-    return None
-
-
 def load_trained_model(run: Path | None, ckpt: Path | None, device: torch.device) -> TrainedModel:
     """Load the checkpoint chosen by ``--run``/``--ckpt`` and build its model on `device`.
 
     Raises MipNerfError naming the file when it is missing, truncated, corrupt or holds
     weights that do not fit the model it describes.
     """
-    from mipnerf_cli.checkpoint import model_from_checkpoint
+    from mipnerf_cli.runs.payload import model_from_checkpoint, read
 
     checkpoint_path, run_dir = resolve_checkpoint(run, ckpt)
     payload, checkpoint_path = _load_newest(checkpoint_path, from_run=run is not None)
     try:
-        model, settings = model_from_checkpoint(payload, source=checkpoint_path)
+        model, _ = model_from_checkpoint(payload, source=checkpoint_path)
     except MipNerfError:
         raise
     except (RuntimeError, KeyError, TypeError, ValueError) as error:
@@ -124,24 +113,18 @@ def load_trained_model(run: Path | None, ckpt: Path | None, device: torch.device
         raise MipNerfError(
             f"checkpoint {checkpoint_path} does not fit the model it describes ({first_line[:200]})"
         ) from None
-    settings = dict(settings or {})
-    scene = dict(payload.get("scene") or {})
-    kind = scene.get("kind")
-    if kind is None and "multiscale" in settings:
-        kind = "multiscale" if settings["multiscale"] else "blender"
-    white_bkgd = bool(scene.get("white_bkgd", settings.get("white_bkgd", True)))
-    exp_name = settings.get("exp_name") or run_dir.name
+    recorded = read(payload)
     model = model.to(device).eval()
     return TrainedModel(
         model=model,
         checkpoint_path=checkpoint_path,
         run_dir=run_dir,
-        step=int(payload.get("step", 0)),
-        exp_name=str(exp_name),
-        kind=kind,
-        white_bkgd=white_bkgd,
-        data_path=_recorded_data_path(scene, settings, run_dir),
-        settings=settings,
+        step=recorded.step,
+        exp_name=str(recorded.settings.get("exp_name") or run_dir.name),
+        kind=recorded.kind,
+        white_bkgd=recorded.white_bkgd,
+        data_path=recorded.data_path(run_dir),
+        settings=recorded.settings,
         device=device,
     )
 

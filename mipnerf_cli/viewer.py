@@ -397,7 +397,8 @@ class CheckpointWatcher:
         return tuple(entries)
 
     def poll(self):
-        from mipnerf_cli.checkpoint import load_newest_good, model_from_checkpoint
+        from mipnerf_cli.runs.checkpoints import load_newest_good
+        from mipnerf_cli.runs.payload import model_from_checkpoint
 
         signature = self._signature()
         if signature == self._seen:
@@ -454,7 +455,7 @@ def camera_path_json(keyframes: list[ViewCamera], width: int, height: int, fps: 
 
 def write_camera_path(path: Path, document: dict) -> None:
     """Write `document` as JSON atomically (temp file + os.replace)."""
-    from mipnerf_cli.checkpoint import write_atomic
+    from mipnerf_cli.runs.checkpoints import write_atomic
 
     write_atomic(Path(path), json.dumps(document, indent=2).encode())
 

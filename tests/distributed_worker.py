@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 
 def gradients(spec: dict, context, out: Path) -> None:
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
     from mipnerf_cli.data import load_scene
     from mipnerf_cli.runtime import Runtime
     from mipnerf_cli.settings import resolve_train_settings
@@ -37,14 +37,14 @@ def gradients(spec: dict, context, out: Path) -> None:
     train_set = load_scene(settings.data, "train", multiscale=settings.multiscale, white_bkgd=settings.white_bkgd)
     for tag, fast in (("fast", True), ("plain", False)):
         s = settings.model_copy(update={"fast_path": fast})
-        model = trainer.build_model(s).to(device)
-        optimizer = trainer.build_optimizer(model, s)
-        step_model = trainer.wrap_for_ranks(model, Runtime(device=device, fast_path=fast), context)
+        model = training.build_model(s).to(device)
+        optimizer = training.build_optimizer(model, s)
+        step_model = training.wrap_for_ranks(model, Runtime(device=device, fast_path=fast), context)
         # The fast path is a CPU path: there the gradients are summed by hand, elsewhere by DDP.
         assert isinstance(step_model, torch.nn.parallel.DistributedDataParallel) == (device.type == "cuda" or not fast)
-        rays, pixels, noise, shard = trainer.step_batch(s, spec["step"], train_set, model, device, context)
+        rays, pixels, noise, shard = training.step_batch(s, spec["step"], train_set, model, device, context)
         # lr 0: the gradients stay in .grad and the weights as they were.
-        stats = trainer.train_step(step_model, optimizer, rays, pixels, 0.0, s, None, noise=noise, shard=shard)
+        stats = training.train_step(step_model, optimizer, rays, pixels, 0.0, s, None, noise=noise, shard=shard)
         torch.save(
             {
                 "grads": {name: p.grad.cpu() for name, p in model.named_parameters()},

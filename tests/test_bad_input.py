@@ -395,12 +395,12 @@ def _run_with_truncated_last(ws: Workspace, command: str) -> list:
 def _other_shape(ws: Workspace, command: str) -> list:
     """A checkpoint whose weights are not those of the model it describes (a model_config of
     another width): written with the real format and checksum, so only the shapes differ."""
-    from mipnerf_cli import checkpoint
+    from mipnerf_cli.runs import checkpoints
 
-    payload = checkpoint.load_checkpoint(ws.runs / "blender" / "ckpt" / "last.pt")
+    payload = checkpoints.load_checkpoint(ws.runs / "blender" / "ckpt" / "last.pt")
     payload["model_config"]["netwidth"] = 24
     path = ws.tmp / "other-shape.pt"
-    checkpoint.save_checkpoint(path, payload)
+    checkpoints.save_checkpoint(path, payload)
     return _model_command(ws, command, "--ckpt", path)
 
 

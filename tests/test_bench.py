@@ -212,7 +212,7 @@ def test_the_model_is_seeded_by_its_own_generator_not_the_global_one(monkeypatch
 
 
 def test_bench_trains_with_the_trainers_optimizer(monkeypatch, tmp_path):
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training as trainer
 
     built = []
     real = trainer.build_optimizer

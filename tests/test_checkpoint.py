@@ -12,14 +12,16 @@ import pytest
 import torch
 from disk_faults import DiskFillsUp
 
-from mipnerf_cli import checkpoint
-from mipnerf_cli.checkpoint import RunLock, load_checkpoint, load_newest_good, save_checkpoint, save_step
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.runs import checkpoints
+from mipnerf_cli.runs.checkpoints import load_checkpoint, load_newest_good, save_checkpoint, save_step
+from mipnerf_cli.runs.lock import RunLock
+from mipnerf_cli.runs.payload import FORMAT_VERSION
 
 
 def payload(step: int = 7, value: float = 1.0) -> dict:
     return {
-        "format_version": checkpoint.FORMAT_VERSION,
+        "format_version": FORMAT_VERSION,
         "step": step,
         "model": {"layer.weight": torch.full((4, 3), value), "layer.bias": torch.arange(4.0)},
         "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0, 1]}]},
@@ -85,7 +87,7 @@ def test_pickled_object_with_a_valid_checksum_is_still_refused(tmp_path):
             return (print, ("x",))
 
     path = tmp_path / "evil.pt"
-    path.write_bytes(checkpoint.serialize({"format_version": 1, "step": 1, "model": Exploit()}))
+    path.write_bytes(checkpoints.serialize({"format_version": 1, "step": 1, "model": Exploit()}))
     with pytest.raises(MipNerfError, match="pickled Python objects"):
         load_checkpoint(path)
 
@@ -201,7 +203,7 @@ def test_stale_temporaries_are_removed(tmp_path):
     folder = tmp_path / "ckpt"
     save_step(folder, payload(step=100), keep=3)
     (folder / ".step-0000200.pt.tmp-999").write_bytes(b"half a file")
-    checkpoint.remove_stale_temporaries(folder)
+    checkpoints.remove_stale_temporaries(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step-0000100.pt"]
 
 
@@ -209,7 +211,7 @@ HOLD_LOCK = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from mipnerf_cli.checkpoint import RunLock
+    from mipnerf_cli.runs.lock import RunLock
     lock = RunLock(Path(sys.argv[1])).acquire()
     print("locked", flush=True)
     time.sleep(60)

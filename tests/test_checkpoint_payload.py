@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 from tiny_runs import BLENDER, STEP, TINY_MODEL, make_run, one_cpu_thread  # noqa: F401  (fixture)
 
-from mipnerf_cli import checkpoint, trainer
+from mipnerf_cli import training
+from mipnerf_cli.runs import checkpoints
 from mipnerf_cli.settings import resolve_train_settings
 
 
 def test_a_new_checkpoint_stores_no_rng_state(tmp_path):
     run = make_run(tmp_path / "out", multiscale=False)
-    payload = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
+    payload = checkpoints.load_checkpoint(run / "ckpt" / "last.pt")
     assert payload["step"] == STEP and "model" in payload and "optimizer" in payload
     assert "rng" not in payload
 
@@ -19,12 +20,12 @@ def test_a_new_checkpoint_stores_no_rng_state(tmp_path):
 def test_an_old_checkpoint_with_an_rng_entry_still_loads_and_resumes(tmp_path):
     run = make_run(tmp_path / "out", multiscale=False)
     last = run / "ckpt" / "last.pt"
-    old = checkpoint.load_checkpoint(last)
+    old = checkpoints.load_checkpoint(last)
     old["rng"] = {"torch_cpu": torch.get_rng_state()}  # what checkpoints held before
     for path in sorted((run / "ckpt").iterdir()):
         path.unlink()
-    checkpoint.save_step(run / "ckpt", old, keep=1)
-    assert "rng" in checkpoint.load_checkpoint(last)
+    checkpoints.save_step(run / "ckpt", old, keep=1)
+    assert "rng" in checkpoints.load_checkpoint(last)
 
     settings = resolve_train_settings(
         None,
@@ -43,9 +44,9 @@ def test_an_old_checkpoint_with_an_rng_entry_still_loads_and_resumes(tmp_path):
         },
     )
     lines = []
-    result = trainer.train(settings, report=lines.append, show_progress=False)
+    result = training.train(settings, report=lines.append, show_progress=False)
     assert result.step == STEP + 1 and result.interrupted_by is None
     assert f"resuming from {last} at step {STEP}" in lines
-    resumed = checkpoint.load_checkpoint(last)
+    resumed = checkpoints.load_checkpoint(last)
     assert resumed["step"] == STEP + 1 and "rng" not in resumed
     assert not all(torch.equal(resumed["model"][k], old["model"][k]) for k in old["model"])  # it trained a step

@@ -98,7 +98,7 @@ def metrics(run_dir: Path, split: str = "train") -> list[dict]:
 
 
 def checkpoint_step(path: Path) -> int:
-    from mipnerf_cli.checkpoint import load_checkpoint
+    from mipnerf_cli.runs.checkpoints import load_checkpoint
 
     return int(load_checkpoint(path)["step"])
 

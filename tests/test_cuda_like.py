@@ -47,17 +47,17 @@ def test_cuda_like_policy_is_the_cuda_one():
 
 
 def _train_losses(settings, policy, steps: int) -> list[float]:
-    from mipnerf_cli import trainer
+    from mipnerf_cli import distributed, training
     from mipnerf_cli.data import load_scene
 
     images = load_scene(MULTISCALE, "train", multiscale=True)
-    model = trainer.build_model(settings)
-    optimizer = trainer.build_optimizer(model, settings, policy)
+    model = training.build_model(settings)
+    optimizer = training.build_optimizer(model, settings, policy)
     assert all(group["fused"] is (True if policy.sync_free_step else None) for group in optimizer.param_groups)
     losses = []
     for step in range(1, steps + 1):
-        rays, pixels, noise, _ = trainer.step_batch(settings, step, images, model, CPU, trainer.SINGLE)
-        stats = trainer.train_step(model, optimizer, rays, pixels, 5e-3, settings, None, policy, noise=noise)
+        rays, pixels, noise, _ = training.step_batch(settings, step, images, model, CPU, distributed.SINGLE)
+        stats = training.train_step(model, optimizer, rays, pixels, 5e-3, settings, None, policy, noise=noise)
         assert stats.finite
         losses.append(stats.loss)
     return losses
@@ -83,7 +83,7 @@ def trained_run(tmp_path_factory):
     """A short multiscale run trained under the cuda-like policy, validating one view at every scale."""
     from test_train import tiny
 
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
 
     out = tmp_path_factory.mktemp("cuda-like")
     settings = tiny(
@@ -98,8 +98,8 @@ def trained_run(tmp_path_factory):
         val_chunk=512,
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "from_settings", lambda settings, device=None: runtime_module.cuda_like())
-        result = trainer.train(settings, report=lambda message: None, show_progress=False)
+        patch.setattr(training.loop, "from_settings", lambda settings, device=None: runtime_module.cuda_like())
+        result = training.train(settings, report=lambda message: None, show_progress=False)
     assert result.step == 8
     return settings.run_dir
 
@@ -137,7 +137,7 @@ def test_eval_psnr_equals_validation_psnr_under_the_cpu_policy(tmp_path, monkeyp
     """Same checkpoint, same view, same (float32 fast-path) policy: validation's number is eval's."""
     from test_train import tiny
 
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
 
     settings = tiny(
         tmp_path,
@@ -149,7 +149,7 @@ def test_eval_psnr_equals_validation_psnr_under_the_cpu_policy(tmp_path, monkeyp
         log_interval=4,
         val_views=1,
     )
-    trainer.train(settings, report=lambda message: None, show_progress=False)
+    training.train(settings, report=lambda message: None, show_progress=False)
     records = [json.loads(line) for line in (settings.run_dir / "metrics.jsonl").read_text().splitlines()]
     validation = next(r for r in records if r["split"] == "val")["psnr_levels"]
     assert _eval(settings.run_dir, runtime_module.resolve("cpu"), monkeypatch) == pytest.approx(validation, abs=1e-4)
@@ -173,13 +173,14 @@ def test_a_nonfinite_loss_found_a_step_late_stops_as_at_once(tmp_path, monkeypat
     step k named, nothing saved after the last good checkpoint."""
     from test_train import tiny
 
-    from mipnerf_cli import checkpoint, trainer
+    from mipnerf_cli import training
     from mipnerf_cli.core import losses
     from mipnerf_cli.errors import MipNerfError
+    from mipnerf_cli.runs import checkpoints
 
-    monkeypatch.setattr(trainer, "from_settings", lambda settings, device=None: runtime_module.cuda_like())
+    monkeypatch.setattr(training.loop, "from_settings", lambda settings, device=None: runtime_module.cuda_like())
     settings = tiny(tmp_path, max_steps=3, check_interval=3, log_interval=3)
-    trainer.train(settings, report=lambda message: None, show_progress=False)
+    training.train(settings, report=lambda message: None, show_progress=False)
     last = settings.run_dir / "ckpt" / "last.pt"
     before = last.read_bytes()
     real, calls = losses.mipnerf_loss, []
@@ -191,33 +192,33 @@ def test_a_nonfinite_loss_found_a_step_late_stops_as_at_once(tmp_path, monkeypat
 
     monkeypatch.setattr(losses, "mipnerf_loss", poisoned)
     with pytest.raises(MipNerfError, match=r"loss became nan at step 5.*last good checkpoint is .*last\.pt"):
-        trainer.train(
+        training.train(
             tiny(tmp_path, max_steps=9, check_interval=3, log_interval=3, resume_path="auto"),
             report=lambda message: None,
             show_progress=False,
         )
     assert len(calls) == 3  # step 6 was queued before step 5's loss was read
-    assert last.read_bytes() == before and checkpoint.load_checkpoint(last)["step"] == 3
+    assert last.read_bytes() == before and checkpoints.load_checkpoint(last)["step"] == 3
 
 
 def test_the_fused_step_skips_a_nonfinite_update_on_the_device(tmp_path):
     from test_train import BLENDER, tiny
 
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
     from mipnerf_cli.data import load_scene
 
     settings = tiny(tmp_path)
     policy = runtime_module.cuda_like()
-    model = trainer.build_model(settings)
-    optimizer = trainer.build_optimizer(model, settings, policy)
+    model = training.build_model(settings)
+    optimizer = training.build_optimizer(model, settings, policy)
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
-    assert trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy).finite
+    assert training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy).finite
     before = [p.detach().clone() for p in model.parameters()]
     moments = {k: v.clone() for k, v in optimizer.state[next(model.parameters())].items()}
-    pending = trainer.train_step(
+    pending = training.train_step(
         model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None, policy, defer=True
     )
-    assert isinstance(pending, trainer.PendingStats)
+    assert isinstance(pending, training.PendingStats)
     stats = pending.get()
     assert not stats.finite and len(stats.level_mses) == 2
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))

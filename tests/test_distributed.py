@@ -25,8 +25,9 @@ import yaml
 from conftest import GOLDEN  # noqa: E402
 from typer.testing import CliRunner
 
-from mipnerf_cli import checkpoint, distributed, trainer
+from mipnerf_cli import distributed, training
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.runs import checkpoints
 from mipnerf_cli.settings import resolve_train_settings
 
 MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # 4 views of 64x64 at 4 scales
@@ -98,7 +99,7 @@ def settings_for(out: Path, exp_name: str, **overrides):
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
-    return checkpoint.load_checkpoint(path)["model"]
+    return checkpoints.load_checkpoint(path)["model"]
 
 
 def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -119,7 +120,7 @@ def two_ranks(tmp_path_factory):
     plain = write_config(root / "plain.yaml", fast_path=False)
     # A run started by one process (2 steps), to be continued by two.
     torch.set_num_threads(1)
-    trainer.train(settings_for(out, "resumed", max_steps=2), report=quiet, show_progress=False)
+    training.train(settings_for(out, "resumed", max_steps=2), report=quiet, show_progress=False)
     common = ["--out-dir", str(out), "--no-progress"]
     spec = {
         "out": str(root),
@@ -165,8 +166,8 @@ def one_process(tmp_path_factory):
     """The same runs in this one process: fast path to step 6 (checkpoints at 2, 4, 6), plain path to 4."""
     out = tmp_path_factory.mktemp("single") / "out"
     torch.set_num_threads(1)
-    trainer.train(settings_for(out, "fast", max_steps=6), report=quiet, show_progress=False)
-    trainer.train(settings_for(out, "plain", fast_path=False), report=quiet, show_progress=False)
+    training.train(settings_for(out, "fast", max_steps=6), report=quiet, show_progress=False)
+    training.train(settings_for(out, "plain", fast_path=False), report=quiet, show_progress=False)
     return out
 
 
@@ -185,10 +186,10 @@ def test_one_step_gradient_is_the_global_batch_gradient(two_ranks):
         assert ranks[0]["rays"] == ranks[1]["rays"] == 64
         s = settings.model_copy(update={"fast_path": tag == "fast"})
         device = torch.device(DEVICE)
-        model = trainer.build_model(s).to(device)
-        rays, pixels, noise, shard = trainer.step_batch(s, GRAD_STEP, train_set, model, device, distributed.SINGLE)
+        model = training.build_model(s).to(device)
+        rays, pixels, noise, shard = training.step_batch(s, GRAD_STEP, train_set, model, device, distributed.SINGLE)
         assert shard is None
-        stats = trainer.train_step(model, trainer.build_optimizer(model, s), rays, pixels, 0.0, s, None, noise=noise)
+        stats = training.train_step(model, training.build_optimizer(model, s), rays, pixels, 0.0, s, None, noise=noise)
         for r in (0, 1):
             assert ranks[r]["loss"] == pytest.approx(stats.loss, rel=1e-5)
             assert ranks[r]["level_mses"] == pytest.approx(stats.level_mses, rel=1e-5)
@@ -236,7 +237,7 @@ def test_a_two_rank_run_continues_in_one_process(two_ranks, one_process, tmp_pat
 
     run = tmp_path / "out" / "fast"
     shutil.copytree(two_ranks["out"] / "fast", run)
-    result = trainer.train(
+    result = training.train(
         settings_for(tmp_path / "out", "fast", max_steps=6, resume_path="auto"), report=quiet, show_progress=False
     )
     assert result.step == 6
@@ -335,10 +336,10 @@ def test_nproc_trains_and_ctrl_c_saves_then_one_process_continues(tmp_path):
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.count("stopping after this step") == 1  # rank 0 only
-    step = int(checkpoint.load_checkpoint(out / "x" / "ckpt" / "last.pt")["step"])
+    step = int(checkpoints.load_checkpoint(out / "x" / "ckpt" / "last.pt")["step"])
     assert step >= 3 and f"stopped at step {step}" in stdout
     settings = settings_for(out, "x", max_steps=step + 2, check_interval=100000, val_views=0, resume_path="auto")
-    assert trainer.train(settings, report=quiet, show_progress=False).step == step + 2
+    assert training.train(settings, report=quiet, show_progress=False).step == step + 2
 
 
 # ----------------------------------------------------------------------------- without processes
@@ -350,9 +351,9 @@ def test_batch_not_divisible_by_the_processes_is_refused_before_anything():
     with pytest.raises(
         MipNerfError, match="batch_size 130 is the global batch and must be divisible by the 4 processes"
     ):
-        trainer.train(settings, context=context, report=quiet, show_progress=False)
+        training.train(settings, context=context, report=quiet, show_progress=False)
     with pytest.raises(distributed.PeerError):
-        trainer.train(settings, context=distributed.Context(rank=3, world_size=4), report=quiet, show_progress=False)
+        training.train(settings, context=distributed.Context(rank=3, world_size=4), report=quiet, show_progress=False)
 
 
 def fake_torchrun(monkeypatch, outcome=None):

@@ -172,7 +172,7 @@ def test_check_scale_and_select_images():
 
 
 def test_run_prefers_a_step_file_newer_than_last(runs, tmp_path):
-    from mipnerf_cli.checkpoint import load_checkpoint, save_checkpoint
+    from mipnerf_cli.runs.checkpoints import load_checkpoint, save_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(runs["blender"], run, ignore=shutil.ignore_patterns("eval"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse: tiny models run faster on one thread)
 
-from mipnerf_cli import trainer
+from mipnerf_cli import training
 from mipnerf_cli.core import fast
 from mipnerf_cli.core.losses import mipnerf_loss
 from mipnerf_cli.core.model import MLP, MipNerf, ModelConfig
@@ -182,8 +182,8 @@ def _train_losses(fast_path: bool, steps: int = 20) -> list[float]:
     losses = []
     for step in range(1, steps + 1):
         batch = slice((step % 10) * 24, (step % 10 + 1) * 24)
-        generator = trainer.step_generator(0, step, torch.device("cpu"))
-        stats = trainer.train_step(model, optimizer, rays[batch], pixels[batch], 2e-3, settings, generator)
+        generator = training.step_generator(0, step, torch.device("cpu"))
+        stats = training.train_step(model, optimizer, rays[batch], pixels[batch], 2e-3, settings, generator)
         losses.append(stats.loss)
     return losses
 
@@ -209,8 +209,8 @@ def test_compiled_whole_batch_path_matches_eager():
             model.compile(dynamic=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         run = [
-            trainer.train_step(
-                model, optimizer, rays, pixels, 1e-3, settings, trainer.step_generator(0, step, torch.device("cpu"))
+            training.train_step(
+                model, optimizer, rays, pixels, 1e-3, settings, training.step_generator(0, step, torch.device("cpu"))
             ).loss
             for step in range(1, 4)
         ]

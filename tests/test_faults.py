@@ -35,7 +35,7 @@ import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 from disk_faults import DiskFillsUp
 
-from mipnerf_cli import checkpoint
+from mipnerf_cli.runs import checkpoints
 
 TINY = {
     "batch_size": 32,
@@ -102,14 +102,14 @@ def steps_of(folder: Path) -> dict[str, int]:
     found = {}
     for path in sorted(folder.glob("*.pt")):
         try:
-            found[path.name] = int(checkpoint.load_checkpoint(path)["step"])
+            found[path.name] = int(checkpoints.load_checkpoint(path)["step"])
         except Exception:
             pass
     return found
 
 
 def same_weights(a: Path, b: Path) -> bool:
-    first, second = checkpoint.load_checkpoint(a), checkpoint.load_checkpoint(b)
+    first, second = checkpoints.load_checkpoint(a), checkpoints.load_checkpoint(b)
     return first["step"] == second["step"] and all(
         torch.equal(first["model"][k], second["model"][k]) for k in first["model"]
     )
@@ -170,7 +170,7 @@ def test_a_real_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf")], ids=["inf", "-inf"])
 def test_an_infinite_loss_stops_training_too(tmp_path, scene, monkeypatch, bad):
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
     from mipnerf_cli.core import losses
     from mipnerf_cli.errors import MipNerfError
     from mipnerf_cli.settings import resolve_train_settings
@@ -181,13 +181,13 @@ def test_an_infinite_loss_stops_training_too(tmp_path, scene, monkeypatch, bad):
         )
 
     torch.set_num_threads(1)
-    trainer.train(settings(2), show_progress=False, report=lambda message: None)
+    training.train(settings(2), show_progress=False, report=lambda message: None)
     ckpt = tmp_path / "out" / "run" / "ckpt"
     before = snapshot(ckpt)
     real = losses.mipnerf_loss
     monkeypatch.setattr(losses, "mipnerf_loss", lambda *a, **k: (real(*a, **k)[0] * bad, real(*a, **k)[1]))
     with pytest.raises(MipNerfError, match=rf"the loss became {bad} at step 3 .*last good checkpoint is .*last\.pt"):
-        trainer.train(settings(6), show_progress=False, report=lambda message: None)
+        training.train(settings(6), show_progress=False, report=lambda message: None)
     assert snapshot(ckpt) == before
 
 
@@ -196,7 +196,7 @@ def test_an_infinite_loss_stops_training_too(tmp_path, scene, monkeypatch, bad):
 
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, scene, monkeypatch):
     """The disk fills up half-way through the second checkpoint file (an OSError from write)."""
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
     from mipnerf_cli.errors import MipNerfError
     from mipnerf_cli.settings import resolve_train_settings
 
@@ -211,14 +211,14 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, scene
                 return DiskFillsUp(handle)
         return handle
 
-    monkeypatch.setattr(checkpoint, "open", open_on_a_filling_disk, raising=False)
+    monkeypatch.setattr(checkpoints, "open", open_on_a_filling_disk, raising=False)
     torch.set_num_threads(1)
     settings = resolve_train_settings(
         config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"}
     )
     ckpt = settings.run_dir / "ckpt"
     with pytest.raises(MipNerfError) as caught:
-        trainer.train(settings, show_progress=False, report=lambda message: None)
+        training.train(settings, show_progress=False, report=lambda message: None)
     message = str(caught.value)
     assert f"could not write {ckpt / 'step-0000004.pt'}: No space left on device" in message
     assert f"training stopped at step 4, the last good checkpoint is {ckpt / 'step-0000002.pt'}" in message
@@ -230,8 +230,9 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, scene
 
 
 def test_a_full_disk_while_logging_metrics_is_one_line_and_keeps_the_checkpoints(tmp_path, scene, monkeypatch):
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
     from mipnerf_cli.errors import MipNerfError
+    from mipnerf_cli.runs.folder import RunFiles
     from mipnerf_cli.settings import resolve_train_settings
 
     class FullDisk:
@@ -247,13 +248,13 @@ def test_a_full_disk_while_logging_metrics_is_one_line_and_keeps_the_checkpoints
         def __getattr__(self, name):
             return getattr(self.handle, name)
 
-    real_open_metrics = trainer.RunFiles.open_metrics
+    real_open_metrics = RunFiles.open_metrics
 
     def open_metrics_on_a_filling_disk(self, keep_until_step):
         real_open_metrics(self, keep_until_step)
         self._metrics_handle = FullDisk(self._metrics_handle)
 
-    monkeypatch.setattr(trainer.RunFiles, "open_metrics", open_metrics_on_a_filling_disk)
+    monkeypatch.setattr(RunFiles, "open_metrics", open_metrics_on_a_filling_disk)
     torch.set_num_threads(1)
     settings = resolve_train_settings(
         config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"}
@@ -263,7 +264,7 @@ def test_a_full_disk_while_logging_metrics_is_one_line_and_keeps_the_checkpoints
         match=r"could not write .*metrics\.jsonl: No space left on device; training stopped at step 3, "
         r"free some space and run the same command to resume",
     ):
-        trainer.train(settings, show_progress=False, report=lambda message: None)
+        training.train(settings, show_progress=False, report=lambda message: None)
     monkeypatch.undo()
     assert steps_of(settings.run_dir / "ckpt") == {"last.pt": 2, "step-0000002.pt": 2}
     assert not (settings.run_dir / ".lock").exists()
@@ -298,7 +299,8 @@ SLOW_SAVE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from mipnerf_cli import checkpoint, cli
+    from mipnerf_cli import cli
+    from mipnerf_cli.runs import checkpoints
 
     slow_write_number, marker = int(sys.argv[1]), Path(sys.argv[2])
     writes = []
@@ -328,7 +330,7 @@ SLOW_SAVE = textwrap.dedent(
                 return HalfThenWait(handle)
         return handle
 
-    checkpoint.open = open_slowly
+    checkpoints.open = open_slowly
     sys.argv = ["mipnerf", *sys.argv[3:]]
     cli.main()
     """
@@ -357,7 +359,7 @@ def check_only_the_good_checkpoint_is_visible(ckpt: Path, half_file: Path) -> No
     assert half_file.exists() and 0 < half_file.stat().st_size
     assert sorted(p.name for p in ckpt.iterdir() if not p.name.startswith(".")) == ["last.pt", "step-0000002.pt"]
     assert steps_of(ckpt) == {"last.pt": 2, "step-0000002.pt": 2}
-    payload, path = checkpoint.load_newest_good(ckpt, report=pytest.fail)  # nothing to warn about
+    payload, path = checkpoints.load_newest_good(ckpt, report=pytest.fail)  # nothing to warn about
     assert (payload["step"], path.name) == (2, "last.pt")
 
 

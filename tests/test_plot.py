@@ -76,3 +76,16 @@ def test_cli_writes_the_png_and_refuses_a_run_without_metrics(tmp_path):
         f"error: {empty / 'metrics.jsonl'} not found: give a run folder written by `mipnerf train`"
     ]
     assert not (empty / "quality.png").exists()
+
+
+def test_a_val_record_with_scales_left_out_is_drawn_at_its_own_scales(tmp_path):
+    """A CPU validation within its budget renders the smallest scales only ("levels")."""
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [
+        {"step": 10, "split": "train", "psnr": 12.0},
+        {"step": 10, "split": "val", "psnr": 15.0, "psnr_levels": [14.0, 16.0], "levels": [2, 3]},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    row = read_metrics(run / "metrics.jsonl").val_levels[0]
+    assert np.isnan(row[:2]).all() and row[2:] == [14.0, 16.0]

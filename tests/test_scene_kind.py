@@ -7,7 +7,7 @@ import pytest
 from conftest import GOLDEN
 from tiny_runs import BLENDER, MULTISCALE
 
-from mipnerf_cli import trainer
+from mipnerf_cli import training
 from mipnerf_cli.data import load_scene
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.settings import resolve_train_settings
@@ -55,7 +55,7 @@ def test_train_and_the_loader_refuse_a_kind_mismatch_with_the_same_message(case,
     scene, options, fragments = CASES[case]
     settings = resolve_train_settings(None, {"data": scene, "out_dir": tmp_path, "device": "cpu", **options})
     with pytest.raises(MipNerfError) as from_train:
-        trainer.check_scene(settings)
+        training.check_scene(settings)
     with pytest.raises(MipNerfError) as from_loader:
         load_scene(scene, "train", **options)
     message = str(from_train.value)
@@ -73,7 +73,7 @@ def test_matching_options_pass_the_check(tmp_path):
         (LLFF, {"factor": 2}, "llff"),
     ):
         settings = resolve_train_settings(None, {"data": scene, "out_dir": tmp_path, "device": "cpu", **options})
-        assert trainer.check_scene(settings) == kind
+        assert training.check_scene(settings) == kind
 
 
 def test_a_multiscale_capture_is_never_spherified_by_its_poses_bounds(tmp_path):

@@ -111,11 +111,12 @@ def evil_checkpoint(folder: Path, scene: Path, where: str) -> tuple[Path, Path]:
     """A checkpoint in the real format, valid checksum included, with the exploit in `where`."""
     import torch
 
-    from mipnerf_cli import checkpoint
+    from mipnerf_cli.runs import checkpoints
+    from mipnerf_cli.runs.payload import FORMAT_VERSION
 
     marker = folder / "code-ran"
     payload = {
-        "format_version": checkpoint.FORMAT_VERSION,
+        "format_version": FORMAT_VERSION,
         "step": 1,
         "model": {"w": torch.ones(2)},
         "optimizer": {},
@@ -126,7 +127,7 @@ def evil_checkpoint(folder: Path, scene: Path, where: str) -> tuple[Path, Path]:
     }
     payload[where] = Exploit(marker) if where != "model" else {"w": Exploit(marker)}
     path = folder / "evil.pt"
-    path.write_bytes(checkpoint.serialize(payload))
+    path.write_bytes(checkpoints.serialize(payload))
     return path, marker
 
 

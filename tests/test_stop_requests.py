@@ -18,9 +18,9 @@ import torch
 import yaml
 from cli_runner import mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 
-from mipnerf_cli import checkpoint
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.core.render import RenderStopped, render_rays
+from mipnerf_cli.runs import checkpoints
 
 SIZE = 96
 TINY = {
@@ -144,7 +144,7 @@ def test_sigterm_during_validation_saves_the_finished_step_and_exits_within_seco
     assert "SIGTERM: stopping after this step and saving" in err and "Traceback" not in err
     assert f"stopped at step 2; saved {run / 'ckpt' / 'step-0000002.pt'}; continue with --resume auto" in out
     assert "validation psnr" not in out  # the interrupted validation reports nothing
-    payload, path = checkpoint.load_newest_good(run / "ckpt")
+    payload, path = checkpoints.load_newest_good(run / "ckpt")
     assert (payload["step"], path.name) == (2, "last.pt")
     metrics = (run / "metrics.jsonl").read_text()
     assert '"split": "val"' not in metrics and '"step": 2' in metrics

@@ -9,8 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mipnerf_cli import checkpoint, trainer
+from mipnerf_cli import training
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.runs import checkpoints
+from mipnerf_cli.runs.lock import RunLock
+from mipnerf_cli.runs.payload import model_from_checkpoint
 from mipnerf_cli.settings import resolve_train_settings
 
 pytest.importorskip("mipnerf_cli.core.model")
@@ -61,7 +64,7 @@ def quiet(message: str) -> None:
 
 
 def train(settings, **kwargs):
-    return trainer.train(settings, report=kwargs.pop("report", quiet), show_progress=False, **kwargs)
+    return training.train(settings, report=kwargs.pop("report", quiet), show_progress=False, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -98,10 +101,10 @@ def test_train_step_is_a_pure_function_of_seed_step_and_state(tmp_path):
     rays, pixels = images.pixel_rays(sample_batch(0, 5, images.num_pixels, 64))
 
     def one_step(step):
-        model = trainer.build_model(settings)
-        optimizer = trainer.build_optimizer(model, settings)
-        generator = trainer.step_generator(settings.seed, step, torch.device("cpu"))
-        stats = trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, generator)
+        model = training.build_model(settings)
+        optimizer = training.build_optimizer(model, settings)
+        generator = training.step_generator(settings.seed, step, torch.device("cpu"))
+        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, generator)
         return model, stats
 
     (a, stats_a), (b, stats_b), (c, _) = one_step(5), one_step(5), one_step(6)
@@ -113,24 +116,24 @@ def test_train_step_is_a_pure_function_of_seed_step_and_state(tmp_path):
 
 def test_nonfinite_loss_leaves_the_parameters_alone(tmp_path):
     settings = tiny(tmp_path)
-    model = trainer.build_model(settings)
+    model = training.build_model(settings)
     before = [p.detach().clone() for p in model.parameters()]
-    optimizer = trainer.build_optimizer(model, settings)
+    optimizer = training.build_optimizer(model, settings)
     from mipnerf_cli.data import load_scene
 
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
-    stats = trainer.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None)
+    stats = training.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None)
     assert not stats.finite
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
 def test_helpers():
-    assert trainer.rank_slice(torch.arange(8), 1, 2).tolist() == [4, 5, 6, 7]
-    assert trainer.pick_val_views([0, 0, 0, 0], 2) == [0, 2]
-    assert trainer.pick_val_views([0, 1, 2, 0, 1, 2, 0, 1, 2], 2) == [0, 1, 2, 3, 4, 5]
-    assert trainer.pick_val_views([0, 0], 0) == []
-    assert trainer.psnr_from_level_mse(3 * 0.01) == pytest.approx(20.0)
-    assert trainer.step_seed(0, 1) != trainer.step_seed(1, 0)
+    assert training.rank_slice(torch.arange(8), 1, 2).tolist() == [4, 5, 6, 7]
+    assert training.pick_val_views([0, 0, 0, 0], 2) == [0, 2]
+    assert training.pick_val_views([0, 1, 2, 0, 1, 2, 0, 1, 2], 2) == [0, 1, 2, 3, 4, 5]
+    assert training.pick_val_views([0, 0], 0) == []
+    assert training.psnr_from_level_mse(3 * 0.01) == pytest.approx(20.0)
+    assert training.step_seed(0, 1) != training.step_seed(1, 0)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -163,11 +166,11 @@ def test_loss_goes_down_and_the_run_folder_is_complete(tmp_path, demo_scene):
     assert val[-1]["psnr"] > val[0]["psnr"] > 11, val
     assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["last.pt", "step-0000075.pt", "step-0000150.pt"]
     assert not (run / ".lock").exists()
-    ckpt = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
+    ckpt = checkpoints.load_checkpoint(run / "ckpt" / "last.pt")
     assert set(ckpt) >= {"format_version", "step", "model", "optimizer", "model_config", "settings", "scene"}
     assert "rng" not in ckpt  # resume is driven by (seed, step): no generator state is stored
     assert ckpt["step"] == 150 and ckpt["scene"]["kind"] == "blender" and ckpt["model_config"]["netwidth"] == 32
-    model, recorded = checkpoint.model_from_checkpoint(ckpt)
+    model, recorded = model_from_checkpoint(ckpt)
     assert recorded["batch_size"] == 256
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ckpt["model"].values()))
     config = (run / "config.yaml").read_text()
@@ -191,8 +194,8 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
     messages = []
     assert train(resumed, report=messages.append).step == 6
     assert any(f"resuming from {middle} at step 3" in m for m in messages)
-    a = checkpoint.load_checkpoint(straight.run_dir / "ckpt" / "last.pt")
-    b = checkpoint.load_checkpoint(resumed.run_dir / "ckpt" / "last.pt")
+    a = checkpoints.load_checkpoint(straight.run_dir / "ckpt" / "last.pt")
+    b = checkpoints.load_checkpoint(resumed.run_dir / "ckpt" / "last.pt")
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert [m["step"] for m in metrics(resumed.run_dir) if m["split"] == "train"] == [4, 5, 6]
@@ -241,10 +244,10 @@ def test_resume_auto_falls_back_over_a_corrupt_checkpoint(tmp_path):
     messages = []
     result = train(tiny(tmp_path, max_steps=6, check_interval=2), report=messages.append)
     assert any("falling back to" in m and "step-0000004.pt" in m for m in messages), messages
-    assert result.step == 6 and checkpoint.load_checkpoint(ckpt_dir / "last.pt")["step"] == 6
+    assert result.step == 6 and checkpoints.load_checkpoint(ckpt_dir / "last.pt")["step"] == 6
     # The damaged files were renamed, not deleted, and no longer count as checkpoints.
     assert {"last.pt.set-aside", "step-0000006.pt.set-aside"} <= {p.name for p in ckpt_dir.iterdir()}
-    assert [step for step, _ in checkpoint.step_checkpoints(ckpt_dir)] == [2, 4, 6]
+    assert [step for step, _ in checkpoints.step_checkpoints(ckpt_dir)] == [2, 4, 6]
 
 
 def test_resume_from_an_older_step_of_the_same_run_sets_the_later_ones_aside(tmp_path):
@@ -257,9 +260,9 @@ def test_resume_from_an_older_step_of_the_same_run_sets_the_later_ones_aside(tmp
     again = tiny(tmp_path, max_steps=6, check_interval=3, resume_path=str(ckpt_dir / "step-0000002.pt"))
     train(again, report=messages.append)
     assert sum("set aside" in m for m in messages) == 3  # step-4, step-6 and last.pt (step 6)
-    assert [step for step, _ in checkpoint.step_checkpoints(ckpt_dir)] == [2, 3, 6]
-    a = checkpoint.load_checkpoint(straight.run_dir / "ckpt" / "last.pt")
-    b = checkpoint.load_checkpoint(ckpt_dir / "last.pt")
+    assert [step for step, _ in checkpoints.step_checkpoints(ckpt_dir)] == [2, 3, 6]
+    a = checkpoints.load_checkpoint(straight.run_dir / "ckpt" / "last.pt")
+    b = checkpoints.load_checkpoint(ckpt_dir / "last.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
@@ -276,7 +279,7 @@ def test_resume_from_a_file_into_a_new_run(tmp_path):
     train(source)
     target = tiny(tmp_path, exp_name="b", max_steps=5, resume_path=str(source.run_dir / "ckpt" / "step-0000003.pt"))
     assert train(target).step == 5
-    assert checkpoint.load_checkpoint(target.run_dir / "ckpt" / "last.pt")["step"] == 5
+    assert checkpoints.load_checkpoint(target.run_dir / "ckpt" / "last.pt")["step"] == 5
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -300,7 +303,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
 def test_failed_save_stops_with_the_last_good_checkpoint_named(tmp_path, monkeypatch):
     settings = tiny(tmp_path, max_steps=6, check_interval=3)
-    real = checkpoint.write_atomic
+    real = checkpoints.write_atomic
     calls = []
 
     def full_disk_on_the_second_save(path, data):
@@ -309,19 +312,19 @@ def test_failed_save_stops_with_the_last_good_checkpoint_named(tmp_path, monkeyp
             raise MipNerfError(f"could not write {path}: No space left on device; nothing was written")
         real(path, data)
 
-    monkeypatch.setattr(checkpoint, "write_atomic", full_disk_on_the_second_save)
+    monkeypatch.setattr(checkpoints, "write_atomic", full_disk_on_the_second_save)
     with pytest.raises(
         MipNerfError, match=r"No space left.*stopped at step 6, the last good checkpoint is .*step-0000003\.pt"
     ):
         train(settings)
     monkeypatch.undo()
-    assert checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["step"] == 3
+    assert checkpoints.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["step"] == 3
 
 
 def test_second_trainer_on_the_same_run_is_refused(tmp_path):
     settings = tiny(tmp_path, max_steps=3)
     settings.run_dir.mkdir(parents=True)
-    with checkpoint.RunLock(settings.run_dir):
+    with RunLock(settings.run_dir):
         with pytest.raises(MipNerfError, match="another trainer"):
             train(settings)
     assert sorted(p.name for p in settings.run_dir.iterdir()) == []  # nothing written meanwhile
@@ -332,7 +335,7 @@ def test_multiscale_run_scores_every_scale(tmp_path):
     train(settings)
     val = [m for m in metrics(settings.run_dir) if m["split"] == "val"][0]
     assert len(val["psnr_levels"]) == 4 and val["images"] == 4
-    assert checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["scene"]["kind"] == "multiscale"
+    assert checkpoints.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["scene"]["kind"] == "multiscale"
 
 
 # ----------------------------------------------------------------------------- the command line
@@ -372,9 +375,9 @@ def test_flags_reach_the_settings(monkeypatch, tmp_path):
 
     def fake_train(settings, context=None, report=None, show_progress=True):
         got["settings"], got["context"] = settings, context
-        return trainer.TrainResult(step=0, run_dir=tmp_path)
+        return training.TrainResult(step=0, run_dir=tmp_path)
 
-    monkeypatch.setattr(trainer, "train", fake_train)
+    monkeypatch.setattr(training, "train", fake_train)
     args = [
         "train",
         "--config",
@@ -437,14 +440,14 @@ def test_a_batch_goes_to_the_device_in_one_packed_copy_bit_for_bit(tmp_path):
 
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(0, 4096, 37))
     share, votes = torch.tensor(0.25), torch.tensor([0.0, 1.0])
-    moved = trainer.packed_copy([rays, pixels, share, votes], torch.device("cpu"))
+    moved = training.packed_copy([rays, pixels, share, votes], torch.device("cpu"))
     for name, tensor in rays.tensors().items():
         got = moved[0].tensors()[name]
         assert got.is_contiguous() and torch.equal(got, tensor)
     assert torch.equal(moved[1], pixels) and moved[2].shape == () and moved[2].item() == 0.25
     assert moved[3].tolist() == [0.0, 1.0]
     # A CPU run copies nothing.
-    assert trainer.to_device([rays, pixels], torch.device("cpu"))[1] is pixels
+    assert training.to_device([rays, pixels], torch.device("cpu"))[1] is pixels
 
 
 def test_optimizer_state_moves_between_fused_and_plain_adam(tmp_path):
@@ -452,17 +455,17 @@ def test_optimizer_state_moves_between_fused_and_plain_adam(tmp_path):
 
     settings = tiny(tmp_path)
     sync_free = Runtime(device=torch.device("cpu"), sync_free_step=True)
-    model = trainer.build_model(settings)
-    plain = trainer.build_optimizer(model, settings)
+    model = training.build_model(settings)
+    plain = training.build_optimizer(model, settings)
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     plain.step()
-    fused = trainer.build_optimizer(model, settings, sync_free)
-    trainer.load_optimizer_state(fused, plain.state_dict())
+    fused = training.build_optimizer(model, settings, sync_free)
+    training.load_optimizer_state(fused, plain.state_dict())
     assert fused.param_groups[0]["fused"] is True
     assert fused.state[next(model.parameters())]["step"].item() == 1
-    back = trainer.build_optimizer(model, settings)
-    trainer.load_optimizer_state(back, fused.state_dict())
+    back = training.build_optimizer(model, settings)
+    training.load_optimizer_state(back, fused.state_dict())
     assert back.param_groups[0]["fused"] is None
 
 
@@ -481,15 +484,15 @@ def test_compile_covers_the_training_step_and_leaves_validation_eager(tmp_path, 
             return self.inner(*args, **kwargs)
 
     monkeypatch.setattr(torch, "compile", lambda module, dynamic=None: Recorder(module))
-    real_validate = trainer.validate
+    real_validate = training.loop.validate
     monkeypatch.setattr(
-        trainer, "validate", lambda model, *a, **k: validated.append(model) or real_validate(model, *a, **k)
+        training.loop, "validate", lambda model, *a, **k: validated.append(model) or real_validate(model, *a, **k)
     )
     settings = tiny(tmp_path, max_steps=3, check_interval=3, compile=True)
     train(settings)
     assert compiled == [True, True, True]  # every training step, nothing else
     assert len(validated) == 1 and not isinstance(validated[0], Recorder)
-    saved = checkpoint.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["model"]
+    saved = checkpoints.load_checkpoint(settings.run_dir / "ckpt" / "last.pt")["model"]
     assert not any(key.startswith(("inner.", "_orig_mod.")) for key in saved)
 
 
@@ -503,11 +506,11 @@ def test_the_ranks_stop_votes_travel_with_the_loss_terms(tmp_path, sync_free):
 
     settings = tiny(tmp_path)
     policy = Runtime(device=torch.device("cpu"), sync_free_step=sync_free)
-    model = trainer.build_model(settings)
-    optimizer = trainer.build_optimizer(model, settings, policy)
+    model = training.build_model(settings)
+    optimizer = training.build_optimizer(model, settings, policy)
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
     for votes, expected in (([0.0, 0.0], None), ([1.0, 0.0], "SIGINT"), ([1.0, 1.0], "SIGTERM")):
-        shard = trainer.Shard(SINGLE, torch.tensor(1.0), torch.tensor(votes))
-        stats = trainer.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard)
+        shard = training.Shard(SINGLE, torch.tensor(1.0), torch.tensor(votes))
+        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard)
         assert stats.finite and len(stats.level_mses) == 2
-        assert trainer.STOP_SIGNALS[stats.stop_vote] == expected
+        assert training.STOP_SIGNALS[stats.stop_vote] == expected

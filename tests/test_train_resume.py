@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mipnerf_cli import checkpoint
+from mipnerf_cli.runs import checkpoints
 
 pytest.importorskip("mipnerf_cli.core.model")
 
@@ -94,7 +94,7 @@ def settings_like_start(tmp_path: Path, exp_name: str, **flags):
 
 
 def train_in_process(settings, messages=None):
-    from mipnerf_cli.trainer import train
+    from mipnerf_cli.training import train
 
     return train(settings, report=(messages.append if messages is not None else lambda m: None), show_progress=False)
 
@@ -106,7 +106,7 @@ def test_sigkill_after_a_save_then_resume_is_bit_identical(tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL
-    survivor, survivor_path = checkpoint.load_newest_good(ckpt_dir, report=lambda m: None)
+    survivor, survivor_path = checkpoints.load_newest_good(ckpt_dir, report=lambda m: None)
     assert 20 <= survivor["step"] < 60, "the kill came too late to test anything"
     assert (tmp_path / "out" / "killed" / ".lock").exists()  # left behind by the killed process
 
@@ -117,8 +117,8 @@ def test_sigkill_after_a_save_then_resume_is_bit_identical(tmp_path):
     assert any("took over a stale lock" in m for m in messages)
     train_in_process(settings_like_start(tmp_path, "straight", max_steps=60, check_interval=10))
 
-    a = checkpoint.load_checkpoint(tmp_path / "out" / "straight" / "ckpt" / "last.pt")
-    b = checkpoint.load_checkpoint(ckpt_dir / "last.pt")
+    a = checkpoints.load_checkpoint(tmp_path / "out" / "straight" / "ckpt" / "last.pt")
+    b = checkpoints.load_checkpoint(ckpt_dir / "last.pt")
     assert a["step"] == b["step"] == 60
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     state_a, state_b = a["optimizer"]["state"], b["optimizer"]["state"]
@@ -135,7 +135,7 @@ def test_ctrl_c_saves_once_and_exits_130(tmp_path):
     code, out, err = finish(trainer)
     assert code == 130, err
     assert "Traceback" not in err and "stopping after this step and saving" in err
-    saved = checkpoint.load_checkpoint(run_dir / "ckpt" / "last.pt")
+    saved = checkpoints.load_checkpoint(run_dir / "ckpt" / "last.pt")
     assert saved["step"] >= 3 and f"stopped at step {saved['step']}" in out
     assert sorted(p.name for p in (run_dir / "ckpt").iterdir()) == ["last.pt", f"step-{saved['step']:07d}.pt"]
     assert not (run_dir / ".lock").exists()
@@ -151,7 +151,7 @@ def test_second_ctrl_c_leaves_at_once_without_damage(tmp_path):
     code, _, err = finish(trainer)
     assert code == 130 and "Traceback" not in err
     # Whatever the second signal interrupted, the newest checkpoint that loads is a good one.
-    payload, path = checkpoint.load_newest_good(run_dir / "ckpt", report=lambda m: None)
+    payload, path = checkpoints.load_newest_good(run_dir / "ckpt", report=lambda m: None)
     assert payload["step"] >= 10
     assert all(torch.isfinite(t).all() for t in payload["model"].values())
 

@@ -86,15 +86,15 @@ def test_port_in_use_is_an_error():
 
 
 def test_watcher_picks_up_a_new_checkpoint(tmp_path):
-    from mipnerf_cli import checkpoint
+    from mipnerf_cli.runs import checkpoints
 
     run = make_run(tmp_path, multiscale=False)
     watcher = viewer.CheckpointWatcher(run, 7, torch.device("cpu"))
     assert watcher.poll() is None
-    payload = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
+    payload = checkpoints.load_checkpoint(run / "ckpt" / "last.pt")
     payload["step"] = 9
     before = sorted(p.name for p in run.rglob("*"))
-    checkpoint.save_step(run / "ckpt", payload, keep=2)
+    checkpoints.save_step(run / "ckpt", payload, keep=2)
     found = watcher.poll()
     assert found is not None and found[1] == 9
     (run / "ckpt" / "step-0000010.pt").write_bytes(b"damaged")
@@ -107,14 +107,14 @@ LLFF_SCENE = __import__("pathlib").Path(__file__).parent / "golden" / "llff" / "
 
 def llff_run(tmp_path, spherify: bool = False):
     """A tiny run on the forward-facing golden LLFF scene, trained (here: saved) at factor 2."""
-    from mipnerf_cli import checkpoint
+    from mipnerf_cli.runs import checkpoints
 
     run = make_run(
         tmp_path, multiscale=False, exp_name="tiny-llff", data=LLFF_SCENE, factor=2, spherify=spherify, white_bkgd=False
     )
-    payload = checkpoint.load_checkpoint(run / "ckpt" / "last.pt")
+    payload = checkpoints.load_checkpoint(run / "ckpt" / "last.pt")
     payload["scene"]["kind"] = "llff"
-    checkpoint.save_step(run / "ckpt", payload, keep=1)
+    checkpoints.save_step(run / "ckpt", payload, keep=1)
     return run
 
 

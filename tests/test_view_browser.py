@@ -28,7 +28,8 @@ if not CHROMIUM.is_file():
         f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MIPNERF_CHROMIUM)", allow_module_level=True
     )
 
-from mipnerf_cli import checkpoint, viewer  # noqa: E402 (after the skips: viewer needs viser)
+from mipnerf_cli import viewer  # noqa: E402 (after the skips: viewer needs viser)
+from mipnerf_cli.runs import checkpoints  # noqa: E402
 
 VIEWPORT = (800, 600)
 RESOLUTION = 64  # the refined image: 64x48 for the 4:3 viewport
@@ -57,10 +58,10 @@ def patterned_run(tmp_path: Path, scale: float = 3.0) -> Path:
 
 
 def rescale(run: Path, scale: float, step: int) -> None:
-    payload = checkpoint.load_checkpoint(run / "ckpt" / "step-0000007.pt")
+    payload = checkpoints.load_checkpoint(run / "ckpt" / "step-0000007.pt")
     payload["model"] = {k: v * scale if v.is_floating_point() else v for k, v in payload["model"].items()}
     payload["step"] = step
-    checkpoint.save_step(run / "ckpt", payload, keep=3)
+    checkpoints.save_step(run / "ckpt", payload, keep=3)
 
 
 class Page:

@@ -40,8 +40,9 @@ def make_run(
     out_dir: Path, multiscale: bool, exp_name: str | None = None, model: dict | None = None, **settings_values
 ) -> Path:
     """A run folder with ckpt/last.pt (and step-0000007.pt) of a tiny untrained model; returns the run folder."""
-    from mipnerf_cli import checkpoint, trainer
     from mipnerf_cli.core.model import MipNerf
+    from mipnerf_cli.runs import checkpoints
+    from mipnerf_cli.runs.payload import make_payload
     from mipnerf_cli.settings import resolve_train_settings
 
     settings = resolve_train_settings(
@@ -61,8 +62,8 @@ def make_run(
     network = MipNerf(settings.model.to_model_config())
     optimizer = torch.optim.Adam(network.parameters())
     kind = "multiscale" if multiscale else "blender"
-    payload = trainer.make_payload(STEP, network, optimizer, settings, kind, settings.run_dir, 0.0)
-    checkpoint.save_step(settings.run_dir / "ckpt", payload, keep=1)
+    payload = make_payload(STEP, network, optimizer, settings, kind, settings.run_dir, 0.0)
+    checkpoints.save_step(settings.run_dir / "ckpt", payload, keep=1)
     return settings.run_dir
 
 

@@ -70,13 +70,13 @@ def run_bench(
 
 def bench_train(settings: BenchSettings, runtime: Runtime, progress: Progress) -> PhaseResult:
     """Training steps of the anchor's workload, as the trainer's loop runs them."""
-    from mipnerf_cli import trainer
+    from mipnerf_cli import training
 
     train_settings = workload.train_settings(settings)
     device = runtime.device
     model = workload.build_model(settings, device)
     step_model = _maybe_compile(model, settings)
-    optimizer = trainer.build_optimizer(model, train_settings, runtime)
+    optimizer = training.build_optimizer(model, train_settings, runtime)
     rays = workload.anchor_rays(settings.batch, 1, device)
     pixels = torch.rand(settings.batch, 3, generator=torch.Generator().manual_seed(3)).to(device)
     counter = iter(range(1, 1 << 30))
@@ -84,9 +84,9 @@ def bench_train(settings: BenchSettings, runtime: Runtime, progress: Progress) -
     def step() -> None:
         # As the trainer's loop runs it (step_batch): the sampling noise drawn up front (so a
         # compiled forward sees tensors, not a Generator), the loss read back a step late.
-        generator = trainer.step_generator(0, next(counter), device)
+        generator = training.step_generator(0, next(counter), device)
         noise = model.draw_noise((settings.batch,), generator, device=device)
-        trainer.train_step(
+        training.train_step(
             step_model, optimizer, rays, pixels, train_settings.lr_init, train_settings, None, runtime,
             noise=noise, defer=runtime.sync_free_step,
         )  # fmt: skip

@@ -95,7 +95,7 @@ def train_command(
     """
     from mipnerf_cli.commands import launch
     from mipnerf_cli.settings import resolve_train_settings
-    from mipnerf_cli.trainer import train
+    from mipnerf_cli.training import train
 
     overrides = {
         "scene": scene,

@@ -51,7 +51,7 @@ def check_scene_kind(
     spherify: bool | None = None,
 ) -> None:
     """The one check of a scene's kind against the options asked for; MipNerfError naming the
-    flag to drop or add. `mipnerf train` (trainer.check_scene) and ``load_scene`` both ask it.
+    flag to drop or add. `mipnerf train` (training.check_scene) and ``load_scene`` both ask it.
 
     kind: ``scene_kind(path)``; multiscale: None accepts any kind, True / False insist.
     spherify: True when --spherify was asked for (None or False: nothing to check).

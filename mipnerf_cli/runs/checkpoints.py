@@ -1,4 +1,4 @@
-"""Checkpoints that survive kills and disks filling up, and the run folder's lock.
+"""Checkpoint files that survive kills and disks filling up, and the ckpt/ folder's rules.
 
 File format: a regular ``torch.save`` zip archive followed by a 40-byte trailer, the magic
 ``MIPNERF\\x01`` and the sha256 of the archive bytes. ``torch.load(path, weights_only=True)``
@@ -8,31 +8,27 @@ file is reported instead of half-loaded. Writes go to a temporary file in the sa
 are fsynced, and replace the target with ``os.replace``: a kill at any moment leaves either
 the old file or the new one, never a mixture.
 
-Payload keys (``FORMAT_VERSION`` 1): format_version, step, model (plain state_dict),
-optimizer, model_config (dict of ModelConfig), settings (plain dict), scene (dict: kind,
-multiscale, white_bkgd, data, data_relative_to_run), rng (dict of tensors), elapsed_s.
+Folder ``<run>/ckpt/``: ``step-NNNNNNN.pt`` (the newest `keep_checkpoints`) and ``last.pt``
+(a hard link to the newest step file where the file system allows). What a checkpoint
+holds (its payload) is :mod:`mipnerf_cli.runs.payload`'s business.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import errno
 import hashlib
 import io
 import os
 import pickle
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.fsutil import pid_alive
+from mipnerf_cli.errors import MipNerfError, first_line
 from mipnerf_cli.reporting import ReportArg, as_reporter
+from mipnerf_cli.runs import payload as schema
 
-FORMAT_VERSION = 1
 MAGIC = b"MIPNERF\x01"
 TRAILER_SIZE = len(MAGIC) + 32
 STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
@@ -109,56 +105,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 f"checkpoint {path} contains pickled Python objects, not just tensors and plain data; "
                 "refusing to load it (only weights_only checkpoints are accepted)"
             ) from None
-        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)}){USE_ANOTHER}") from None
+        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({first_line(error)}){USE_ANOTHER}") from None
     except Exception as error:  # torch raises RuntimeError/EOFError/... for damaged archives
-        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({_first_line(error)}){USE_ANOTHER}") from None
+        raise MipNerfError(f"checkpoint {path} is corrupted or truncated ({first_line(error)}){USE_ANOTHER}") from None
     if not has_trailer:
         raise MipNerfError(
             f"checkpoint {path} has no checksum: it is truncated or was not written by `mipnerf train`{USE_ANOTHER}"
         )
-    if not isinstance(payload, dict) or "format_version" not in payload:
-        raise MipNerfError(f"checkpoint {path} is not a mipnerf checkpoint (no format_version)")
-    if payload["format_version"] != FORMAT_VERSION:
-        raise MipNerfError(
-            f"checkpoint {path} has format version {payload['format_version']}; this mipnerf reads version {FORMAT_VERSION}"
-        )
-    missing = [key for key in ("step", "model", "model_config", "settings") if key not in payload]
-    if missing:
-        raise MipNerfError(f"checkpoint {path} lacks {', '.join(missing)}")
+    schema.check(payload, path)
     return payload
-
-
-def model_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint"):
-    """(MipNerf in eval mode on CPU with the checkpoint's weights, the settings dict)."""
-    from mipnerf_cli.core.model import MipNerf, ModelConfig
-
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(ckpt["model_config"]) - known)
-    if unknown:
-        raise MipNerfError(f"{source} has model settings this version does not know: {', '.join(unknown)}")
-    model = MipNerf(ModelConfig(**ckpt["model_config"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as error:
-        detail = _weights_mismatch(model, ckpt["model"]) or _first_line(error)
-        raise MipNerfError(
-            f"{source}: the weights do not fit its model_config ({detail}); the file was changed or not "
-            "written by `mipnerf train`, use a checkpoint as the trainer wrote it"
-        ) from None
-    model.eval()
-    return model, ckpt["settings"]
-
-
-def _weights_mismatch(model, weights: dict[str, Any]) -> str:
-    """The first difference between a model's parameters and a state_dict, in a few words."""
-    expected = model.state_dict()
-    for name, tensor in weights.items():
-        if name not in expected:
-            return f"unexpected weight {name}"
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            return f"{name} is {tuple(tensor.shape)} in the file, {tuple(expected[name].shape)} in the model"
-    missing = [name for name in expected if name not in weights]
-    return f"missing weight {missing[0]}" if missing else ""
 
 
 # ----------------------------------------------------------------------------- the ckpt folder
@@ -196,7 +151,7 @@ def load_newest_good(folder: Path, report: ReportArg = None) -> tuple[dict[str, 
 
     last_path = folder / LAST
     last = attempt(last_path) if last_path.exists() else None
-    last_step = int(last["step"]) if last is not None else -1
+    last_step = schema.step_of(last) if last is not None else -1
     newer = [(step, path) for step, path in reversed(step_checkpoints(folder)) if step > last_step]
     older = [(step, path) for step, path in reversed(step_checkpoints(folder)) if step < last_step]
     found = None
@@ -220,7 +175,7 @@ def load_newest_good(folder: Path, report: ReportArg = None) -> tuple[dict[str, 
     for problem in problems:
         reporter.warning(problem)
     if problems:
-        reporter.info(f"falling back to {found[1]} (step {found[0]['step']})")
+        reporter.info(f"falling back to {found[1]} (step {schema.step_of(found[0])})")
     return found
 
 
@@ -236,7 +191,7 @@ def save_step(folder: Path, payload: dict[str, Any], keep: int) -> Path:
     if keep == 0:
         write_atomic(last, data)
         return last
-    target = folder / step_file_name(int(payload["step"]))
+    target = folder / step_file_name(schema.step_of(payload))
     write_atomic(target, data)
     if not _link_atomic(target, last):
         write_atomic(last, data)
@@ -285,123 +240,3 @@ def _remove_quietly(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _first_line(error: BaseException) -> str:
-    """The gist of an exception: its first sentence (torch appends paragraphs of advice)."""
-    text = str(error).strip().splitlines()
-    if not text:
-        return type(error).__name__
-    return text[0].split(". ")[0].rstrip(".")
-
-
-# ----------------------------------------------------------------------------- lock
-
-
-class RunLock:
-    """An exclusive lock on a run folder: ``<run_dir>/.lock`` holding "pid host".
-
-    Held with ``fcntl.flock``, which the kernel drops when the holder dies, so a lock
-    left by a killed trainer is taken over silently. Where flock is unavailable the pid
-    in the file decides: a lock from a dead process on this host is taken over.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / ".lock"
-        self._fd: int | None = None
-        self.taken_over_from: str | None = None  # the holder text of a stale lock we replaced
-
-    def acquire(self) -> "RunLock":
-        for _ in range(5):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                previous = _read_holder(fd)
-                if not _try_flock(fd) or not self._pid_check_passes(previous):
-                    raise MipNerfError(
-                        f"another trainer ({previous or 'unknown pid'}) is using {self.path.parent}; wait for it to "
-                        f"finish or pick another --exp-name (if no trainer is running, delete {self.path})"
-                    )
-                # The previous holder may have unlinked the file between our open and flock.
-                if os.fstat(fd).st_ino != _inode(self.path):
-                    os.close(fd)
-                    continue
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, f"pid {os.getpid()} {socket.gethostname()}\n".encode())
-                os.fsync(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fd = fd
-            self.taken_over_from = previous or None
-            return self
-        raise MipNerfError(f"could not take the lock {self.path}; try again")
-
-    def _pid_check_passes(self, holder: str) -> bool:
-        if _HAVE_FLOCK:
-            return True
-        pid, host = _parse_holder(holder)
-        return pid is None or pid == os.getpid() or (host in (None, socket.gethostname()) and not pid_alive(pid))
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-        os.close(self._fd)  # closing drops the flock
-        self._fd = None
-
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-try:
-    import fcntl
-
-    _HAVE_FLOCK = True
-except ImportError:  # Windows
-    _HAVE_FLOCK = False
-
-
-def _try_flock(fd: int) -> bool:
-    if not _HAVE_FLOCK:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return False
-        raise
-    return True
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        return os.read(fd, 200).decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _parse_holder(text: str) -> tuple[int | None, str | None]:
-    parts = text.removeprefix("pid ").split()
-    try:
-        return int(parts[0]), (parts[1] if len(parts) > 1 else None)
-    except (IndexError, ValueError):
-        return None, None

@@ -1,0 +1,81 @@
+"""What a run is built from: the scene check, the model, the optimizer, torch.compile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.runtime import Runtime
+from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings
+
+
+def check_scene(settings: TrainSettings) -> str:
+    """The scene's kind ("blender" | "multiscale" | "llff"); MipNerfError when it does not fit the settings."""
+    from mipnerf_cli.data.scene import check_scene_kind, scene_kind
+
+    data = settings.data
+    if not data.exists():
+        hint = (
+            "" if settings.scene is None else f" (from --scene {settings.scene} under --data-root {settings.data_root})"
+        )
+        raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {DATA_ROOT_ENV}")
+    kind = scene_kind(data)
+    check_scene_kind(
+        data,
+        kind,
+        multiscale=settings.multiscale,
+        downscale=settings.downscale,
+        factor=settings.factor or 0,
+        spherify=bool(settings.spherify),
+    )
+    return kind
+
+
+def build_model(settings: TrainSettings) -> nn.Module:
+    """A freshly initialised model; the initial weights depend on the seed only."""
+    from mipnerf_cli.core.model import MipNerf
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        return MipNerf(settings.model.to_model_config())
+
+
+def build_optimizer(model: nn.Module, settings: TrainSettings, runtime: Runtime | None = None) -> torch.optim.Optimizer:
+    """Adam; fused (one kernel for all parameters, a device flag to skip a step) under the
+    sync-free step of CUDA (`runtime.sync_free_step`), torch's default implementation elsewhere."""
+    fused = runtime is not None and runtime.sync_free_step
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=settings.lr_init,
+        betas=(settings.adam_beta1, settings.adam_beta2),
+        eps=settings.adam_eps,
+        fused=fused or None,
+    )
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """A checkpoint's Adam state into `optimizer`, which keeps its own implementation (fused
+    or not: the checkpoint may come from another device) with its step counts where it wants them."""
+    own = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kind in zip(optimizer.param_groups, own):
+        group.update(kind)
+        if group.get("fused"):
+            for parameter in group["params"]:
+                entry = optimizer.state.get(parameter, {})
+                if "step" in entry:
+                    entry["step"] = entry["step"].to(device=parameter.device, dtype=torch.float32)
+
+
+def compile_for_training(step_model: nn.Module) -> nn.Module:
+    """The training step's module under torch.compile; the model itself stays eager.
+
+    Only training runs compiled: one graph (fixed batch, randomized, pre-drawn noise).
+    Validation renders the plain model, whose other flags and short last chunk would
+    otherwise recompile at every check (multiscale lego reached dynamo's limit of 8 graphs
+    and fell back to eager without a word). Checkpoints take the plain model's state_dict.
+    """
+    return torch.compile(step_model, dynamic=False)
