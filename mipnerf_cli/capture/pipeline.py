@@ -126,11 +126,15 @@ def frames_from(result: SfmResult, original_names: dict[str, str]) -> tuple[list
             int(camera.width),
             int(camera.height),
         )
-        frames.append(Frame(result.image_dir / name, original_names[name], opengl_cam2world(cam_from_world), pinhole, near, far))
+        frames.append(
+            Frame(result.image_dir / name, original_names[name], opengl_cam2world(cam_from_world), pinhole, near, far)
+        )
     return frames, points
 
 
-def convert_capture(source: Path | str, out_dir: Path | str, options: CaptureOptions, reporter: Reporter) -> CaptureSummary:
+def convert_capture(
+    source: Path | str, out_dir: Path | str, options: CaptureOptions, reporter: Reporter
+) -> CaptureSummary:
     """Photos or a video at ``source`` -> the scene folder ``out_dir`` (see writer.py)."""
     source, out_dir = Path(source), Path(out_dir)
     kind = check_request(source, out_dir, options)

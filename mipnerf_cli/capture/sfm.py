@@ -97,10 +97,11 @@ def run_cancellable(call: Callable[[Any], Any], pycolmap) -> Any:
 
 
 def _quiet_logging(pycolmap) -> None:
-    """COLMAP's own log lines (thousands per run) off the terminal; errors still show."""
-    pycolmap.logging.minloglevel = 2
+    """COLMAP's own log lines (thousands per run, and "errors" such as "Failed to create any
+    sparse model" that this module turns into one message of its own) off the terminal."""
+    pycolmap.logging.minloglevel = 3
     pycolmap.logging.logtostderr = True
-    pycolmap.logging.stderrthreshold = 2
+    pycolmap.logging.stderrthreshold = 3
 
 
 def extract(pycolmap, database: Path, image_dir: Path, names: list[str], options: SfmOptions, reporter: Reporter):
@@ -176,11 +177,14 @@ def map_images(pycolmap, database: Path, image_dir: Path, work: Path, count: int
                 image_dir,
                 output,
                 pipeline,
+                initial_image_pair_callback=lambda: bar.update(2),
                 next_image_callback=lambda: bar.update(1),
                 cancellation_token=token,
             ),
             pycolmap,
         )
+        best = max(models.values(), key=lambda model: model.num_reg_images()) if models else None
+        bar.log(f"mapping: {0 if best is None else best.num_reg_images()} of {count} images registered")
     if not models:
         return None
     return max(models.values(), key=lambda model: model.num_reg_images())
@@ -233,7 +237,9 @@ def run_sfm(photos: Photos, work: Path, options: SfmOptions, reporter: Reporter)
     database = work / "database.db"
     sequential = options.sequential if options.sequential is not None else photos.kind == "video"
     if not sequential and len(names) > MAX_EXHAUSTIVE:
-        reporter.warning(f"{len(names)} photos: matching all pairs will take long; a video source matches neighbours only")
+        reporter.warning(
+            f"{len(names)} photos: matching all pairs will take long; a video source matches neighbours only"
+        )
     extract(pycolmap, database, image_dir, names, options, reporter)
     verified = match(pycolmap, database, len(names), sequential, options, reporter)
     if verified == 0:

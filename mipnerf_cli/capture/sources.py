@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -138,7 +137,9 @@ def _open_video(video: Path):
         meta = reader.get_meta_data()
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MipNerfError(f"{video}: cannot read the video ({reason}); is it a video file ffmpeg can decode?") from None
+        raise MipNerfError(
+            f"{video}: cannot read the video ({reason}); is it a video file ffmpeg can decode?"
+        ) from None
     return reader, meta
 
 
@@ -149,7 +150,9 @@ def count_video_frames(video: Path) -> int:
         frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     except Exception as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise MipNerfError(f"{video}: cannot read the video ({reason}); is it a video file ffmpeg can decode?") from None
+        raise MipNerfError(
+            f"{video}: cannot read the video ({reason}); is it a video file ffmpeg can decode?"
+        ) from None
     if frames <= 0:
         raise MipNerfError(f"{video}: the video has no frames")
     return int(frames)
@@ -183,7 +186,9 @@ def read_video(
                 bar.update(1)
     except Exception as error:
         if read == 0:
-            raise MipNerfError(f"{video}: cannot decode the video ({str(error).strip() or type(error).__name__})") from None
+            raise MipNerfError(
+                f"{video}: cannot decode the video ({str(error).strip() or type(error).__name__})"
+            ) from None
     finally:
         reader.close()
     photos = []
@@ -206,6 +211,3 @@ def read_source(
     if fps is not None or frames is not None:
         raise MipNerfError("--fps and --frames apply to a video source only; drop them for a folder of photos")
     return read_photos(source, reporter)
-
-
-ProgressFn = Callable[[int, int], None]

@@ -130,10 +130,7 @@ def transforms_json(
 def poses_bounds(frames: list[Frame]) -> np.ndarray:
     """(N, 17) LLFF rows; fx is the focal (LLFF has one)."""
     return np.array(
-        [
-            llff_pose_row(f.cam2world, f.camera.height, f.camera.width, f.camera.fx, f.near, f.far)
-            for f in frames
-        ],
+        [llff_pose_row(f.cam2world, f.camera.height, f.camera.width, f.camera.fx, f.near, f.far) for f in frames],
         dtype=np.float64,
     )
 
@@ -169,7 +166,9 @@ def write_multiscale(folder: Path, names: list[str], llffhold: int, reporter: Re
     def write_one(j: int) -> None:
         split, k, index = jobs[j]
         rgba = read_rgba(folder / "images" / names[index])
-        for level, pixels in enumerate(image_levels(np.ascontiguousarray(centre_crop(rgba, divisor)), MULTISCALE_LEVELS)):
+        for level, pixels in enumerate(
+            image_levels(np.ascontiguousarray(centre_crop(rgba, divisor)), MULTISCALE_LEVELS)
+        ):
             write_png(folder / f"images_{split}" / f"{k:03d}_d{level}.png", pixels)
 
     with reporter.progress("write multiscale", total=len(jobs), unit="images") as bar:
@@ -177,7 +176,8 @@ def write_multiscale(folder: Path, names: list[str], llffhold: int, reporter: Re
     metadata = {}
     for split, indices in splits.items():
         meta: dict[str, list] = {
-            key: [] for key in ("file_path", "cam2world", "width", "height", "focal", "label", "near", "far", "lossmult")
+            key: []
+            for key in ("file_path", "cam2world", "width", "height", "focal", "label", "near", "far", "lossmult")
         }
         for k, index in enumerate(indices):
             cam2world = np.concatenate([capture.poses[index, :3, :4], [[0.0, 0.0, 0.0, 1.0]]], 0).astype(np.float64)
