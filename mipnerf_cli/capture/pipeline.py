@@ -23,7 +23,7 @@ from mipnerf_cli.capture.layout import (
     point_depths,
 )
 from mipnerf_cli.capture.sfm import SfmOptions, SfmResult, check_options, import_pycolmap, run_sfm
-from mipnerf_cli.capture.sources import read_source, source_kind
+from mipnerf_cli.capture.sources import read_source, require_photo_files, source_kind
 from mipnerf_cli.capture.writer import GENERATOR, TRANSFORMS, Frame, PinholeCamera, write_scene
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.output_folder import StagedFolder
@@ -74,6 +74,8 @@ def check_request(source: Path, out_dir: Path, options: CaptureOptions) -> str:
     kind = source_kind(source)
     if kind == "blender":
         raise MipNerfError(f"{source} is a Blender scene; it is converted by the Blender path, not as photos")
+    if kind == "photos":
+        require_photo_files(source)
     check_options(options.sfm)
     if options.scene_kind is not None and options.scene_kind not in SCENE_KINDS:
         raise MipNerfError(f"--scene-kind must be one of {', '.join(SCENE_KINDS)}, got {options.scene_kind!r}")

@@ -47,7 +47,10 @@ def source_kind(source: Path) -> str:
     """ "blender", "photos" or "video" for ``source``; MipNerfError when it is none of them."""
     source = Path(source)
     if not source.exists():
-        raise MipNerfError(f"{source}: not found; pass a folder of photos, a video file or a Blender scene")
+        raise MipNerfError(
+            f"{source}: folder not found; pass a Blender scene folder (with transforms_train.json) or a folder of "
+            "scenes, a folder of photos or a video file"
+        )
     if source.is_file():
         if source.suffix.lower() in VIDEO_SUFFIXES:
             return "video"
@@ -75,6 +78,17 @@ def _check_count(photos: list[Photo], skipped: list[tuple[str, str]], where: Pat
         )
 
 
+def require_photo_files(folder: Path) -> list[Path]:
+    """:func:`photo_files`, or MipNerfError when there is none."""
+    files = photo_files(folder)
+    if not files:
+        raise MipNerfError(
+            f"{folder}: no Blender scene found (expected transforms_train.json in it or in its sub-folders) and "
+            "no photos (.jpg, .jpeg or .png) in it; pass a Blender scene or a folder of photos"
+        )
+    return files
+
+
 def read_photos(folder: Path, reporter: Reporter) -> Photos:
     """Check every photo of ``folder`` by decoding it; the corrupt ones are listed and skipped.
 
@@ -82,9 +96,7 @@ def read_photos(folder: Path, reporter: Reporter) -> Photos:
     of different sizes (one shared camera needs one size)."""
     from PIL import Image
 
-    files = photo_files(folder)
-    if not files:
-        raise MipNerfError(f"{folder}: no photos (.jpg, .jpeg or .png) found; put the capture's images in it")
+    files = require_photo_files(folder)
     photos, skipped = [], []
     with reporter.progress("read photos", total=len(files), unit="images") as bar:
         for file in files:
