@@ -11,7 +11,7 @@ STAMP := .make/installed
 # installs nothing more (an unpinned torch would pull several GB of CUDA packages).
 $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,view]"
+	$(PIP) install -q -e ".[dev,view,capture]"
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 install: $(STAMP)
