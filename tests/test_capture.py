@@ -19,8 +19,10 @@ from PIL import Image
 pytest.importorskip("pycolmap")
 
 from mipnerf_cli.capture.alignment import pose_errors, umeyama  # noqa: E402
-from mipnerf_cli.capture.layout import camera_spread_deg, detect_scene_kind, opengl_cam2world  # noqa: E402
+from mipnerf_cli.capture.layout import opengl_cam2world  # noqa: E402
 from mipnerf_cli.capture.sources import frame_windows, sharpness  # noqa: E402
+from mipnerf_cli.data.layout import detect_scene_kind  # noqa: E402
+from mipnerf_cli.data.layout import layout_spread_deg as camera_spread_deg  # noqa: E402
 from mipnerf_cli.errors import MipNerfError  # noqa: E402
 
 NUM_PHOTOS, SIZE = 24, 160
@@ -308,9 +310,9 @@ def test_scene_kind_from_camera_layout():
 
     rng = np.random.default_rng(0)
     points = rng.uniform(-1, 1, (500, 3))
-    orbit = np.array([c[:3, 3] for c in orbit_cameras(24)])
+    orbit = np.array(orbit_cameras(24))
     assert detect_scene_kind(orbit, points) == "360" and camera_spread_deg(orbit, points) > 45
-    grid = np.array([c[:3, 3] for c in grid_cameras(ForwardFacingSpec(num_images=12))])
+    grid = np.array(grid_cameras(ForwardFacingSpec(num_images=12)))
     backdrop = np.concatenate([points, rng.uniform(-2, 2, (500, 3)) * [1, 0, 1] + [0, 2, 0]])
     assert detect_scene_kind(grid, backdrop) == "forward-facing" and camera_spread_deg(grid, backdrop) < 10
     # half an orbit (cameras on one side, 180 degrees apart) still goes around the subject

@@ -536,3 +536,26 @@ def test_nerfstudio_scene_train_eval_render(layout, auto, other, request, tmp_pa
     assert len(sorted((run / "render" / auto / "frames").glob("rgb_*.png"))) == 2  # --path auto follows the kind
     result = mipnerf("render", "--run", run, "--path", other, "--frames", 1, "--device", "cpu")
     assert_refused(result, f"--path {other}", f"--path {auto}")
+
+
+@pytest.mark.parametrize("error, moved", [(3.0, False), (0.5, True)])
+def test_stray_points_do_not_set_the_bounds(ff, tmp_path, error, moved):
+    """A point far behind the scene seen by every image sets every far bound (99.9th percentile
+    of 41 depths) unless its reprojection error marks it unreliable (data/layout.py's rule)."""
+    from mipnerf_cli.data.colmap import read_colmap
+
+    scene = tmp_path / "colmap"
+    shutil.copytree(ff["colmap"], scene)
+    before = read_colmap(scene).bounds
+    model = scene / "sparse" / "0"
+    lines = (model / "images.txt").read_text().splitlines()
+    lines = [line + " 1.5 2.5 999" if k % 2 == 1 else line for k, line in enumerate(lines[1:])]
+    (model / "images.txt").write_text("# images\n" + "\n".join(lines) + "\n")
+    track = " ".join(f"{i + 1} {len(lines[1].split()) // 3 - 1}" for i in range(len(lines) // 2))
+    forward = -read_colmap(scene).cam2world[0, :3, 2]
+    stray_z = 4000.0 * np.sign(forward[2])  # far behind the scene, in front of every camera
+    with open(model / "points3D.txt", "a") as file:
+        file.write(f"999 0.0 0.0 {stray_z} 200 100 50 {error} {track}\n")
+    after = read_colmap(scene).bounds
+    np.testing.assert_allclose(after[:, 0], before[:, 0], rtol=0 if not moved else 1e-3)
+    assert (after[:, 1] > 2 * before[:, 1]).all() if moved else np.allclose(after[:, 1], before[:, 1])

@@ -14,17 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mipnerf_cli.capture.layout import (
-    SCENE_KINDS,
-    camera_spread_deg,
-    depth_bounds,
-    detect_scene_kind,
-    opengl_cam2world,
-    point_depths,
-)
+from mipnerf_cli.capture.layout import opengl_cam2world, point_depths
 from mipnerf_cli.capture.sfm import SfmOptions, SfmResult, check_options, import_pycolmap, run_sfm
 from mipnerf_cli.capture.sources import read_source, require_photo_files, source_kind
 from mipnerf_cli.capture.writer import GENERATOR, TRANSFORMS, Frame, PinholeCamera, write_scene
+from mipnerf_cli.data.layout import SCENE_KINDS, depth_bounds, detect_scene_kind, layout_spread_deg, reliable_points
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.output_folder import StagedFolder
 from mipnerf_cli.reporting import Reporter
@@ -110,15 +104,23 @@ def frames_from(result: SfmResult, original_names: dict[str, str]) -> tuple[list
     model = result.reconstruction
     points = np.array([point.xyz for point in model.points3D.values()], dtype=np.float64).reshape(-1, 3)
     by_name = {image.name: image for image in model.images.values()}
+    ids = list(model.points3D.keys())
+    trusted = reliable_points(
+        np.array([model.points3D[i].track.length() for i in ids]), np.array([model.points3D[i].error for i in ids])
+    )
+    reliable = {i for i, keep in zip(ids, trusted) if keep}
     frames = []
     for name in result.registered:
         image = by_name[name]
         pose = image.cam_from_world
         cam_from_world = np.asarray((pose() if callable(pose) else pose).matrix(), dtype=np.float64)
-        seen = np.array(
-            [model.points3D[p.point3D_id].xyz for p in image.points2D if p.has_point3D()], dtype=np.float64
-        ).reshape(-1, 3)
-        near, far = depth_bounds(point_depths(cam_from_world, seen))
+        observed = [p.point3D_id for p in image.points2D if p.has_point3D()]
+        used = [i for i in observed if i in reliable] or observed
+        seen = np.array([model.points3D[i].xyz for i in used], dtype=np.float64).reshape(-1, 3)
+        bounds = depth_bounds(point_depths(cam_from_world, seen))
+        if bounds is None:
+            raise MipNerfError("a registered image sees no 3D point in front of it; the reconstruction is broken")
+        near, far = bounds
         camera = model.cameras[image.camera_id]
         pinhole = PinholeCamera(
             float(camera.focal_length_x),
@@ -149,9 +151,9 @@ def convert_capture(
             reporter.warning(f"left out {name}: cannot decode it ({reason})")
         result = run_sfm(photos, work, options.sfm, reporter)
         frames, points = frames_from(result, {p.path.name: p.original_name for p in photos.photos})
-        centres = np.array([frame.cam2world[:3, 3] for frame in frames])
-        spread = camera_spread_deg(centres, points)
-        detected = detect_scene_kind(centres, points)
+        cam2world = np.array([frame.cam2world for frame in frames])
+        spread = layout_spread_deg(cam2world, points)
+        detected = detect_scene_kind(cam2world, points)
         scene_kind = options.scene_kind or detected
         if options.multiscale and scene_kind != "360":
             raise MipNerfError(forward_facing_multiscale())

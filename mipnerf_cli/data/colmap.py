@@ -10,9 +10,9 @@ the three files are simple, the reader needs no optional dependency (pycolmap is
   fisheye and FOV models are refused (``colmap image_undistorter`` writes a PINHOLE model).
 - images: world-to-camera quaternion (w, x, y, z) and translation in OpenCV axes (x right,
   y down, z forward), turned into OpenGL camera-to-world matrices; sorted by image name.
-- bounds per image from the depths of the points it observes: the 0.1 and 99.9 percentiles
-  (as LLFF's imgs2poses), times 0.9 and 1.1 (as ``mipnerf convert`` writes them). An image
-  that observes no point gets the smallest near and largest far of the others.
+- bounds per image from the depths of the reliable points it observes (``data/layout.py``'s
+  one rule, which ``mipnerf convert`` uses too). An image that observes no point gets the
+  smallest near and largest far of the others.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mipnerf_cli.data.capture import CaptureCameras, colmap_model_folder, distortion_or_none, recorded_scene_kind
+from mipnerf_cli.data.layout import depth_bounds, reliable_points
 from mipnerf_cli.data.undistort import opencv_coefficients
 from mipnerf_cli.errors import MipNerfError
 
@@ -44,8 +45,6 @@ CAMERA_MODELS = {
 }
 MODEL_IDS = {name: model_id for model_id, (name, _) in CAMERA_MODELS.items()}
 PERSPECTIVE = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
-NEAR_PERCENTILE, FAR_PERCENTILE = 0.1, 99.9
-NEAR_MARGIN, FAR_MARGIN = 0.9, 1.1
 
 
 class _Truncated(Exception):
@@ -137,14 +136,19 @@ def _read_images_txt(path: Path) -> list[dict]:
     return images
 
 
-def _read_points_txt(path: Path) -> dict[int, np.ndarray]:
+def _read_points_txt(path: Path) -> dict[int, tuple[np.ndarray, bool]]:
     points = {}
     for number, line in _lines(path):
         if not line:
             continue
         fields = line.split()
         try:
-            points[int(fields[0])] = np.array([float(x) for x in fields[1:4]])
+            xyz, error, track_length = (
+                np.array([float(x) for x in fields[1:4]]),
+                float(fields[7]),
+                (len(fields) - 8) // 2,
+            )
+            points[int(fields[0])] = (xyz, bool(reliable_points(track_length, error)))
         except (ValueError, IndexError):
             raise MipNerfError(f"{path}: line {number} is not 'POINT3D_ID X Y Z R G B ERROR TRACK...'") from None
     return points
@@ -192,15 +196,15 @@ def _read_images_bin(file: BinaryIO, path: Path) -> list[dict]:
     return images
 
 
-def _read_points_bin(file: BinaryIO, path: Path) -> dict[int, np.ndarray]:
+def _read_points_bin(file: BinaryIO, path: Path) -> dict[int, tuple[np.ndarray, bool]]:
     points = {}
     (count,) = _read(file, "<Q")
     for _ in range(count):
         values = _read(file, "<Q3d3BdQ")
-        point_id, xyz, track_length = values[0], np.array(values[1:4]), values[8]
+        point_id, xyz, error, track_length = values[0], np.array(values[1:4]), values[7], values[8]
         if len(file.read(8 * track_length)) != 8 * track_length:
             raise _Truncated
-        points[point_id] = xyz
+        points[point_id] = (xyz, bool(reliable_points(track_length, error)))
     return points
 
 
@@ -242,12 +246,7 @@ def image_bounds(qvec, tvec, xyz: np.ndarray) -> tuple[float, float] | None:
     """(near, far) of an image from the points ``xyz`` (P, 3) it observes (module docstring), or None."""
     if len(xyz) == 0:
         return None
-    depths = xyz @ rotation_from_quaternion(qvec)[2] + float(tvec[2])
-    depths = depths[depths > 0]
-    if depths.size == 0:
-        return None
-    near, far = np.percentile(depths, NEAR_PERCENTILE), np.percentile(depths, FAR_PERCENTILE)
-    return float(near) * NEAR_MARGIN, float(far) * FAR_MARGIN
+    return depth_bounds(xyz @ rotation_from_quaternion(qvec)[2] + float(tvec[2]))
 
 
 def read_colmap(scene: Path, factor: int = 0) -> CaptureCameras:
@@ -278,10 +277,12 @@ def read_colmap(scene: Path, factor: int = 0) -> CaptureCameras:
     unknown = [image["camera_id"] for image in images if image["camera_id"] not in cameras]
     if unknown:
         raise MipNerfError(f"{folder}: an image uses camera {unknown[0]}, which is not in the cameras file")
-    all_xyz = np.array(list(points.values()), dtype=np.float64).reshape(-1, 3)
+    all_xyz = np.array([xyz for xyz, _ in points.values()], dtype=np.float64).reshape(-1, 3)
     bounds = []
     for image in images:
-        xyz = np.array([points[i] for i in image["ids"].tolist() if i in points], dtype=np.float64).reshape(-1, 3)
+        seen = [points[i] for i in image["ids"].tolist() if i in points]
+        trusted = [xyz for xyz, reliable in seen if reliable] or [xyz for xyz, _ in seen]
+        xyz = np.array(trusted, dtype=np.float64).reshape(-1, 3)
         bounds.append(image_bounds(image["qvec"], image["tvec"], xyz))
     known = [b for b in bounds if b is not None]
     bound_array = None
