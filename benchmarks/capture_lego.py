@@ -55,9 +55,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the converted scene here (default: a temp folder)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--views", type=int, default=100)
+    parser.add_argument(
+        "--keep-photos", type=Path, default=None, help="write the JPEG photos here (default: a temp folder)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        photos = Path(tmp) / "photos"
+        photos = args.keep_photos or Path(tmp) / "photos"
         truth, focal = write_photos(args.lego, photos, args.views)
         out = args.out or Path(tmp) / "scene"
         start = time.perf_counter()
