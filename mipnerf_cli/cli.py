@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 app = typer.Typer(
     name="mipnerf",
-    help="mip-NeRF in PyTorch: convert, train, evaluate, render, view and export Blender and LLFF scenes.",
+    help="mip-NeRF in PyTorch: convert, train, evaluate, render, view and export Blender scenes, LLFF scenes and your own photos.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -48,7 +48,7 @@ def _root(
         typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
-    """mip-NeRF in PyTorch: convert, train, evaluate, render, view and export Blender and LLFF scenes."""
+    """mip-NeRF in PyTorch: convert, train, evaluate, render, view and export Blender scenes, LLFF scenes and your own photos."""
 
 
 def _interruptible(command):
