@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mipnerf_cli.data.cameras import pix2cam_matrices
-from mipnerf_cli.data.convert import image_levels
+from mipnerf_cli.data.convert import image_levels, level_metadata
 from mipnerf_cli.data.demo_llff import llff_pose_row
 from mipnerf_cli.data.images import area_downscale, read_rgba, run_in_threads, write_png
 from mipnerf_cli.data.llff import POSES_BOUNDS, read_capture, split_indices
@@ -175,24 +174,11 @@ def write_multiscale(folder: Path, names: list[str], llffhold: int, reporter: Re
         run_in_threads(write_one, len(jobs), workers, lambda done, total: bar.update(1))
     metadata = {}
     for split, indices in splits.items():
-        meta: dict[str, list] = {
-            key: []
-            for key in ("file_path", "cam2world", "width", "height", "focal", "label", "near", "far", "lossmult")
-        }
-        for k, index in enumerate(indices):
-            cam2world = np.concatenate([capture.poses[index, :3, :4], [[0.0, 0.0, 0.0, 1.0]]], 0).astype(np.float64)
-            for level in range(MULTISCALE_LEVELS):
-                meta["file_path"].append(f"images_{split}/{k:03d}_d{level}.png")
-                meta["cam2world"].append(cam2world.tolist())
-                meta["width"].append(width // 2**level)
-                meta["height"].append(height // 2**level)
-                meta["focal"].append(focal / 2**level)
-                meta["label"].append(level)
-                meta["near"].append(near)
-                meta["far"].append(far)
-                meta["lossmult"].append(4.0**level)
-        meta["pix2cam"] = pix2cam_matrices(meta["focal"], meta["width"], meta["height"]).tolist()
-        metadata[split] = meta
+        poses = capture.poses[np.asarray(indices, dtype=np.int64), :3, :4].astype(np.float64)
+        cam2worlds = np.concatenate([poses, np.broadcast_to([[[0.0, 0.0, 0.0, 1.0]]], (len(poses), 1, 4))], 1)
+        metadata[split] = level_metadata(
+            cam2worlds, width, height, focal, MULTISCALE_LEVELS, f"images_{split}", near, far
+        )
     metadata["val"] = metadata["test"]
     with open(folder / "metadata.json", "w", encoding="utf-8") as file:
         json.dump({name: metadata[name] for name in ("train", "val", "test")}, file, indent=4)

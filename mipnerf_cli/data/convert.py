@@ -130,10 +130,20 @@ def split_metadata(split: BlenderSplit, size: tuple[int, int], n_down: int, fold
     height, width = size
     focal = focal_from_camera_angle(width, split.camera_angle_x)
     cam2worlds = np.stack([np.asarray(frame.transform_matrix) for frame in split.frames], axis=0)
+    return level_metadata(cam2worlds, width, height, focal, n_down, folder, MULTISCALE_NEAR, MULTISCALE_FAR)
+
+
+def level_metadata(
+    cam2worlds: np.ndarray, width: int, height: int, focal: float, n_down: int, folder: str, near: float, far: float
+) -> dict:
+    """metadata.json lists of the cameras ``cam2worlds`` (I, 4, 4) at ``n_down`` levels, image-major
+    then level: ``folder/<iii>_d<level>.png``, sides ``// 2**level``, focal ``/ 2**level``,
+    lossmult ``4**level``, the same near / far for all, and the pix2cam matrices. The Blender
+    converter and `mipnerf convert PHOTOS --multiscale` both write these."""
     meta: dict[str, list] = {
         key: [] for key in ("file_path", "cam2world", "width", "height", "focal", "label", "near", "far", "lossmult")
     }
-    for i in range(len(split.frames)):
+    for i in range(len(cam2worlds)):
         for level in range(n_down):
             meta["file_path"].append(f"{folder}/{i:03d}_d{level}.png")
             meta["cam2world"].append(cam2worlds[i].tolist())
@@ -141,8 +151,8 @@ def split_metadata(split: BlenderSplit, size: tuple[int, int], n_down: int, fold
             meta["height"].append(height // 2**level)
             meta["focal"].append(focal / 2**level)
             meta["label"].append(level)
-            meta["near"].append(MULTISCALE_NEAR)
-            meta["far"].append(MULTISCALE_FAR)
+            meta["near"].append(near)
+            meta["far"].append(far)
             meta["lossmult"].append(4.0**level)
     meta["pix2cam"] = pix2cam_matrices(meta["focal"], meta["width"], meta["height"]).tolist()
     return meta
