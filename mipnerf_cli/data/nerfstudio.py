@@ -43,7 +43,7 @@ from mipnerf_cli.data.capture import (
     image_with_extension,
     recorded_scene_kind,
 )
-from mipnerf_cli.data.transforms import check_matrix, is_number, read_json
+from mipnerf_cli.data.transforms import check_frame, check_matrix, is_number, read_json
 from mipnerf_cli.data.undistort import opencv_coefficients
 from mipnerf_cli.errors import MipNerfError
 
@@ -152,12 +152,7 @@ def read_nerfstudio(folder: Path, factor: int = 0) -> CaptureCameras:
     rows = []
     for i, frame in enumerate(frames):
         where = f"{json_path}: frames[{i}]"
-        if not isinstance(frame, dict):
-            raise MipNerfError(f"{where} must be an object with 'file_path' and 'transform_matrix'")
-        for key in ("file_path", "transform_matrix"):
-            if key not in frame:
-                raise MipNerfError(f"{where} has no '{key}' (every frame needs 'file_path' and 'transform_matrix')")
-        check_matrix(frame["transform_matrix"], f"{where}.transform_matrix")
+        check_frame(frame, where)
         full, file = _frame_file(folder, frame["file_path"], factor, where)
         intrinsics, size, coefficients = _intrinsics(meta, frame, full, where)
         near, far = _number({}, frame, "near", where), _number({}, frame, "far", where)

@@ -100,21 +100,27 @@ def read_blender_split(scene_dir: Path, split: str) -> BlenderSplit:
         raise MipNerfError(f"{json_path}: 'frames' must be a non-empty list")
     frames = []
     for i, frame in enumerate(frames_json):
-        where = f"{json_path}: frames[{i}]"
-        if not isinstance(frame, dict):
-            raise MipNerfError(f"{where} must be an object with 'file_path' and 'transform_matrix'")
-        for key in ("file_path", "transform_matrix"):
-            if key not in frame:
-                raise MipNerfError(f"{where} has no '{key}' (every frame needs 'file_path' and 'transform_matrix')")
+        check_frame(frame, f"{json_path}: frames[{i}]")
         file_path = frame["file_path"]
-        if not isinstance(file_path, str) or not file_path:
-            raise MipNerfError(f"{where}.file_path must be a non-empty string")
-        check_matrix(frame["transform_matrix"], f"{where}.transform_matrix")
         frames.append(BlenderFrame(file_path, resolve_image_path(scene_dir, file_path), frame["transform_matrix"]))
     shapes = {len(frame.transform_matrix) for frame in frames}
     if len(shapes) > 1:
         raise MipNerfError(f"{json_path}: every transform_matrix must have the same shape (all 4x4 or all 3x4)")
     return BlenderSplit(json_path, float(camera_angle_x), frames)
+
+
+def check_frame(frame: Any, where: str) -> None:
+    """MipNerfError unless ``frame`` is an object with a non-empty string 'file_path' and a
+    4x4 / 3x4 'transform_matrix' (a frame of a Blender or a nerfstudio transforms json)."""
+    if not isinstance(frame, dict):
+        raise MipNerfError(f"{where} must be an object with 'file_path' and 'transform_matrix'")
+    for key in ("file_path", "transform_matrix"):
+        if key not in frame:
+            raise MipNerfError(f"{where} has no '{key}' (every frame needs 'file_path' and 'transform_matrix')")
+    file_path = frame["file_path"]
+    if not isinstance(file_path, str) or not file_path:
+        raise MipNerfError(f"{where}.file_path must be a non-empty string")
+    check_matrix(frame["transform_matrix"], f"{where}.transform_matrix")
 
 
 def _frame_png_size(split: BlenderSplit, index: int) -> tuple[int, int]:
