@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
+from mipnerf_cli.data.colmap import opengl_from_colmap
 
 
 def opengl_cam2world(cam_from_world: np.ndarray) -> np.ndarray:
-    """(3, 4) COLMAP world-to-camera ``[R | t]`` -> (4, 4) camera-to-world in OpenGL camera axes."""
-    rotation, translation = cam_from_world[:3, :3], cam_from_world[:3, 3]
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation.T @ OPENCV_TO_OPENGL
-    matrix[:3, 3] = -rotation.T @ translation
-    return matrix
+    """(3, 4) COLMAP world-to-camera ``[R | t]`` -> (4, 4) camera-to-world in OpenGL camera axes
+    (`data.colmap.opengl_from_colmap`, the rule the COLMAP reader uses)."""
+    return np.concatenate([opengl_from_colmap(cam_from_world[:3, :3], cam_from_world[:3, 3]), [[0.0, 0.0, 0.0, 1.0]]])
 
 
 def point_depths(cam_from_world: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -237,8 +237,13 @@ def rotation_from_quaternion(qvec) -> np.ndarray:
 
 def opengl_cam2world(qvec, tvec) -> np.ndarray:
     """(3, 4) OpenGL camera-to-world of a COLMAP image (world-to-camera ``qvec``, ``tvec``, OpenCV axes)."""
-    rotation = rotation_from_quaternion(qvec)
-    centre = -rotation.T @ np.asarray(tvec, dtype=np.float64)
+    return opengl_from_colmap(rotation_from_quaternion(qvec), tvec)
+
+
+def opengl_from_colmap(rotation: np.ndarray, translation) -> np.ndarray:
+    """(3, 4) OpenGL camera-to-world (x right, y up, z back) of COLMAP's world-to-camera
+    ``rotation`` (3, 3) and ``translation`` (3,) (OpenCV axes: x right, y down, z forward)."""
+    centre = -rotation.T @ np.asarray(translation, dtype=np.float64)
     return np.concatenate([rotation.T @ np.diag([1.0, -1.0, -1.0]), centre[:, None]], 1)
 
 
