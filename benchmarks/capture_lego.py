@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mipnerf_cli.capture.alignment import pose_errors
-from mipnerf_cli.capture.pipeline import CaptureOptions, convert_capture
-from mipnerf_cli.capture.sfm import SfmOptions
+from mipnerf_cli.convert.capture.alignment import pose_errors
+from mipnerf_cli.convert.capture.pipeline import CaptureOptions, convert_capture
+from mipnerf_cli.convert.capture.sfm import SfmOptions
 from mipnerf_cli.reporting import LineReporter
 
 SIZE = 400

@@ -1,7 +1,7 @@
 """How accurate `mipnerf export` is on the demo scene, whose true geometry is known.
 
 Exports the mesh and the point cloud of a trained demo run through the CLI, samples points
-on the true surfaces (the ones the training cameras see: mipnerf_cli.data.demo_geometry)
+on the true surfaces (the ones the training cameras see: mipnerf_cli.demo.geometry)
 and prints Chamfer distance (scene units and % of the scene radius, demo.SCENE_RADIUS) and
 precision / recall / F-score at 1 % of the scene radius, as a Markdown table; --picture
 draws the mesh to a PNG.
@@ -27,9 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mipnerf_cli.data import demo, demo_geometry  # noqa: E402
-from mipnerf_cli.geometry_metrics import mesh_surface_points, surface_scores  # noqa: E402
-from mipnerf_cli.ply import read_ply  # noqa: E402
+from mipnerf_cli.demo import geometry as demo_geometry  # noqa: E402
+from mipnerf_cli.demo import scenes as demo  # noqa: E402
+from mipnerf_cli.export.accuracy import mesh_surface_points, surface_scores  # noqa: E402
+from mipnerf_cli.io.ply import read_ply  # noqa: E402
 
 TRUTH_POINTS = 200_000
 
@@ -45,7 +46,7 @@ def truth(scene: Path) -> np.ndarray:
 def scene_of(run: Path) -> Path:
     import torch
 
-    from mipnerf_cli.trained_model import load_trained_model, scene_folder
+    from mipnerf_cli.runs.trained import load_trained_model, scene_folder
 
     return scene_folder(load_trained_model(run, None, torch.device("cpu")), None)
 
@@ -81,8 +82,8 @@ def scores(ply: Path, true_points: np.ndarray, tau: float) -> dict[str, float]:
 
 def draw_mesh(ply: Path, picture: Path, size: int = 640) -> None:
     """A flat-shaded rendering of the mesh with its vertex colours (numpy painter's algorithm)."""
-    from mipnerf_cli.data.demo import look_at, sphere_point
-    from mipnerf_cli.images import write_png
+    from mipnerf_cli.demo.scenes import look_at, sphere_point
+    from mipnerf_cli.io.images import write_png
 
     vertices, colours, faces = read_ply(ply)
     pose = look_at(sphere_point(np.radians(-60), np.radians(35), 4.0))  # all four objects in view

@@ -22,8 +22,8 @@ import torch
 from mipnerf_cli.core.metrics import psnr
 from mipnerf_cli.core.render import render_image
 from mipnerf_cli.data import llff_options, load_scene
+from mipnerf_cli.runs.trained import load_trained_model
 from mipnerf_cli.runtime import resolve
-from mipnerf_cli.trained_model import load_trained_model
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 # Run inside `mipnerf view`'s process: the real command, with the time of each image sent.
 HOOK = """
 import sys, time, json
-from mipnerf_cli import viewer, cli
+from mipnerf_cli import cli
+from mipnerf_cli.viewer import app as viewer
 shown = viewer.Viewer._show
 def _show(self, client, frame):
     shown(self, client, frame)
@@ -46,10 +47,10 @@ def fps(args) -> None:
     import torch
 
     from mipnerf_cli.core.camera_paths import look_at_origin
-    from mipnerf_cli.core.model import MipNerf
+    from mipnerf_cli.core.models.mipnerf import MipNerf
     from mipnerf_cli.runtime import resolve
     from mipnerf_cli.settings import resolve_train_settings
-    from mipnerf_cli.viewer import (
+    from mipnerf_cli.viewer.app import (
         COARSE_SECONDS,
         ProgressiveRenderer,
         ViewCamera,

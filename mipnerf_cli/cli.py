@@ -17,7 +17,8 @@ from typing import Annotated, Optional
 import typer
 
 from mipnerf_cli import __version__
-from mipnerf_cli.commands import bench, convert, demo_scene, evaluate, export, plot, render, train, view
+from mipnerf_cli.commands import bench, convert, demo_scene, export, plot, render, train, view
+from mipnerf_cli.commands import eval as evaluate
 from mipnerf_cli.errors import MipNerfError
 
 try:  # recent typer releases vendor click; older ones use the click package

@@ -44,7 +44,7 @@ class Runtime:
     device: torch.device
     autocast_dtype: Optional[torch.dtype] = None  # None: float32; torch.bfloat16: bf16 autocast
     tf32: bool = False  # TF32 matmuls and convolutions (CUDA only)
-    fast_path: bool = True  # MipNerf on a CPU: cache-sized blocks of rays over worker threads
+    fast_path: bool = True  # a model family that supports it, on a CPU: cache-sized blocks of rays over worker threads
     # The GPU's training step, which never waits for the device: fused Adam, told by a device
     # flag to skip a non-finite step, and the loss read back (and checked) one step late.
     sync_free_step: bool = False
@@ -73,12 +73,10 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def uses_fast_path(self, model: nn.Module) -> bool:
-        """Whether `model` trains and renders through `core/fast.py` (MipNerf on a CPU, float32)."""
-        from mipnerf_cli.core.model import MipNerf
-
-        return (
-            self.fast_path and self.device.type == "cpu" and self.autocast_dtype is None and isinstance(model, MipNerf)
-        )
+        """Whether `model` trains and renders through `core/fast.py` (a family that supports it,
+        on a CPU, float32)."""
+        supported = bool(getattr(model, "supports_fast_path", False))
+        return self.fast_path and self.device.type == "cpu" and self.autocast_dtype is None and supported
 
     def render_options(self, model: nn.Module) -> dict:
         """The keyword arguments of `core.render.render_rays` / `render_image` under this policy."""

@@ -60,7 +60,7 @@ class ModelSettings(BaseModel):
 
     def to_model_config(self):
         """The engine's frozen `ModelConfig` with these values."""
-        from mipnerf_cli.core.model import ModelConfig
+        from mipnerf_cli.core.models.mipnerf import ModelConfig
 
         return ModelConfig(**self.model_dump())
 
@@ -297,7 +297,7 @@ def _scene_spherify(data: Path, spherify: Optional[bool]) -> Optional[bool]:
     (not a capture, or no folder yet: the scene check reports that)."""
     if spherify is not None:
         return spherify
-    from mipnerf_cli.data.capture import resolve_spherify
+    from mipnerf_cli.data.formats.capture import resolve_spherify
     from mipnerf_cli.data.scene import scene_kind
 
     try:
@@ -394,7 +394,7 @@ class RenderSettings(BaseModel):
     @field_validator("path")
     @classmethod
     def _known_path(cls, value: str) -> str:
-        from mipnerf_cli.render_paths import PATH_GENERATORS, is_path_file
+        from mipnerf_cli.rendering.paths import PATH_GENERATORS, is_path_file
 
         if value not in PATH_GENERATORS and not is_path_file(value):
             raise ValueError(f"unknown camera path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json")

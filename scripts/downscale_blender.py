@@ -20,10 +20,10 @@ import os
 import sys
 from pathlib import Path
 
+from mipnerf_cli.data.formats.transforms import SPLITS, check_image_sizes, read_blender_split, transforms_path
 from mipnerf_cli.data.images import area_downscale, read_rgba, run_in_threads, write_png
-from mipnerf_cli.data.staging import make_hidden_dir, remove_tree
-from mipnerf_cli.data.transforms import SPLITS, check_image_sizes, read_blender_split, transforms_path
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.io.staging import make_hidden_dir, remove_tree
 
 
 def downscale_scene(source: Path, target: Path, factor: int, test_views: int | None, workers: int | None) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mipnerf_cli.data import demo
+from mipnerf_cli.demo import scenes as demo
 
 BACKGROUND = 0.55  # grey, flat: no features off the objects
 

@@ -28,7 +28,7 @@ FORK_SERVER = r"""
 import json, os, sys, traceback
 import mipnerf_cli.cli
 # What the commands import lazily; importing here is what makes each child fast.
-import mipnerf_cli.training, mipnerf_cli.evaluation, mipnerf_cli.video, mipnerf_cli.data.convert
+import mipnerf_cli.training, mipnerf_cli.evaluation, mipnerf_cli.rendering.video, mipnerf_cli.convert.multiscale
 try:
     import torch._dynamo  # seconds: torch.optim imports it on the first optimizer
 except ImportError:

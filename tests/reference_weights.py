@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mipnerf_cli.core.model import MipNerf
+from mipnerf_cli.core.models.mipnerf import MipNerf
 from mipnerf_cli.core.rays import RayBundle
 
 GOLDEN_TOL = 1e-5

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mipnerf_cli.bench import flops as bench_flops
 from mipnerf_cli.bench import peaks, report, workload
 from mipnerf_cli.cli import app
-from mipnerf_cli.core.model import MipNerf, ModelConfig
+from mipnerf_cli.core.models.mipnerf import MipNerf, ModelConfig
 
 TINY = ModelConfig(
     num_samples=4, netdepth=3, netwidth=8, netdepth_condition=1, netwidth_condition=4, skip_layer=2,

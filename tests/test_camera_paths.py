@@ -25,7 +25,7 @@ from mipnerf_cli.core.camera_paths import (
     vertical_fov_from_focal,
 )
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.render_paths import PATH_GENERATORS, camera_path_document, read_camera_path
+from mipnerf_cli.rendering.paths import PATH_GENERATORS, camera_path_document, read_camera_path
 
 
 def _random_rotations(count: int, seed: int = 0) -> torch.Tensor:
@@ -237,8 +237,8 @@ def run_dir(tmp_path_factory):
 
 
 def _render(run_dir, **values):
+    from mipnerf_cli.rendering.video import render_path
     from mipnerf_cli.settings import RenderSettings
-    from mipnerf_cli.video import render_path
 
     return render_path(RenderSettings(run=run_dir, device="cpu", progress=False, format="png", **values))
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 pytest.importorskip("pycolmap")
 
-from mipnerf_cli.capture.alignment import pose_errors, umeyama  # noqa: E402
-from mipnerf_cli.capture.layout import opengl_cam2world  # noqa: E402
-from mipnerf_cli.capture.sources import frame_windows, sharpness  # noqa: E402
+from mipnerf_cli.convert.capture.alignment import pose_errors, umeyama  # noqa: E402
+from mipnerf_cli.convert.capture.layout import opengl_cam2world  # noqa: E402
+from mipnerf_cli.convert.capture.sources import frame_windows, sharpness  # noqa: E402
 from mipnerf_cli.data.layout import detect_scene_kind  # noqa: E402
 from mipnerf_cli.data.layout import layout_spread_deg as camera_spread_deg  # noqa: E402
 from mipnerf_cli.errors import MipNerfError  # noqa: E402
@@ -90,7 +90,7 @@ def test_scene_kind_and_bounds(capture):
 
 
 def test_poses_bounds_match_transforms_and_read_back(capture):
-    from mipnerf_cli.data.llff import load_llff, read_capture
+    from mipnerf_cli.data.formats.llff import load_llff, read_capture
 
     scene = capture["scene"]
     meta = read_transforms(scene)
@@ -120,8 +120,8 @@ def test_poses_bounds_match_transforms_and_read_back(capture):
 
 
 def test_multiscale_scene_reads_back_spherified(capture):
-    from mipnerf_cli.data.llff import read_capture
-    from mipnerf_cli.data.multiscale import load_multiscale
+    from mipnerf_cli.data.formats.llff import read_capture
+    from mipnerf_cli.data.formats.multiscale import load_multiscale
 
     scene = capture["scene"]
     spherified = read_capture(scene, 0, spherify=True)
@@ -250,8 +250,8 @@ def test_blender_only_and_capture_only_options(capture, mipnerf, tmp_path, golde
 
 
 def test_interrupt_leaves_nothing(capture, tmp_path):
-    from mipnerf_cli.capture.pipeline import CaptureOptions, convert_capture
-    from mipnerf_cli.capture.sfm import SfmOptions
+    from mipnerf_cli.convert.capture.pipeline import CaptureOptions, convert_capture
+    from mipnerf_cli.convert.capture.sfm import SfmOptions
     from mipnerf_cli.reporting import LineReporter
 
     class InterruptAtMapping(LineReporter):
@@ -273,7 +273,7 @@ def test_interrupt_leaves_nothing(capture, tmp_path):
 def test_missing_pycolmap_is_one_line(monkeypatch):
     import sys
 
-    from mipnerf_cli.capture.sfm import import_pycolmap
+    from mipnerf_cli.convert.capture.sfm import import_pycolmap
 
     monkeypatch.setitem(sys.modules, "pycolmap", None)
     with pytest.raises(MipNerfError, match=r'pip install -e "\.\[capture\]"'):
@@ -293,7 +293,7 @@ def test_umeyama_recovers_a_similarity():
 
 
 def test_opengl_cam2world_inverts_colmap_pose():
-    from mipnerf_cli.data.demo import look_at
+    from mipnerf_cli.demo.scenes import look_at
 
     cam2world = look_at(np.array([1.0, -3.0, 2.0]))
     # COLMAP: world-to-camera with y down, z forward
@@ -306,7 +306,7 @@ def test_opengl_cam2world_inverts_colmap_pose():
 def test_scene_kind_from_camera_layout():
     from capture_scene import orbit_cameras
 
-    from mipnerf_cli.data.demo_llff import ForwardFacingSpec, grid_cameras
+    from mipnerf_cli.demo.llff import ForwardFacingSpec, grid_cameras
 
     rng = np.random.default_rng(0)
     points = rng.uniform(-1, 1, (500, 3))

@@ -14,12 +14,12 @@ from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf
 from scipy.spatial.transform import Rotation
 
 from mipnerf_cli.data import load_scene
-from mipnerf_cli.data.capture import resolve_spherify
-from mipnerf_cli.data.demo import DemoSceneSpec, camera_poses, look_at, palette, render_view, sphere_point
-from mipnerf_cli.data.demo import focal_length as ring_focal
-from mipnerf_cli.data.demo_llff import ForwardFacingSpec, grid_cameras, make_forward_facing_scene
+from mipnerf_cli.data.formats.capture import resolve_spherify
 from mipnerf_cli.data.images import area_downscale, write_png
 from mipnerf_cli.data.layout import detect_scene_kind, fallback_bounds
+from mipnerf_cli.demo.llff import ForwardFacingSpec, grid_cameras, make_forward_facing_scene
+from mipnerf_cli.demo.scenes import DemoSceneSpec, camera_poses, look_at, palette, render_view, sphere_point
+from mipnerf_cli.demo.scenes import focal_length as ring_focal
 from mipnerf_cli.errors import MipNerfError
 
 FIELDS = ("origins", "directions", "viewdirs", "radii", "near", "far")
@@ -542,7 +542,7 @@ def test_nerfstudio_scene_train_eval_render(layout, auto, other, request, tmp_pa
 def test_stray_points_do_not_set_the_bounds(ff, tmp_path, error, moved):
     """A point far behind the scene seen by every image sets every far bound (99.9th percentile
     of 41 depths) unless its reprojection error marks it unreliable (data/layout.py's rule)."""
-    from mipnerf_cli.data.colmap import read_colmap
+    from mipnerf_cli.data.formats.colmap import read_colmap
 
     scene = tmp_path / "colmap"
     shutil.copytree(ff["colmap"], scene)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("mipnerf_cli.core.model")
+pytest.importorskip("mipnerf_cli.core.models.mipnerf")
 
 TINY_CONFIG = {
     "batch_size": 256,

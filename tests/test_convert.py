@@ -13,8 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mipnerf_cli.data.convert import _fast_down2, _fast_down2_is_exact, _reference_down2, convert_blender, image_levels
-from mipnerf_cli.data.demo import DemoSceneSpec, make_demo_scene
+from mipnerf_cli.convert.multiscale import (
+    _fast_down2,
+    _fast_down2_is_exact,
+    _reference_down2,
+    convert_blender,
+    image_levels,
+)
+from mipnerf_cli.demo.scenes import DemoSceneSpec, make_demo_scene
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

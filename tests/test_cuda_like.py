@@ -11,7 +11,7 @@ from test_model import TINY, random_rays
 from tiny_runs import MULTISCALE, make_run, one_cpu_thread  # noqa: F401  (autouse)
 
 from mipnerf_cli import runtime as runtime_module
-from mipnerf_cli.core.model import MipNerf
+from mipnerf_cli.core.models.mipnerf import MipNerf
 
 pytestmark = pytest.mark.skipif(
     not runtime_module.cpu_has_native_bf16(),
@@ -157,7 +157,7 @@ def test_eval_psnr_equals_validation_psnr_under_the_cpu_policy(tmp_path, monkeyp
 
 def test_render_under_the_cuda_like_policy_is_close_to_float32(trained_run):
     from mipnerf_cli.core.render import render_rays
-    from mipnerf_cli.trained_model import load_trained_model
+    from mipnerf_cli.runs.trained import load_trained_model
 
     trained = load_trained_model(None, trained_run / "ckpt" / "last.pt", CPU)
     rays = random_rays(96)
@@ -232,7 +232,7 @@ def test_mipnerf_render_under_the_cuda_like_policy_writes_the_float32_frames(tra
     import imageio.v3 as iio
     import numpy as np
 
-    from mipnerf_cli import video
+    from mipnerf_cli.rendering import video
     from mipnerf_cli.settings import RenderSettings
 
     frames = {}

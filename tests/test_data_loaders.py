@@ -16,10 +16,10 @@ import torch
 from conftest import load_golden
 from PIL import Image
 
+from mipnerf_cli.convert.multiscale import convert_blender
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.data import ImageSet, load_scene, sample_batch, scene_kind
-from mipnerf_cli.data.convert import convert_blender
-from mipnerf_cli.data.demo import DemoSceneSpec, make_demo_scene
+from mipnerf_cli.demo.scenes import DemoSceneSpec, make_demo_scene
 from mipnerf_cli.errors import MipNerfError
 
 RAY_FIELDS = ("origins", "directions", "viewdirs", "radii", "lossmult", "near", "far")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mipnerf_cli.convert.multiscale import convert_blender
 from mipnerf_cli.data import load_scene
-from mipnerf_cli.data.convert import convert_blender
-from mipnerf_cli.data.demo import (
+from mipnerf_cli.demo.scenes import (
     CAMERA_RADIUS,
     DemoSceneSpec,
     camera_poses,

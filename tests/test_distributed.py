@@ -298,8 +298,8 @@ def test_sharded_eval_equals_one_process_eval(two_ranks, tmp_path):
 
 
 def test_sharded_render_equals_one_process_render(two_ranks, tmp_path):
+    from mipnerf_cli.rendering.video import render_path
     from mipnerf_cli.settings import RenderSettings
-    from mipnerf_cli.video import render_path
 
     assert [command_record(two_ranks, r, "render")["exit"] for r in (0, 1)] == [0, 0]
     single = render_path(

@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import pytest
 import torch
 
-pytest.importorskip("mipnerf_cli.core.model")
+pytest.importorskip("mipnerf_cli.core.models.mipnerf")
 
 from tiny_runs import (  # noqa: E402
     BLENDER,  # noqa: F401
@@ -27,8 +27,8 @@ from mipnerf_cli.core.render import render_image  # noqa: E402
 from mipnerf_cli.data import load_scene  # noqa: E402
 from mipnerf_cli.errors import MipNerfError  # noqa: E402
 from mipnerf_cli.evaluation import EvalResults, evaluate, read_results  # noqa: E402
+from mipnerf_cli.runs.trained import load_trained_model  # noqa: E402
 from mipnerf_cli.settings import EvalSettings  # noqa: E402
-from mipnerf_cli.trained_model import load_trained_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

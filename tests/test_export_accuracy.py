@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from cli_runner import mipnerf  # noqa: F401  (fixture)
 
-from mipnerf_cli.data import demo, demo_geometry
-from mipnerf_cli.geometry_metrics import mesh_surface_points, surface_scores
+from mipnerf_cli.demo import geometry as demo_geometry
+from mipnerf_cli.demo import scenes as demo
+from mipnerf_cli.export.accuracy import mesh_surface_points, surface_scores
 
 
 def distance_to_true_surface(points: np.ndarray) -> np.ndarray:
@@ -94,7 +95,7 @@ FAST_MESH_FLOOR, FAST_CLOUD_FLOOR3 = 0.025, 0.035  # 150 steps at 32 px measured
 
 def _export_scores(mipnerf, run, scene, folder, mesh_args, taus):
     """{what: [surface_scores at each tau]} of the mesh (--keep-all) and point cloud of `run`."""
-    from mipnerf_cli.ply import read_ply
+    from mipnerf_cli.io.ply import read_ply
 
     frames = json.loads((scene / "transforms_train.json").read_text())["frames"]
     poses = np.stack([np.array(frame["transform_matrix"]) for frame in frames])

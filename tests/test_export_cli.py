@@ -25,7 +25,7 @@ def run(tmp_path_factory):
 
 
 def test_mesh_export_writes_a_coloured_mesh(run, tmp_path, mipnerf):
-    from mipnerf_cli.ply import read_ply
+    from mipnerf_cli.io.ply import read_ply
 
     out = tmp_path / "mesh.ply"
     result = mipnerf(
@@ -48,7 +48,7 @@ def test_mesh_export_writes_a_coloured_mesh(run, tmp_path, mipnerf):
 
 
 def test_pointcloud_export_default_location(run, mipnerf):
-    from mipnerf_cli.ply import read_ply
+    from mipnerf_cli.io.ply import read_ply
 
     result = mipnerf("export", run, "--what", "pointcloud", "--min-acc", 0.01, "--cpu-threads", 1, "--no-progress")
     assert result.returncode == 0, result.stderr
@@ -107,7 +107,7 @@ def test_refused_with_one_line_and_nothing_written(case, run, tmp_path, mipnerf)
 
 
 def test_export_from_a_checkpoint_file_with_a_given_threshold(run, tmp_path, mipnerf):
-    from mipnerf_cli.ply import read_ply
+    from mipnerf_cli.io.ply import read_ply
 
     first = tmp_path / "first.ply"
     result = mipnerf(

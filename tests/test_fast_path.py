@@ -11,7 +11,7 @@ from tiny_runs import one_cpu_thread  # noqa: F401  (autouse: tiny models run fa
 from mipnerf_cli import training
 from mipnerf_cli.core import fast
 from mipnerf_cli.core.losses import mipnerf_loss
-from mipnerf_cli.core.model import MLP, MipNerf, ModelConfig
+from mipnerf_cli.core.models.mipnerf import MLP, MipNerf, ModelConfig
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.settings import ModelSettings, TrainSettings
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mipnerf_cli.core import geometry
-from mipnerf_cli.core.model import MipNerf, ModelConfig
+from mipnerf_cli.core.models.mipnerf import MipNerf, ModelConfig
 from mipnerf_cli.errors import MipNerfError
 
 
@@ -78,7 +78,7 @@ def test_otsu_splits_two_clusters_between_them():
 
 
 def test_ply_round_trip_and_header(tmp_path):
-    from mipnerf_cli.ply import read_ply, write_ply
+    from mipnerf_cli.io.ply import read_ply, write_ply
 
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.5]], dtype=np.float32)
     colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [7, 8, 9]], dtype=np.uint8)
@@ -99,7 +99,7 @@ def test_ply_round_trip_and_header(tmp_path):
 
 def test_ply_read_by_trimesh(tmp_path):
     trimesh = pytest.importorskip("trimesh")
-    from mipnerf_cli.ply import write_ply
+    from mipnerf_cli.io.ply import write_ply
 
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32)
     write_ply(tmp_path / "t.ply", vertices, np.array([[10, 20, 30]] * 3, dtype=np.uint8), np.array([[0, 1, 2]]))
@@ -109,7 +109,7 @@ def test_ply_read_by_trimesh(tmp_path):
 
 
 def test_ply_unwritable_folder_is_one_error_and_no_file(tmp_path):
-    from mipnerf_cli.ply import write_ply
+    from mipnerf_cli.io.ply import write_ply
 
     with pytest.raises(MipNerfError, match="cannot write there"):
         write_ply(tmp_path / "missing" / "x.ply", np.zeros((1, 3)), np.zeros((1, 3)))
@@ -131,7 +131,7 @@ def _two_balls(resolution: int = 48):
 
 
 def test_marching_cubes_finds_the_balls_and_keeps_the_largest():
-    from mipnerf_cli import export
+    from mipnerf_cli.export import geometry as export
 
     densities, lower, upper = _two_balls()
     threshold = export.choose_threshold(densities)
@@ -147,7 +147,7 @@ def test_marching_cubes_finds_the_balls_and_keeps_the_largest():
 
 
 def test_no_surface_says_the_density_range():
-    from mipnerf_cli import export
+    from mipnerf_cli.export import geometry as export
 
     densities, lower, upper = _two_balls(16)
     with pytest.raises(
@@ -157,7 +157,7 @@ def test_no_surface_says_the_density_range():
 
 
 def test_outlier_mask_drops_the_far_points():
-    from mipnerf_cli import export
+    from mipnerf_cli.export import geometry as export
 
     rng = np.random.default_rng(0)
     points = np.concatenate([rng.normal(size=(2000, 3)) * 0.1, [[5.0, 5, 5], [-6.0, 0, 0]]])
@@ -166,7 +166,7 @@ def test_outlier_mask_drops_the_far_points():
 
 
 def test_grid_memory_check_gives_the_figures():
-    from mipnerf_cli import export
+    from mipnerf_cli.export import geometry as export
 
     export.check_grid_fits(64, 10**9)  # 4 MB of 1 GB
     with pytest.raises(

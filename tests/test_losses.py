@@ -11,7 +11,7 @@ from conftest import load_golden
 from reference_weights import golden_error, golden_rays, load_reference_weights, reference_grads
 
 from mipnerf_cli.core.losses import learning_rate_decay, mipnerf_loss, mse_to_psnr
-from mipnerf_cli.core.model import LevelOutput, MipNerf, ModelConfig
+from mipnerf_cli.core.models.mipnerf import LevelOutput, MipNerf, ModelConfig
 
 GRAD_TOL = 1e-4  # relative to each gradient tensor's largest magnitude
 

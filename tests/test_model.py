@@ -10,7 +10,7 @@ import torch
 from conftest import load_golden
 from reference_weights import GOLDEN_TOL, golden_error, golden_rays, load_reference_weights, reference_layer_order
 
-from mipnerf_cli.core.model import LevelOutput, MipNerf, ModelConfig
+from mipnerf_cli.core.models.mipnerf import LevelOutput, MipNerf, ModelConfig
 from mipnerf_cli.core.rays import RayBundle
 
 TINY = ModelConfig(num_samples=8, netdepth=3, netwidth=16, netwidth_condition=8, skip_layer=2, max_deg_point=6)

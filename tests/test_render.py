@@ -12,11 +12,12 @@ from conftest import GOLDEN, load_golden
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
 
 from mipnerf_cli.core.camera_paths import look_at_origin, mean_camera_distance, spheric_poses
+from mipnerf_cli.core.models.base import RadianceField
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.core.rays import pinhole_rays as camera_rays
 from mipnerf_cli.core.render import render_image, render_rays
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
+from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 
 
 class _Level(NamedTuple):
@@ -25,15 +26,15 @@ class _Level(NamedTuple):
     acc: torch.Tensor
 
 
-class _RecordingModel(torch.nn.Module):
-    """A stand-in for MipNerf: a pure function of each ray, with two levels."""
+class _RecordingModel(RadianceField):
+    """A stand-in model family: a pure function of each ray, with two levels."""
 
     def __init__(self):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.tensor(2.0))
         self.calls = []
 
-    def forward(self, rays, randomized, white_bkgd, generator=None):
+    def forward(self, rays, randomized, white_bkgd, generator=None, noise=None, last_level_only=False):
         self.calls.append((len(rays), randomized, white_bkgd, self.training, torch.is_grad_enabled()))
         fine = _Level(torch.sigmoid(rays.origins * self.weight), rays.directions.sum(-1), rays.viewdirs[:, 0])
         coarse = _Level(fine.rgb * 0, fine.distance * 0, fine.acc * 0)
@@ -189,7 +190,8 @@ def test_failed_video_leaves_nothing(tmp_path):
 # ----------------------------------------------------------------------------- `mipnerf render`
 
 needs_model = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("mipnerf_cli.core.model") is None, reason="the model is not there yet"
+    __import__("importlib").util.find_spec("mipnerf_cli.core.models.mipnerf") is None,
+    reason="the model is not there yet",
 )
 
 
@@ -201,8 +203,8 @@ def run_dir(tmp_path_factory):
 
 
 def _render(run_dir, **values):
+    from mipnerf_cli.rendering.video import render_path
     from mipnerf_cli.settings import RenderSettings
-    from mipnerf_cli.video import render_path
 
     return render_path(RenderSettings(run=run_dir, device="cpu", progress=False, **values))
 
@@ -252,7 +254,7 @@ def test_render_png_frames_only(run_dir, tmp_path):
 
 @needs_model
 def test_failing_ffmpeg_keeps_the_frames(run_dir, tmp_path, monkeypatch):
-    import mipnerf_cli.images as images_module
+    import mipnerf_cli.io.images as images_module
 
     def broken_writer(*args, **kwargs):
         raise RuntimeError("ffmpeg exited with status 1")

@@ -16,7 +16,7 @@ from mipnerf_cli.runs.lock import RunLock
 from mipnerf_cli.runs.payload import model_from_checkpoint
 from mipnerf_cli.settings import resolve_train_settings
 
-pytest.importorskip("mipnerf_cli.core.model")
+pytest.importorskip("mipnerf_cli.core.models.mipnerf")
 pytest.importorskip("mipnerf_cli.core.losses")
 
 from conftest import GOLDEN  # noqa: E402
@@ -79,7 +79,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def demo_scene(tmp_path_factory):
     """A small coherent scene (the procedural demo at 32 px), where validation PSNR means something."""
-    from mipnerf_cli.data.demo import DemoSceneSpec, make_demo_scene
+    from mipnerf_cli.demo.scenes import DemoSceneSpec, make_demo_scene
 
     path = tmp_path_factory.mktemp("demo") / "scene"
     make_demo_scene(path, DemoSceneSpec(height=32, width=32, num_train=8, num_val=1, num_test=2, supersample=1))

@@ -15,7 +15,7 @@ import torch
 
 from mipnerf_cli.runs import checkpoints
 
-pytest.importorskip("mipnerf_cli.core.model")
+pytest.importorskip("mipnerf_cli.core.models.mipnerf")
 
 from conftest import GOLDEN  # noqa: E402
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from tiny_runs import make_run, one_cpu_thread  # noqa: F401
 
-from mipnerf_cli import viewer
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.viewer import app as viewer
 
 
 def test_viser_pose_round_trip():
@@ -33,7 +33,7 @@ def test_plan_resolutions():
 
 
 def test_render_cancels_between_chunks(tmp_path):
-    from mipnerf_cli.trained_model import load_trained_model
+    from mipnerf_cli.runs.trained import load_trained_model
 
     trained = load_trained_model(make_run(tmp_path, multiscale=False), None, torch.device("cpu"))
     renderer = viewer.ProgressiveRenderer(trained.model, True, 2.0, 6.0, chunk=64)
@@ -121,8 +121,8 @@ def llff_run(tmp_path, spherify: bool = False):
 def test_llff_views_render_in_ndc_like_mipnerf_render(tmp_path):
     from mipnerf_cli.core.render import render_image
     from mipnerf_cli.data import load_scene
-    from mipnerf_cli.data.llff import pose_rays
-    from mipnerf_cli.trained_model import load_trained_model
+    from mipnerf_cli.data.formats.llff import pose_rays
+    from mipnerf_cli.runs.trained import load_trained_model
 
     trained = load_trained_model(llff_run(tmp_path), None, torch.device("cpu"))
     views = viewer.load_training_views(trained, None)
@@ -147,7 +147,7 @@ def test_llff_views_render_in_ndc_like_mipnerf_render(tmp_path):
 
 
 def test_spherified_llff_views_use_world_rays(tmp_path):
-    from mipnerf_cli.trained_model import load_trained_model
+    from mipnerf_cli.runs.trained import load_trained_model
 
     trained = load_trained_model(llff_run(tmp_path, spherify=True), None, torch.device("cpu"))
     views = viewer.load_training_views(trained, None)
@@ -165,7 +165,7 @@ def test_coarse_image_fits_the_time_budget():
 
 
 def test_render_queue_sizes_the_coarse_image_from_measured_speed(tmp_path):
-    from mipnerf_cli.trained_model import load_trained_model
+    from mipnerf_cli.runs.trained import load_trained_model
 
     trained = load_trained_model(make_run(tmp_path, multiscale=False), None, torch.device("cpu"))
     renderer = viewer.ProgressiveRenderer(trained.model, True, 2.0, 6.0, chunk=256)

@@ -28,8 +28,8 @@ if not CHROMIUM.is_file():
         f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MIPNERF_CHROMIUM)", allow_module_level=True
     )
 
-from mipnerf_cli import viewer  # noqa: E402 (after the skips: viewer needs viser)
 from mipnerf_cli.runs import checkpoints  # noqa: E402
+from mipnerf_cli.viewer import app as viewer  # noqa: E402 (after the skips: viewer needs viser)
 
 VIEWPORT = (800, 600)
 RESOLUTION = 64  # the refined image: 64x48 for the 4:3 viewport

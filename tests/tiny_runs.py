@@ -40,7 +40,7 @@ def make_run(
     out_dir: Path, multiscale: bool, exp_name: str | None = None, model: dict | None = None, **settings_values
 ) -> Path:
     """A run folder with ckpt/last.pt (and step-0000007.pt) of a tiny untrained model; returns the run folder."""
-    from mipnerf_cli.core.model import MipNerf
+    from mipnerf_cli.core.models.mipnerf import MipNerf
     from mipnerf_cli.runs import checkpoints
     from mipnerf_cli.runs.payload import make_payload
     from mipnerf_cli.settings import resolve_train_settings

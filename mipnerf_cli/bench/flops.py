@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from mipnerf_cli.core.model import ModelConfig
+from mipnerf_cli.core.models.mipnerf import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)

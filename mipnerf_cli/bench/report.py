@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
-from mipnerf_cli.fsutil import write_bytes_atomically
+from mipnerf_cli.io.files import write_bytes_atomically
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from mipnerf_cli.core.model import MipNerf
+from mipnerf_cli.core.models.mipnerf import MipNerf
 from mipnerf_cli.core.rays import RayBundle, pinhole_rays
 from mipnerf_cli.settings import BenchSettings, TrainSettings
 

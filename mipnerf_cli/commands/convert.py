@@ -97,7 +97,7 @@ def convert_command(
     images undistorted, transforms.json + poses_bounds.npy + images_2/4/8 written to OUT.
     Nothing is written to OUT unless the whole conversion succeeds.
     """
-    from mipnerf_cli.capture.sources import source_kind
+    from mipnerf_cli.convert.capture.sources import source_kind
 
     if source_kind(blender_dir) == "blender":
         capture_only = {
@@ -136,7 +136,7 @@ def convert_command(
 
 
 def convert_blender_scenes(blender_dir: Path, out_dir: Path, n_down: int, overwrite: bool, workers) -> None:
-    from mipnerf_cli.data.convert import convert_blender, plan_conversion
+    from mipnerf_cli.convert.multiscale import convert_blender, plan_conversion
 
     scenes = plan_conversion(blender_dir, out_dir, n_down, overwrite)
     for scene in scenes:
@@ -162,8 +162,8 @@ def convert_blender_scenes(blender_dir: Path, out_dir: Path, n_down: int, overwr
 
 
 def convert_photos(source: Path, out_dir: Path, *, n_down: int, **options) -> None:
-    from mipnerf_cli.capture.pipeline import CaptureOptions, convert_capture
-    from mipnerf_cli.capture.sfm import SfmOptions
+    from mipnerf_cli.convert.capture.pipeline import CaptureOptions, convert_capture
+    from mipnerf_cli.convert.capture.sfm import SfmOptions
 
     if n_down != 4:
         typer.echo("error: --n-down applies to Blender scenes only; drop it for photos or a video", err=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mipnerf_cli.console import ProgressBar, info
-from mipnerf_cli.data.demo import DemoSceneSpec, check_spec, make_demo_scene
+from mipnerf_cli.demo.scenes import DemoSceneSpec, check_spec, make_demo_scene
 from mipnerf_cli.errors import MipNerfError
 
 
@@ -67,7 +67,7 @@ def demo_scene_command(
 
 
 def _forward_facing(out_dir: Path, seed: int, size: int, count: int, overwrite: bool, workers: Optional[int]) -> None:
-    from mipnerf_cli.data.demo_llff import ForwardFacingSpec, check_forward_facing_spec, make_forward_facing_scene
+    from mipnerf_cli.demo.llff import ForwardFacingSpec, check_forward_facing_spec, make_forward_facing_scene
 
     spec = ForwardFacingSpec(width=size, height=max(8, (size * 3 // 4) // 4 * 4), num_images=count, seed=seed)
     check_forward_facing_spec(spec)

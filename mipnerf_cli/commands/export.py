@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mipnerf_cli.commands.model_options import CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption
+from mipnerf_cli.commands.options import CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption
 from mipnerf_cli.console import ProgressBar, info
 
 STAGES = {"density": "density grid", "colours": "vertex colours", "views": "training views"}
@@ -89,7 +89,7 @@ def export_command(
     progress: ProgressOption = True,
 ) -> None:
     """Export a trained model's geometry: a coloured mesh or point cloud as a PLY file."""
-    from mipnerf_cli.export import ExportSettings, export_geometry
+    from mipnerf_cli.export.geometry import ExportSettings, export_geometry
 
     settings = ExportSettings(
         run=run,

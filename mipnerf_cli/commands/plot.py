@@ -16,7 +16,7 @@ def plot_command(
     out: Annotated[Optional[Path], typer.Option("--out", help="PNG to write. Default: RUN_DIR/quality.png.")] = None,
 ) -> None:
     """Plot test-view PSNR (and training PSNR) against steps and training time."""
-    from mipnerf_cli.images import write_png
+    from mipnerf_cli.io.images import write_png
     from mipnerf_cli.plotting import plot_curves, read_metrics
 
     if not run_dir.is_dir():

@@ -9,7 +9,7 @@ import typer
 
 from mipnerf_cli.commands import launch
 from mipnerf_cli.commands.launch import NprocOption
-from mipnerf_cli.commands.model_options import (
+from mipnerf_cli.commands.options import (
     ChunkOption,
     CkptOption,
     CpuThreadsOption,
@@ -70,8 +70,8 @@ def render_command(
     nproc: NprocOption = None,
 ) -> None:
     """Render rgb, depth and accumulation videos along a camera path into <run>/render/<path>/."""
+    from mipnerf_cli.rendering.video import render_path
     from mipnerf_cli.settings import RenderSettings
-    from mipnerf_cli.video import render_path
 
     settings = RenderSettings(
         run=run,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mipnerf_cli.commands.launch import NprocOption
-from mipnerf_cli.commands.model_options import DeviceOption
+from mipnerf_cli.commands.options import DeviceOption
 from mipnerf_cli.console import ConsoleReporter
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mipnerf_cli.commands.model_options import CkptOption, CpuThreadsOption, DataOption, DeviceOption
+from mipnerf_cli.commands.options import CkptOption, CpuThreadsOption, DataOption, DeviceOption
 from mipnerf_cli.console import info
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
@@ -35,7 +35,7 @@ def view_command(
     cpu_threads: CpuThreadsOption = None,
 ) -> None:
     """Serve an interactive viewer of RUN_DIR (or --ckpt FILE) on http://HOST:PORT until Ctrl+C."""
-    from mipnerf_cli.viewer import open_viewer
+    from mipnerf_cli.viewer.app import open_viewer
 
     if host not in LOCAL:
         info(

@@ -11,7 +11,7 @@ busy machine), and summed in a fixed order: results are deterministic for a give
 (micro_batch, workers).
 
 Same results as the plain path within float rounding: every random number is drawn for the
-whole batch first, in the plain path's order (`MipNerf.draw_noise`), and each block takes its
+whole batch first, in the plain path's order (`RadianceField.draw_noise`), and each block takes its
 rays' slice.
 
 Nothing here is process-wide state: the worker threads belong to a `WorkerPool` that the
@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import torch
 
 from mipnerf_cli.core import losses
-from mipnerf_cli.core.model import LevelOutput, MipNerf
+from mipnerf_cli.core.models.base import LevelOutput, RadianceField
 from mipnerf_cli.core.rays import RayBundle
 
 __all__ = ["FastOptions", "WorkerPool", "forward_backward", "render_last_level", "keep_freed_memory", "default_workers"]
@@ -158,7 +158,7 @@ def _slice_noise(noise: list[dict[str, torch.Tensor]] | None, start: int, stop: 
 
 
 def forward_backward(
-    model: MipNerf,
+    model: RadianceField,
     rays: RayBundle,
     pixels: torch.Tensor,
     lossmult: torch.Tensor,
@@ -176,7 +176,7 @@ def forward_backward(
     coarse_loss_mult)` followed by `loss.backward()` computes, evaluated block by block.
 
     rays: N rays (flat);  pixels: (N, 3);  lossmult: (N, 1).
-    noise: the batch's random numbers drawn beforehand (`MipNerf.draw_noise` for these N rays,
+    noise: the batch's random numbers drawn beforehand (`RadianceField.draw_noise` for these N rays,
       e.g. a rank's rows of a global batch's noise); drawn from `generator` when None.
     Returns (loss (), level_losses (L,)), detached.
     """
@@ -233,7 +233,7 @@ def forward_backward(
 
 
 def render_last_level(
-    model: MipNerf,
+    model: RadianceField,
     rays: RayBundle,
     white_bkgd: bool,
     options: FastOptions = FastOptions(micro_batch=DEFAULT_RENDER_MICRO_BATCH),
@@ -251,7 +251,7 @@ def render_last_level(
         # Inference mode is per thread: each worker enters it itself.
         with torch.inference_mode():
             for start, stop in blocks:
-                out = model(rays[start:stop], randomized=False, white_bkgd=white_bkgd, last_level_only=True)[-1]
+                out = model.render_last_level(rays[start:stop], white_bkgd)
                 rgb[start:stop] = out.rgb
                 distance[start:stop] = out.distance
                 acc[start:stop] = out.acc

@@ -1,6 +1,6 @@
 """Geometry from a trained field: densities on a grid, points at rendered depth, a threshold.
 
-Pure tensor functions for `mipnerf export` (the library, ``mipnerf_cli.export``, loops over
+Pure tensor functions for `mipnerf export` (the library, ``mipnerf_cli.export.geometry``, loops over
 chunks, reports progress and writes files). A grid point is encoded like one of mip-NeRF's
 samples: an isotropic Gaussian whose variance is the model's training footprint there, so
 the integrated encoding damps the frequencies the model never saw at that scale.
@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from mipnerf_cli.core import mip
 
 
 def grid_axes(lower: torch.Tensor, upper: torch.Tensor, resolution: int) -> list[torch.Tensor]:
@@ -39,18 +37,13 @@ def grid_points(axes: list[torch.Tensor], start: int, stop: int) -> torch.Tensor
 
 
 def density_from_points(model, points: torch.Tensor, variance: float) -> torch.Tensor:
-    """The density a MipNerf gives isotropic Gaussians centred at `points`.
+    """The density `model` (any family: `core.models.RadianceField.density_at`) gives isotropic
+    Gaussians centred at `points`.
 
-    model: a MipNerf (its one MLP serves every level, so this is the fine level's density).
     points: (N, 3) centres.  variance: per-axis variance of each Gaussian (>= 0).
-    Returns (N,) densities >= 0 (softplus of raw density + the model's bias).
+    Returns (N,) densities >= 0.
     """
-    cfg = model.config
-    covs = torch.full_like(points, 0.0 if cfg.disable_integration else variance)
-    encoded = mip.integrated_pos_enc((points[:, None, :], covs[:, None, :]), cfg.min_deg_point, cfg.max_deg_point)
-    _, raw_density = model.mlp(encoded, None, density_only=True)
-    raw = raw_density[:, 0, 0] + cfg.density_bias
-    return torch.logaddexp(raw, raw.new_zeros(()))  # softplus, as the model computes it
+    return model.density_at(points, variance)
 
 
 def footprint_variance(camera_distance: float, focal: float) -> float:

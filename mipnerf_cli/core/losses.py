@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mipnerf_cli.core.model import LevelOutput
+from mipnerf_cli.core.models.mipnerf import LevelOutput
 
 __all__ = ["learning_rate_decay", "mipnerf_loss", "mse_to_psnr"]
 

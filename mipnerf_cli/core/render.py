@@ -9,39 +9,32 @@ memory is flat whatever the image size.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import torch
-from torch import nn
 
+from mipnerf_cli.core import fast
+from mipnerf_cli.core.fast import WorkerPool
+from mipnerf_cli.core.models.base import RadianceField
 from mipnerf_cli.core.rays import RayBundle
-
-if TYPE_CHECKING:
-    from mipnerf_cli.core.fast import WorkerPool
 
 
 class RenderStopped(Exception):
     """`should_stop` answered True between two chunks: the render was abandoned (no result)."""
 
 
-def _last_level(model: nn.Module, rays: RayBundle, white_bkgd: bool, fast_path: bool, fast_pool=None):
-    """The model's last level for a chunk; a MipNerf skips the earlier levels' colour branch,
-    and with `fast_path` goes through core/fast.py (blocks of rays over CPU worker threads,
-    those of `fast_pool` when given)."""
-    from mipnerf_cli.core import fast
-    from mipnerf_cli.core.model import MipNerf
-
-    if isinstance(model, MipNerf):
-        if fast_path:
-            options = fast.FastOptions(micro_batch=fast.DEFAULT_RENDER_MICRO_BATCH, pool=fast_pool)
-            return fast.render_last_level(model, rays, white_bkgd, options)
-        return model(rays, randomized=False, white_bkgd=white_bkgd, last_level_only=True)[-1]
-    return model(rays, randomized=False, white_bkgd=white_bkgd)[-1]
+def _last_level(model: RadianceField, rays: RayBundle, white_bkgd: bool, fast_path: bool, fast_pool=None):
+    """The model's last level for a chunk; with `fast_path` (and a family it pays for) through
+    core/fast.py (blocks of rays over CPU worker threads, those of `fast_pool` when given)."""
+    if fast_path and model.supports_fast_path:
+        options = fast.FastOptions(micro_batch=fast.DEFAULT_RENDER_MICRO_BATCH, pool=fast_pool)
+        return fast.render_last_level(model, rays, white_bkgd, options)
+    return model.render_last_level(rays, white_bkgd)
 
 
 @torch.no_grad()
 def render_rays(
-    model: nn.Module,
+    model: RadianceField,
     rays: RayBundle,
     chunk: int,
     white_bkgd: bool,
@@ -49,18 +42,18 @@ def render_rays(
     autocast_dtype: Optional[torch.dtype] = None,
     fast_path: Optional[bool] = None,
     should_stop: Optional[Callable[[], bool]] = None,
-    fast_pool: Optional["WorkerPool"] = None,
+    fast_pool: Optional[WorkerPool] = None,
 ) -> dict[str, torch.Tensor]:
     """Render N rays deterministically (randomized=False) with the model's last level.
 
-    model: a MipNerf (forward(rays, randomized, white_bkgd) -> list of levels, fine last).
+    model: any model family (`core.models.RadianceField`).
     rays:  RayBundle of N rays, on any device.
     chunk: rays per forward pass (> 0); bounds the device memory.
     device: where the model runs (default: the device of its first parameter).
     autocast_dtype: None (float32) or the dtype of an autocast around each forward
         (`runtime.Runtime` decides it; bf16 on CUDA by default).
-    fast_path: a MipNerf on a CPU through core/fast.py (None: whenever the device is a CPU
-        and there is no autocast).
+    fast_path: a family that supports it, on a CPU, through core/fast.py (None: whenever the
+        device is a CPU and there is no autocast).
     should_stop: asked before every chunk; when it answers True the render raises
         RenderStopped (an exception rather than None, so no caller can take a partial
         result for a whole one), e.g. a stop request (Ctrl+C, SIGTERM) during validation.
@@ -105,7 +98,7 @@ def render_rays(
 
 
 def render_image(
-    model: nn.Module,
+    model: RadianceField,
     rays: RayBundle,
     height: int,
     width: int,
@@ -115,7 +108,7 @@ def render_image(
     autocast_dtype: Optional[torch.dtype] = None,
     fast_path: Optional[bool] = None,
     should_stop: Optional[Callable[[], bool]] = None,
-    fast_pool: Optional["WorkerPool"] = None,
+    fast_pool: Optional[WorkerPool] = None,
 ) -> dict[str, torch.Tensor]:
     """`render_rays` for the H*W rays of one image (row-major), reshaped to the image.
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.fsutil import write_bytes_atomically
+from mipnerf_cli.io.files import write_bytes_atomically
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PIL modes whose conversion to RGBA is lossless for 8-bit data.

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from mipnerf_cli.data.blender import load_blender
-from mipnerf_cli.data.capture import FORMAT_NAMES, POSES_BOUNDS, TRANSFORMS, capture_format, resolve_spherify
+from mipnerf_cli.data.formats.blender import load_blender
+from mipnerf_cli.data.formats.capture import FORMAT_NAMES, POSES_BOUNDS, TRANSFORMS, capture_format, resolve_spherify
+from mipnerf_cli.data.formats.llff import LLFFHOLD, load_llff
+from mipnerf_cli.data.formats.multiscale import METADATA, load_multiscale
+from mipnerf_cli.data.formats.transforms import SPLITS, transforms_path
 from mipnerf_cli.data.imageset import ImageSet
-from mipnerf_cli.data.llff import LLFFHOLD, load_llff
-from mipnerf_cli.data.multiscale import METADATA, load_multiscale
-from mipnerf_cli.data.transforms import SPLITS, transforms_path
 from mipnerf_cli.errors import MipNerfError
 
 
@@ -123,7 +123,7 @@ def load_scene(
     multiscale: None detects the kind; True / False insist on it and raise MipNerfError
     when the folder holds the other kind. downscale applies to Blender scenes only.
     progress(done, total) is called after each image is decoded.
-    factor, spherify, llffhold: captures only (see ``mipnerf_cli.data.llff``; "val" is
+    factor, spherify, llffhold: captures only (see ``mipnerf_cli.data.formats.llff``; "val" is
     their test split; spherify None: the scene's kind); near, far override a capture's ray bounds.
     """
     path = Path(path)

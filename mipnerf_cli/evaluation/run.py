@@ -31,12 +31,12 @@ from mipnerf_cli.evaluation.results import (
     write_results,
 )
 from mipnerf_cli.evaluation.scoring import ScoringJob, image_stem, lpips_scorer, save_images, score_image
-from mipnerf_cli.output_folder import StagedFolder
+from mipnerf_cli.io.output_folder import StagedFolder
 from mipnerf_cli.reporting import QuietProgress, ReportArg, Reporter, as_reporter
+from mipnerf_cli.runs.trained import TrainedModel, load_trained_model_on_ranks, scene_folder, training_downscale
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import EvalSettings
 from mipnerf_cli.stopping import StopSignals
-from mipnerf_cli.trained_model import TrainedModel, load_trained_model_on_ranks, scene_folder, training_downscale
 
 
 def evaluate(

@@ -17,9 +17,9 @@ from mipnerf_cli.core.metrics import ssim as ssim_of
 from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.evaluation.results import ImageResult
-from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
+from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png
+from mipnerf_cli.runs.trained import TrainedModel
 from mipnerf_cli.runtime import Runtime
-from mipnerf_cli.trained_model import TrainedModel
 
 SSIM_WINDOW = 11
 

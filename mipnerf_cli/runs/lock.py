@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.fsutil import pid_alive
+from mipnerf_cli.io.files import pid_alive
 
 
 class RunLock:

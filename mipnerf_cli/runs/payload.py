@@ -5,8 +5,9 @@ Payload keys (``FORMAT_VERSION`` 1):
 - ``format_version`` (int), ``step`` (int: steps done), ``elapsed_s`` (training seconds over
   all sessions, validation excluded);
 - ``model`` (the plain model's state_dict, on the CPU), ``optimizer`` (Adam's state_dict);
-- ``model_config`` (dict of ``core.model.ModelConfig``), ``settings`` (the TrainSettings as
-  plain data);
+- ``model_family`` (``core.models.FAMILIES`` key; absent in checkpoints written before
+  families existed, which hold a ``mipnerf``), ``model_config`` (that family's config as a
+  dict), ``settings`` (the TrainSettings as plain data);
 - ``scene`` (dict: kind, multiscale, white_bkgd, data, data_relative_to_run).
 
 No random-generator state: every step's batch and noise come from (seed, step), so resuming
@@ -40,7 +41,8 @@ def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> 
         "step": step,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
-        "model_config": model_config_dict(settings),
+        "model_family": model.family,
+        "model_config": model.config_dict(),
         "settings": settings.model_dump(mode="json"),
         "scene": {
             "kind": kind,
@@ -127,14 +129,16 @@ def read(payload: dict[str, Any]) -> Recorded:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint"):
-    """(MipNerf in eval mode on CPU with the checkpoint's weights, the settings dict)."""
-    from mipnerf_cli.core.model import MipNerf, ModelConfig
+    """(the checkpoint's model, of its family, in eval mode on CPU with its weights, the settings dict)."""
+    from mipnerf_cli.core import models
 
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(ckpt["model_config"]) - known)
+    family = ckpt.get("model_family", models.DEFAULT_FAMILY)
+    if family not in models.FAMILIES:
+        raise MipNerfError(f"{source} holds a {family!r} model, which this version does not know")
+    unknown = sorted(set(ckpt["model_config"]) - models.config_fields(family))
     if unknown:
         raise MipNerfError(f"{source} has model settings this version does not know: {', '.join(unknown)}")
-    model = MipNerf(ModelConfig(**ckpt["model_config"]))
+    model = models.build(family, ckpt["model_config"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as error:

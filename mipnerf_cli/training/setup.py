@@ -36,7 +36,7 @@ def check_scene(settings: TrainSettings) -> str:
 
 def build_model(settings: TrainSettings) -> nn.Module:
     """A freshly initialised model; the initial weights depend on the seed only."""
-    from mipnerf_cli.core.model import MipNerf
+    from mipnerf_cli.core.models.mipnerf import MipNerf
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mipnerf_cli.data.formats.transforms import transforms_path
 from mipnerf_cli.data.images import write_png
-from mipnerf_cli.data.transforms import transforms_path
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import Reporter
 

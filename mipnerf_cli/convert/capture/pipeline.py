@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mipnerf_cli.capture.layout import opengl_cam2world, point_depths
-from mipnerf_cli.capture.sfm import SfmOptions, SfmResult, check_options, import_pycolmap, run_sfm
-from mipnerf_cli.capture.sources import read_source, require_photo_files, source_kind
-from mipnerf_cli.capture.writer import GENERATOR, TRANSFORMS, Frame, PinholeCamera, write_scene
+from mipnerf_cli.convert.capture.layout import opengl_cam2world, point_depths
+from mipnerf_cli.convert.capture.sfm import SfmOptions, SfmResult, check_options, import_pycolmap, run_sfm
+from mipnerf_cli.convert.capture.sources import read_source, require_photo_files, source_kind
+from mipnerf_cli.convert.capture.writer import GENERATOR, TRANSFORMS, Frame, PinholeCamera, write_scene
 from mipnerf_cli.data.layout import SCENE_KINDS, depth_bounds, detect_scene_kind, layout_spread_deg, reliable_points
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.output_folder import StagedFolder
+from mipnerf_cli.io.output_folder import StagedFolder
 from mipnerf_cli.reporting import Reporter
 
 

@@ -23,7 +23,12 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mipnerf_cli.data.capture import CaptureCameras, colmap_model_folder, distortion_or_none, recorded_scene_kind
+from mipnerf_cli.data.formats.capture import (
+    CaptureCameras,
+    colmap_model_folder,
+    distortion_or_none,
+    recorded_scene_kind,
+)
 from mipnerf_cli.data.layout import depth_bounds, reliable_points
 from mipnerf_cli.data.undistort import opencv_coefficients
 from mipnerf_cli.errors import MipNerfError

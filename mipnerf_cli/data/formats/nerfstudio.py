@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from mipnerf_cli.data.capture import (
+from mipnerf_cli.data.formats.capture import (
     TRANSFORMS,
     CaptureCameras,
     check_bounds,
@@ -43,7 +43,7 @@ from mipnerf_cli.data.capture import (
     image_with_extension,
     recorded_scene_kind,
 )
-from mipnerf_cli.data.transforms import check_frame, check_matrix, is_number, read_json
+from mipnerf_cli.data.formats.transforms import check_frame, check_matrix, is_number, read_json
 from mipnerf_cli.data.undistort import opencv_coefficients
 from mipnerf_cli.errors import MipNerfError
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mipnerf_cli.commands import launch
 from mipnerf_cli.commands.launch import NprocOption
-from mipnerf_cli.commands.model_options import (
+from mipnerf_cli.commands.options import (
     ChunkOption,
     CkptOption,
     CpuThreadsOption,

@@ -27,12 +27,12 @@ import torch
 
 from mipnerf_cli.core.rays import pinhole_rays
 from mipnerf_cli.core.render import RenderStopped, render_image
-from mipnerf_cli.data.llff import pose_rays
+from mipnerf_cli.data.formats.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
-from mipnerf_cli.output_folder import StagedFolder
-from mipnerf_cli.render_paths import (
+from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
+from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.rendering.paths import (
     PathFrames,
     SceneCameras,
     camera_path_document,
@@ -42,10 +42,10 @@ from mipnerf_cli.render_paths import (
     read_camera_path,
 )
 from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
+from mipnerf_cli.runs.trained import load_trained_model, scene_folder, training_downscale
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import RenderSettings
 from mipnerf_cli.stopping import StopSignals
-from mipnerf_cli.trained_model import load_trained_model, scene_folder, training_downscale
 
 MAPS = ("rgb", "depth", "acc")
 CAMERAS_FILE = "cameras.json"  # every frame's camera; `--path` takes it back (render_paths)

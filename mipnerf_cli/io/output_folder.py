@@ -15,9 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from mipnerf_cli.data.staging import create_parents, make_hidden_dir, remove_empty
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.fsutil import pid_alive
+from mipnerf_cli.io.files import pid_alive
+from mipnerf_cli.io.staging import create_parents, make_hidden_dir, remove_empty
 
 
 class StagedFolder:

@@ -19,7 +19,7 @@ import torch
 
 from mipnerf_cli.data.images import write_png  # noqa: F401  (one PNG writer, atomic; imported from here too)
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.fsutil import temporary_path
+from mipnerf_cli.io.files import temporary_path
 
 VIDEO_FORMATS = ("mp4", "gif")
 

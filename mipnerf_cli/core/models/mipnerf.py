@@ -9,12 +9,12 @@ initialisation (Glorot-uniform kernels, zero biases).
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from mipnerf_cli.core import mip
+from mipnerf_cli.core.models.base import LevelOutput, Noise, RadianceField
 from mipnerf_cli.core.rays import RayBundle
 
 __all__ = ["ModelConfig", "LevelOutput", "MLP", "MipNerf"]
@@ -60,14 +60,6 @@ class ModelConfig:
     def view_features(self) -> int:
         """Width of the view-direction encoding (the direction itself plus sin and cos), 0 if unused."""
         return 3 + 2 * 3 * self.deg_view if self.use_viewdirs else 0
-
-
-class LevelOutput(NamedTuple):
-    """What one sampling level renders for N rays."""
-
-    rgb: torch.Tensor  # (N, 3)
-    distance: torch.Tensor  # (N,) expected termination distance (near where nothing is hit)
-    acc: torch.Tensor  # (N,) accumulated opacity
 
 
 def _dense(in_features: int, out_features: int, generator: torch.Generator | None = None) -> nn.Linear:
@@ -195,8 +187,12 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return torch.logaddexp(x, x.new_zeros(()))
 
 
-class MipNerf(nn.Module):
+class MipNerf(RadianceField):
     """mip-NeRF: cone tracing with integrated positional encoding, one MLP for all levels."""
+
+    family = "mipnerf"
+    config_type = ModelConfig
+    supports_fast_path = True  # an 8x256 MLP per sample: cache-sized blocks pay on a CPU
 
     def __init__(self, config: ModelConfig = ModelConfig(), generator: torch.Generator | None = None) -> None:
         """generator: where the initial weights are drawn from (None: torch's global generator)."""
@@ -219,7 +215,7 @@ class MipNerf(nn.Module):
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
-    ) -> list[dict[str, torch.Tensor]]:
+    ) -> Noise:
         """Every random number a randomized forward pass over rays of `batch_shape` uses, drawn
         in the order the pass itself would draw them (so the values are the same).
 
@@ -249,7 +245,7 @@ class MipNerf(nn.Module):
         randomized: bool,
         white_bkgd: bool,
         generator: torch.Generator | None = None,
-        noise: list[dict[str, torch.Tensor]] | None = None,
+        noise: Noise | None = None,
         last_level_only: bool = False,
     ) -> list[LevelOutput]:
         """Render a batch of rays at every level.
@@ -315,3 +311,16 @@ class MipNerf(nn.Module):
             if not colour_unused:
                 outputs.append(LevelOutput(comp_rgb, distance, acc))
         return outputs
+
+    def density_at(self, points: torch.Tensor, variance: float) -> torch.Tensor:
+        """The density of isotropic Gaussians centred at `points` (the one MLP serves every
+        level, so this is the fine level's density).
+
+        points: (N, 3) centres.  variance: per-axis variance of each Gaussian (>= 0; ignored
+        in NeRF mode, which encodes means only). Returns (N,) densities >= 0.
+        """
+        cfg = self.config
+        covs = torch.full_like(points, 0.0 if cfg.disable_integration else variance)
+        encoded = mip.integrated_pos_enc((points[:, None, :], covs[:, None, :]), cfg.min_deg_point, cfg.max_deg_point)
+        _, raw_density = self.mlp(encoded, None, density_only=True)
+        return _softplus(raw_density[:, 0, 0] + cfg.density_bias)

@@ -103,11 +103,11 @@ def read_capture_cameras(path: Path, factor: int = 0) -> CaptureCameras:
     """The cameras of a nerfstudio or COLMAP scene folder (``capture_format`` "nerfstudio" / "colmap")."""
     kind = capture_format(path)
     if kind == "nerfstudio":
-        from mipnerf_cli.data.nerfstudio import read_nerfstudio
+        from mipnerf_cli.data.formats.nerfstudio import read_nerfstudio
 
         return read_nerfstudio(path, factor)
     if kind == "colmap":
-        from mipnerf_cli.data.colmap import read_colmap
+        from mipnerf_cli.data.formats.colmap import read_colmap
 
         return read_colmap(path, factor)
     raise MipNerfError(f"{path}: holds no {TRANSFORMS} or sparse/0 COLMAP model")

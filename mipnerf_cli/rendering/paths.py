@@ -96,7 +96,7 @@ def _spiral(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
 
 
 def _llff_video_poses(settings: RenderSettings, cameras: SceneCameras) -> torch.Tensor:
-    from mipnerf_cli.data.llff import video_poses
+    from mipnerf_cli.data.formats.llff import video_poses
 
     return video_poses(cameras.folder, cameras.llff["factor"], cameras.llff["spherify"], settings.frames)
 

@@ -11,9 +11,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mipnerf_cli.data.formats.transforms import check_matrix, is_number, read_json
 from mipnerf_cli.data.images import load_rgba_into, png_size
 from mipnerf_cli.data.imageset import ImageSet
-from mipnerf_cli.data.transforms import check_matrix, is_number, read_json
 from mipnerf_cli.errors import MipNerfError
 
 METADATA = "metadata.json"

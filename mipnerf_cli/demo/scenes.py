@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mipnerf_cli.data.formats.transforms import SPLITS
 from mipnerf_cli.data.images import run_in_threads, write_png
-from mipnerf_cli.data.staging import write_generated_scene
-from mipnerf_cli.data.transforms import SPLITS
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.io.staging import write_generated_scene
 
 CAMERA_RADIUS = 4.0
 # NeRF-synthetic's horizontal field of view (radians).

@@ -41,7 +41,13 @@ import torch
 
 from mipnerf_cli.core.rays import RayBundle, pinhole_rays
 from mipnerf_cli.data.cameras import pix2cam_from_intrinsics, pix2cam_matrices
-from mipnerf_cli.data.capture import POSES_BOUNDS, capture_format, llff_poses, read_capture_cameras, resolve_spherify
+from mipnerf_cli.data.formats.capture import (
+    POSES_BOUNDS,
+    capture_format,
+    llff_poses,
+    read_capture_cameras,
+    resolve_spherify,
+)
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.data.undistort import pinhole_camera, undistort_image, undistortion_maps

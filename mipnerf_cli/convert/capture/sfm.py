@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from mipnerf_cli.capture.sources import MIN_IMAGES, Photos
+from mipnerf_cli.convert.capture.sources import MIN_IMAGES, Photos
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import Reporter
 

@@ -1,4 +1,4 @@
-"""The demo scene's true surfaces (`mipnerf_cli.data.demo`), as points, for measuring exports.
+"""The demo scene's true surfaces (`mipnerf_cli.demo.scenes`), as points, for measuring exports.
 
 The primitives' parameters are the ones `demo.shade` traces (tests/test_export_accuracy.py
 checks that every ray hit of `demo.shade` lies on these surfaces). Points are spread
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from mipnerf_cli.data import demo
+from mipnerf_cli.demo import scenes as demo
 
 SPHERES = (  # (centre, radius)
     (np.array([0.0, 0.15, 0.45]), 0.6),

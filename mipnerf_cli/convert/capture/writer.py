@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mipnerf_cli.data.convert import image_levels, level_metadata
-from mipnerf_cli.data.demo_llff import llff_pose_row
+from mipnerf_cli.convert.multiscale import image_levels, level_metadata
+from mipnerf_cli.data.formats.llff import POSES_BOUNDS, read_capture, split_indices
 from mipnerf_cli.data.images import area_downscale, read_rgba, run_in_threads, write_png
-from mipnerf_cli.data.llff import POSES_BOUNDS, read_capture, split_indices
+from mipnerf_cli.demo.llff import llff_pose_row
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import Reporter
 

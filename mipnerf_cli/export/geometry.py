@@ -33,7 +33,7 @@ from mipnerf_cli.core import geometry
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.core.render import render_rays
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.ply import write_ply
+from mipnerf_cli.io.ply import write_ply
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Writer = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], None]  # (vertices, colours, faces)
@@ -99,7 +99,7 @@ class TrainingCameras:
 def training_cameras(trained, data: Optional[Path]) -> TrainingCameras:
     """The full-resolution training cameras of the scene `trained` was trained on (or `data`)."""
     from mipnerf_cli.data import llff_options, load_scene, scene_kind
-    from mipnerf_cli.trained_model import scene_folder, training_downscale
+    from mipnerf_cli.runs.trained import scene_folder, training_downscale
 
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
@@ -417,8 +417,8 @@ def export_pointcloud(
 
 def export_geometry(settings: ExportSettings, progress: Optional[Progress] = None) -> ExportResult:
     """Export the mesh or point cloud of the run's model to ``settings.out`` (default <run>/export/<what>.ply)."""
+    from mipnerf_cli.runs.trained import load_trained_model, resolve_checkpoint
     from mipnerf_cli.runtime import resolve
-    from mipnerf_cli.trained_model import load_trained_model, resolve_checkpoint
 
     if settings.what == "mesh":  # before anything is loaded
         check_grid_fits(settings.resolution, available_memory())

@@ -4,7 +4,7 @@ same way, written as ``poses_bounds.npy`` + ``images/`` + ``images_2/`` + ``imag
 
 The bounds are the true nearest and farthest depths (along each camera's axis) of what the
 camera sees, which is what COLMAP-derived bounds approximate. Objects and shading are those
-of ``mipnerf_cli.data.demo`` (its ``shade``); only the backdrop and the cameras are new.
+of ``mipnerf_cli.demo.scenes`` (its ``shade``); only the backdrop and the cameras are new.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mipnerf_cli.data.demo import checker, look_at, mix, palette, shade, transform
+from mipnerf_cli.data.formats.llff import POSES_BOUNDS
 from mipnerf_cli.data.images import area_downscale, run_in_threads, write_png
-from mipnerf_cli.data.llff import POSES_BOUNDS
-from mipnerf_cli.data.staging import write_generated_scene
+from mipnerf_cli.demo.scenes import checker, look_at, mix, palette, shade, transform
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.io.staging import write_generated_scene
 
 BACKDROP_Y = 2.0  # the backdrop is the plane y = 2, facing the cameras
 CAMERA_Y = -4.5  # cameras stand around (0, -4.5, 0.2) looking along +y

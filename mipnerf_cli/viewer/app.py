@@ -156,7 +156,7 @@ class Frame:
 
 def colorize(output: str, result: dict[str, torch.Tensor], near: float, far: float) -> np.ndarray:
     """uint8 (H, W, 3) of `output` ("rgb", "depth" or "acc") from render_image's result."""
-    from mipnerf_cli.images import colorize_acc, colorize_depth, depth_range, to_uint8
+    from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8
 
     if output == "rgb":
         return to_uint8(result["rgb"])
@@ -172,7 +172,7 @@ def view_rays(view: ViewCamera, width: int, height: int, near: float, far: float
     """The width*height rays (row-major) of `view`; in NDC for a forward-facing LLFF model,
     exactly as `mipnerf render` builds a path frame's rays."""
     from mipnerf_cli.core.rays import pinhole_rays
-    from mipnerf_cli.data.llff import pose_rays
+    from mipnerf_cli.data.formats.llff import pose_rays
 
     pose = torch.from_numpy(view.cam2world)
     if ndc:
@@ -506,7 +506,7 @@ def load_training_views(trained, data: Path | None, thumbnail: int = 64) -> Trai
     and focal are the ones it was trained on) and renders in NDC unless spherified.
     """
     from mipnerf_cli.data import llff_options, load_scene, scene_kind
-    from mipnerf_cli.trained_model import scene_folder, training_downscale
+    from mipnerf_cli.runs.trained import scene_folder, training_downscale
 
     folder = scene_folder(trained, data)
     kind = scene_kind(folder)
@@ -808,8 +808,8 @@ def open_viewer(
     report: Callable[[str], None] = print,
 ) -> Viewer:
     """Load the run's model and training cameras and start the viewer (errors: MipNerfError)."""
+    from mipnerf_cli.runs.trained import load_trained_model
     from mipnerf_cli.runtime import resolve
-    from mipnerf_cli.trained_model import load_trained_model
 
     check_port_free(host, port)
     runtime = resolve(device_name, cpu_threads)

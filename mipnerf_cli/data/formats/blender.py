@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from mipnerf_cli.data.cameras import focal_from_camera_angle, pix2cam_matrices
+from mipnerf_cli.data.formats.transforms import check_image_sizes, read_blender_split
 from mipnerf_cli.data.images import load_rgba_into
 from mipnerf_cli.data.imageset import ImageSet
-from mipnerf_cli.data.transforms import check_image_sizes, read_blender_split
 from mipnerf_cli.errors import MipNerfError
 
 BLENDER_NEAR = 2.0

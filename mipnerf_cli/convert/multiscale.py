@@ -27,10 +27,16 @@ from typing import Callable
 import numpy as np
 
 from mipnerf_cli.data.cameras import focal_from_camera_angle, pix2cam_matrices
+from mipnerf_cli.data.formats.transforms import (
+    SPLITS,
+    BlenderSplit,
+    check_image_sizes,
+    read_blender_split,
+    transforms_path,
+)
 from mipnerf_cli.data.images import read_rgba, run_in_threads, write_png
-from mipnerf_cli.data.staging import cannot_write, create_parents, make_hidden_dir, remove_empty, remove_tree
-from mipnerf_cli.data.transforms import SPLITS, BlenderSplit, check_image_sizes, read_blender_split, transforms_path
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.io.staging import cannot_write, create_parents, make_hidden_dir, remove_empty, remove_tree
 
 MULTISCALE_NEAR = 2.0
 MULTISCALE_FAR = 6.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mipnerf_cli.data.colmap import opengl_from_colmap
+from mipnerf_cli.data.formats.colmap import opengl_from_colmap
 
 
 def opengl_cam2world(cam_from_world: np.ndarray) -> np.ndarray:
