@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import GOLDEN
+from golden import GOLDEN
 
 from mipnerf_cli.core import models, occupancy, triplane
 from mipnerf_cli.core.losses import mipnerf_loss
