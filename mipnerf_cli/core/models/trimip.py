@@ -43,6 +43,7 @@ class TriMipConfig:
     occupancy_warmup: int = 256  # until this step every cell is evaluated at each update
     occupancy_threshold: float = 0.01  # a cell is occupied above this step opacity
     occupancy_decay: float = 0.95  # running-max decay per update
+    early_stop: float = 1e-3  # skip steps behind a transmittance below this (found by a gradient-free pass; 0: off)
     init_scale: float = 0.1  # plane features start uniform in [-init_scale, init_scale]
 
     def __post_init__(self) -> None:
@@ -184,6 +185,8 @@ class TriMipRF(RadianceField):
         if cfg.occupancy_resolution:
             cell, inside = occupancy.cell_index_from_points(points, cfg.bound, cfg.occupancy_resolution)
             keep = keep & inside & self.occupied[cell]
+        if cfg.early_stop > 0:
+            keep = self._visible(keep, t, points, rays.radii[:, 0], cfg.early_stop)
         ray_id, step_id = torch.nonzero(keep, as_tuple=True)
         kept_t = t[ray_id, step_id]
         radius = rays.radii[ray_id, 0] * kept_t
@@ -195,6 +198,19 @@ class TriMipRF(RadianceField):
             rgb, density * cfg.step_size, kept_t, ray_id, step_id, keep.shape, near, white_bkgd
         )
         return [LevelOutput(comp_rgb, distance, acc)]
+
+    @torch.no_grad()
+    def _visible(
+        self, keep: torch.Tensor, t: torch.Tensor, points: torch.Tensor, radii: torch.Tensor, threshold: float
+    ) -> torch.Tensor:
+        """`keep` (N, S) without the steps that light reaches with transmittance below
+        `threshold` (behind opaque surfaces), from densities of a gradient-free pass."""
+        ray_id, step_id = torch.nonzero(keep, as_tuple=True)
+        density, _ = self._density_and_geo(points[ray_id, step_id], radii[ray_id] * t[ray_id, step_id])
+        dense = torch.zeros(keep.shape, device=keep.device, dtype=density.dtype)
+        dense[ray_id, step_id] = density * self.config.step_size
+        transmittance = torch.exp(-(torch.cumsum(dense, dim=-1) - dense))
+        return keep & (transmittance > threshold)
 
     # ------------------------------------------------------------------ occupancy grid
     @torch.no_grad()
