@@ -78,17 +78,24 @@ class TriMipSettings(BaseModel):
     geo_features: int = Field(15, ge=1, description="features the density MLP hands to the colour MLP")
     deg_view: int = Field(4, ge=0, description="frequencies of the view-direction encoding")
     march_steps: int = Field(192, ge=1, description="marching steps across the scene cube's diagonal")
-    prefilter: bool = Field(True, description="mip level from the cone's footprint (false: point samples, the ablation)")
+    prefilter: bool = Field(
+        True, description="mip level from the cone's footprint (false: point samples, the ablation)"
+    )
     density_bias: float = Field(-1.0, description="added to the raw density before exp")
     rgb_padding: float = Field(0.001, ge=0, description="colour range widened to [-p, 1+p]")
-    occupancy_resolution: int = Field(64, ge=0, description="occupancy grid cells per side (0: no empty-space skipping)")
+    occupancy_resolution: int = Field(
+        64, ge=0, description="occupancy grid cells per side (0: no empty-space skipping)"
+    )
     occupancy_interval: int = Field(16, ge=1, description="training steps between occupancy grid updates")
     occupancy_warmup: int = Field(256, ge=0, description="until this step every cell is evaluated at each update")
     occupancy_threshold: float = Field(0.01, gt=0, description="a cell is occupied above this opacity per step")
     occupancy_decay: float = Field(0.95, gt=0, le=1, description="decay of a cell's running opacity per update")
     init_scale: float = Field(0.1, ge=0, description="plane features start uniform in [-s, s]")
     early_stop: float = Field(
-        1e-3, ge=0, lt=1, description="skip steps behind a transmittance below this (a gradient-free pass finds them; 0: off)"
+        1e-3,
+        ge=0,
+        lt=1,
+        description="skip steps behind a transmittance below this (a gradient-free pass finds them; 0: off)",
     )
 
     @field_validator("plane_resolution")
@@ -202,7 +209,8 @@ class TrainSettings(BaseModel):
     )
 
     model_family: Literal["mipnerf", "trimip"] = Field(
-        "mipnerf", description="mipnerf: the paper's model (`model:`); trimip: the grid model (`trimip:`, `--config fast`)"
+        "mipnerf",
+        description="mipnerf: the paper's model (`model:`); trimip: the grid model (`trimip:`, `--config fast`)",
     )
     model: ModelSettings = Field(default_factory=ModelSettings)
     trimip: TriMipSettings = Field(default_factory=TriMipSettings)
@@ -509,6 +517,20 @@ class BenchSettings(BaseModel):
         if any(isinstance(size, int) and not 1 <= size <= 8000 for size in value or ()):
             raise ValueError("every side must be between 1 and 8000")
         return value
+
+
+def bench_grid_model(config: str) -> Optional[TriMipSettings]:
+    """The `trimip:` settings when bench's --config trains the grid model (`model_family: trimip`), else None."""
+    if config == "paper":
+        return None
+    path = find_config(config)
+    values = load_yaml_settings(path)
+    if values.get("model_family") != "trimip":
+        return None
+    section = values.get("trimip") or {}
+    if not isinstance(section, dict):
+        raise MipNerfError(f"config {path}: `trimip:` must be a mapping of setting: value")
+    return TriMipSettings.model_validate(section)
 
 
 def bench_model(config: str) -> tuple[str, ModelSettings]:

@@ -391,9 +391,7 @@ WARN_AFTER_STEPS = 20  # steps of a session timed before judging the schedule's 
 LONG_SCHEDULE_S = 86400.0
 
 
-def long_schedule_warning(
-    steps: int, seconds: float, steps_left: int, max_minutes: Optional[float]
-) -> Optional[str]:
+def long_schedule_warning(steps: int, seconds: float, steps_left: int, max_minutes: Optional[float]) -> Optional[str]:
     """The warning for a schedule that would take more than a day at the measured speed
     (`steps` done in `seconds`), or None. A --max-minutes budget bounds the time."""
     if steps <= 0 or seconds <= 0:
