@@ -8,6 +8,7 @@ import socket
 import numpy as np
 import pytest
 import torch
+from golden import GOLDEN
 from tiny_runs import make_run, one_cpu_thread  # noqa: F401
 
 from mipnerf_cli.errors import MipNerfError
@@ -102,7 +103,7 @@ def test_watcher_picks_up_a_new_checkpoint(tmp_path):
     assert "lock" not in " ".join(sorted(p.name for p in run.rglob("*")) + before).lower()
 
 
-LLFF_SCENE = __import__("pathlib").Path(__file__).parent / "golden" / "llff" / "llff_scene"  # 17 images, 36x24
+LLFF_SCENE = GOLDEN / "llff" / "llff_scene"  # 17 images, 36x24
 
 
 def llff_run(tmp_path, spherify: bool = False):

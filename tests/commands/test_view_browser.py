@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from golden import REPO
 from tiny_runs import make_run, one_cpu_thread  # noqa: F401
 
 CHROMIUM = Path(os.environ.get("MIPNERF_CHROMIUM", "/usr/bin/chromium"))
@@ -216,7 +217,7 @@ def test_mipnerf_view_command_in_a_real_browser(tmp_path, browser):
     """The `mipnerf view` command itself, in its own process: the page loads and shows the scene."""
     run = patterned_run(tmp_path)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [
             sys.executable,
