@@ -268,13 +268,14 @@ class TrainRun:
         self.files.log(self.window.record(self.step, lr, self.settings.batch_size, self.elapsed()))
         self.window = Window()
 
-    def save(self) -> None:
-        """Checkpoint the current step (once); the other ranks wait, so a failed save stops every rank."""
-        self.context.on_main(self._save_on_main)
+    def save(self, again: bool = False) -> None:
+        """Checkpoint the current step (once; `again`: rewrite it, e.g. with the time spent since);
+        the other ranks wait, so a failed save stops every rank."""
+        self.context.on_main(lambda: self._save_on_main(again))
         self.saved_step = self.step
 
-    def _save_on_main(self) -> None:
-        if self.saved_step == self.step:
+    def _save_on_main(self, again: bool = False) -> None:
+        if self.saved_step == self.step and not again:
             return
         payload = make_payload(
             self.step, self.model, self.optimizer, self.settings, self.kind, self.files.dir, self.elapsed()
@@ -367,7 +368,8 @@ def _loop(run: TrainRun) -> TrainResult:
             run.account(*pending[:3], pending[3].get())
 
         if out_of_time and stopped_by is None:
-            run.save()
+            # Again if this step was saved already: the checkpoint then records the spent budget.
+            run.save(again=True)
             run.bar.log(
                 f"time budget spent ({settings.max_minutes:g} min of training) at step {run.step}; saved "
                 f"{run.last_checkpoint}; continue with a larger --max-minutes or with --max-steps"
