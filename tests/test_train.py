@@ -303,16 +303,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
 def test_failed_save_stops_with_the_last_good_checkpoint_named(tmp_path, monkeypatch):
     settings = tiny(tmp_path, max_steps=6, check_interval=3)
-    real = checkpoints.write_atomic
+    real = checkpoints.write_bytes_atomically
     calls = []
 
-    def full_disk_on_the_second_save(path, data):
+    def full_disk_on_the_second_save(path, data, **options):
         calls.append(path.name)
         if path.name == "step-0000006.pt":
             raise MipNerfError(f"could not write {path}: No space left on device; nothing was written")
-        real(path, data)
+        real(path, data, **options)
 
-    monkeypatch.setattr(checkpoints, "write_atomic", full_disk_on_the_second_save)
+    monkeypatch.setattr(checkpoints, "write_bytes_atomically", full_disk_on_the_second_save)
     with pytest.raises(
         MipNerfError, match=r"No space left.*stopped at step 6, the last good checkpoint is .*step-0000003\.pt"
     ):

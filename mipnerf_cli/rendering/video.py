@@ -31,7 +31,7 @@ from mipnerf_cli.data.formats.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
-from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.io.staging import StagedFolder
 from mipnerf_cli.rendering.paths import (
     PathFrames,
     SceneCameras,

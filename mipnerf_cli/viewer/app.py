@@ -454,10 +454,10 @@ def camera_path_json(keyframes: list[ViewCamera], width: int, height: int, fps: 
 
 
 def write_camera_path(path: Path, document: dict) -> None:
-    """Write `document` as JSON atomically (temp file + os.replace)."""
-    from mipnerf_cli.runs.checkpoints import write_atomic
+    """Write `document` as JSON atomically (`io.files`)."""
+    from mipnerf_cli.io.files import write_text_atomically
 
-    write_atomic(Path(path), json.dumps(document, indent=2).encode())
+    write_text_atomically(Path(path), json.dumps(document, indent=2), durable=True)
 
 
 # ---------------------------------------------------------------- the server
