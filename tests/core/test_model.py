@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import load_golden
+from golden import load_golden
 from reference_weights import GOLDEN_TOL, golden_error, golden_rays, load_reference_weights, reference_layer_order
 
 from mipnerf_cli.core.models.mipnerf import LevelOutput, MipNerf, ModelConfig

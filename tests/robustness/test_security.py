@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
+from golden import REPO
 
-PACKAGE = Path(__file__).resolve().parent.parent / "mipnerf_cli"
+PACKAGE = REPO / "mipnerf_cli"
 TINY = {
     "batch_size": 32,
     "max_steps": 1,

@@ -19,7 +19,7 @@ from mipnerf_cli.settings import resolve_train_settings
 pytest.importorskip("mipnerf_cli.core.models.mipnerf")
 pytest.importorskip("mipnerf_cli.core.losses")
 
-from conftest import GOLDEN  # noqa: E402
+from golden import GOLDEN  # noqa: E402
 
 BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 train/val/test images of 64x64 (RGBA)
 MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same, converted: 4 scales
@@ -354,7 +354,7 @@ def run_cli(monkeypatch, capsys, *args):
 @pytest.mark.parametrize(
     "args, message",
     [
-        # (cases 10-14 of issue 10 are in tests/test_bad_input.py)
+        # (cases 10-14 of issue 10 are in tests/robustness/test_bad_input.py)
         (["--data", str(MULTISCALE), "--multiscale", "--downscale", "2"], "drop --downscale"),
         (["--scene", "nope", "--data-root", "/nonexistent"], "scene folder /nonexistent/nerf_synthetic/nope not found"),
         (["--data", str(BLENDER), "--config", "no-such"], "config no-such not found"),

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from golden import REPO
+
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import load_golden
+from golden import load_golden
 from PIL import Image
 
 from mipnerf_cli.convert.multiscale import convert_blender

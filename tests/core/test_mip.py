@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import load_golden
+from golden import load_golden
 from reference_weights import GOLDEN_TOL, golden_error
 
 from mipnerf_cli.core import mip

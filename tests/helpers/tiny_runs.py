@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GOLDEN
+from golden import GOLDEN
 
 BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 images of 64x64 per split
 MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same converted: 64, 32, 16, 8 pixels

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
+from golden import GOLDEN as ALL_GOLDEN
 
 from mipnerf_cli.data import load_scene
 
-GOLDEN = Path(__file__).parent / "golden" / "llff"
+GOLDEN = ALL_GOLDEN / "llff"
 SCENE = GOLDEN / "llff_scene"
 FIELDS = ("origins", "directions", "viewdirs", "radii", "lossmult", "near", "far")
 

@@ -1,5 +1,5 @@
 """`mipnerf convert PHOTOS|VIDEO OUT`: camera poses by pycolmap on a procedural capture
-(tests/capture_scene.py: the demo objects painted with noise, 24 photos at 160 px, poses
+(tests/helpers/capture_scene.py: the demo objects painted with noise, 24 photos at 160 px, poses
 withheld), compared with the true cameras after a similarity alignment; the scene folder
 read back by the LLFF and multiscale loaders; every bad input refused in one line."""
 

@@ -17,7 +17,7 @@ from mipnerf_cli.runs import checkpoints
 
 pytest.importorskip("mipnerf_cli.core.models.mipnerf")
 
-from conftest import GOLDEN  # noqa: E402
+from golden import GOLDEN  # noqa: E402
 
 BLENDER = GOLDEN / "convert" / "input" / "tiny"
 TINY_CONFIG = """\

@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN, load_golden
+from golden import GOLDEN, load_golden
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
 
 from mipnerf_cli.core.camera_paths import look_at_origin, mean_camera_distance, spheric_poses
@@ -270,7 +270,7 @@ def test_failing_ffmpeg_keeps_the_frames(run_dir, tmp_path, monkeypatch):
 def test_render_bad_input(run_dir, tmp_path, capsys):
     from tiny_runs import assert_one_line_error, cli_in_process
 
-    # (a missing or damaged checkpoint: tests/test_bad_input.py)
+    # (a missing or damaged checkpoint: tests/robustness/test_bad_input.py)
     result = cli_in_process(capsys, "render", "--run", str(run_dir), "--resolution", "wide")
     assert result.returncode == 1 and "• resolution:" in result.stderr and "Traceback" not in result.stderr
     result = cli_in_process(capsys, "render", "--run", str(run_dir), "--frames", "0")

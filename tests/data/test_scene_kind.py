@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import GOLDEN
+from golden import GOLDEN
 from tiny_runs import BLENDER, MULTISCALE
 
 from mipnerf_cli import training

@@ -1,12 +1,12 @@
 """Several processes (torchrun, gloo on CPU): 2 ranks follow the 1-process trajectory; sharded eval and render.
 
-One torchrun launch of 2 processes (tests/distributed_worker.py) runs every multi-process
+One torchrun launch of 2 processes (tests/helpers/distributed_worker.py) runs every multi-process
 scenario; the tests compare what it wrote with the same work done here in one process.
 The scene is the converted multiscale golden scene, whose rays carry loss weights 1, 4, 16
 and 64: the two ranks' lossmult sums differ, so a plain mean of per-rank losses would not be
 the global loss, and the gradient test would catch it.
 
-On a machine with 2 GPUs, ``MIPNERF_TEST_DEVICE=cuda python -m pytest tests/test_distributed.py``
+On a machine with 2 GPUs, ``MIPNERF_TEST_DEVICE=cuda python -m pytest tests/training/test_distributed.py``
 runs the same checks with NCCL and one GPU per rank (float32: no bf16 autocast, no TF32).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import GOLDEN  # noqa: E402
+from golden import GOLDEN, TESTS  # noqa: E402
 from typer.testing import CliRunner
 
 from mipnerf_cli import distributed, training
@@ -41,7 +41,7 @@ TINY_MODEL = {
 }
 STEPS = 4
 GRAD_STEP = 2  # a step whose two half-batches have clearly different lossmult sums (asserted)
-TESTS = Path(__file__).resolve().parent
+HELPERS = TESTS / "helpers"
 DEVICE = os.environ.get("MIPNERF_TEST_DEVICE", "cpu")
 if DEVICE == "cuda" and torch.cuda.device_count() < 2:
     pytest.skip("MIPNERF_TEST_DEVICE=cuda needs 2 CUDA devices", allow_module_level=True)
@@ -144,7 +144,7 @@ def two_ranks(tmp_path_factory):
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
         "--log-dir", str(root / "logs"), "--redirects", "3",
-        str(TESTS / "distributed_worker.py"), str(root / "spec.json"),
+        str(HELPERS / "distributed_worker.py"), str(root / "spec.json"),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=loopback_env(), timeout=600)
     logs = {path.parent.name + "/" + path.name: path.read_text() for path in (root / "logs").rglob("*.log")}

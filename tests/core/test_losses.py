@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import load_golden
+from golden import load_golden
 from reference_weights import golden_error, golden_rays, load_reference_weights, reference_grads
 
 from mipnerf_cli.core.losses import learning_rate_decay, mipnerf_loss, mse_to_psnr

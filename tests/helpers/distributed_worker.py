@@ -1,7 +1,7 @@
-"""One torchrun worker of tests/test_distributed.py: several multi-process scenarios in one launch.
+"""One torchrun worker of tests/training/test_distributed.py: several multi-process scenarios in one launch.
 
 Starting torchrun and importing torch in each process costs seconds, so one launch of
-``python -m torch.distributed.run --nproc-per-node 2 tests/distributed_worker.py SPEC.json``
+``python -m torch.distributed.run --nproc-per-node 2 tests/helpers/distributed_worker.py SPEC.json``
 runs them all in one gloo process group:
 
 1. one training step's gradients and global loss on each path (CPU fast path: gradients

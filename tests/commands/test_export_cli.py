@@ -1,5 +1,5 @@
 """`mipnerf export` through the real command line: a mesh and a point cloud of a tiny run, and
-the refused inputs (one line, exit 1, nothing written), as tests/test_bad_input.py checks them."""
+the refused inputs (one line, exit 1, nothing written), as tests/robustness/test_bad_input.py checks them."""
 
 from __future__ import annotations
 

@@ -168,7 +168,7 @@ def test_check_scale_and_select_images():
 
 
 # ----------------------------------------------------------------------------- bad input through the CLI entry point
-# (missing, truncated or mismatched checkpoints and --scale beyond the data: tests/test_bad_input.py)
+# (missing, truncated or mismatched checkpoints and --scale beyond the data: tests/robustness/test_bad_input.py)
 
 
 def test_run_prefers_a_step_file_newer_than_last(runs, tmp_path):

@@ -1,4 +1,4 @@
-"""More bad input to `mipnerf convert` than the issue-10 matrix (tests/test_bad_input.py holds
+"""More bad input to `mipnerf convert` than the issue-10 matrix (tests/robustness/test_bad_input.py holds
 cases 1-9), each through the real CLI: exit code 1, one line on stderr naming the file or
 field, no traceback, OUT_DIR untouched."""
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import load_golden
+from golden import load_golden
 from skimage.metrics import structural_similarity
 
 from mipnerf_cli.core.metrics import gaussian_filter_1d, psnr, ssim
