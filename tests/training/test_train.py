@@ -103,8 +103,8 @@ def test_train_step_is_a_pure_function_of_seed_step_and_state(tmp_path):
     def one_step(step):
         model = training.build_model(settings)
         optimizer = training.build_optimizer(model, settings)
-        generator = training.step_generator(settings.seed, step, torch.device("cpu"))
-        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, generator)
+        generator = training.step_generator(settings.seed, step, "noise", torch.device("cpu"))
+        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, generator).get()
         return model, stats
 
     (a, stats_a), (b, stats_b), (c, _) = one_step(5), one_step(5), one_step(6)
@@ -122,7 +122,7 @@ def test_nonfinite_loss_leaves_the_parameters_alone(tmp_path):
     from mipnerf_cli.data import load_scene
 
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
-    stats = training.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None)
+    stats = training.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None).get()
     assert not stats.finite
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
@@ -133,7 +133,7 @@ def test_helpers():
     assert training.pick_val_views([0, 1, 2, 0, 1, 2, 0, 1, 2], 2) == [0, 1, 2, 3, 4, 5]
     assert training.pick_val_views([0, 0], 0) == []
     assert training.psnr_from_level_mse(3 * 0.01) == pytest.approx(20.0)
-    assert training.step_seed(0, 1) != training.step_seed(1, 0)
+    assert training.step_seed(0, 1, "noise") != training.step_seed(1, 0, "noise")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -511,6 +511,6 @@ def test_the_ranks_stop_votes_travel_with_the_loss_terms(tmp_path, sync_free):
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
     for votes, expected in (([0.0, 0.0], None), ([1.0, 0.0], "SIGINT"), ([1.0, 1.0], "SIGTERM")):
         shard = training.Shard(SINGLE, torch.tensor(1.0), torch.tensor(votes))
-        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard)
+        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard).get()
         assert stats.finite and len(stats.level_mses) == 2
         assert training.STOP_SIGNALS[stats.stop_vote] == expected
