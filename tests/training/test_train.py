@@ -469,6 +469,28 @@ def test_optimizer_state_moves_between_fused_and_plain_adam(tmp_path):
     assert back.param_groups[0]["fused"] is None
 
 
+def test_the_fused_adam_skips_a_step_when_its_found_inf_argument_says_so(tmp_path):
+    from mipnerf_cli.runtime import Runtime
+
+    settings = tiny(tmp_path)
+    model = training.build_model(settings)
+    optimizer = training.build_optimizer(model, settings, Runtime(device=torch.device("cpu"), sync_free_step=True))
+    first = next(model.parameters())
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step(found_inf=torch.tensor(0.0))  # an ordinary step
+    before = [p.detach().clone() for p in model.parameters()]
+    moments = {key: value.clone() for key, value in optimizer.state[first].items()}
+    optimizer.step(found_inf=torch.tensor(1.0))  # skipped: weights, moments and step count as they were
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+    assert all(torch.equal(moments[key], optimizer.state[first][key]) for key in moments)
+    assert optimizer.state[first]["step"].item() == 1 and not hasattr(optimizer, "found_inf")
+    optimizer.step(found_inf=torch.tensor(0.0))
+    assert optimizer.state[first]["step"].item() == 2 and not torch.equal(before[0], first)
+    with pytest.raises(ValueError, match="fused"):
+        training.build_optimizer(model, settings).step(found_inf=torch.tensor(1.0))
+
+
 def test_compile_covers_the_training_step_and_leaves_validation_eager(tmp_path, monkeypatch):
     """compile: true compiles what the steps run; validation renders the plain model (no
     recompiles for its flags and short last chunk), and checkpoints keep plain keys."""
