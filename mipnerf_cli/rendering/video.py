@@ -29,8 +29,9 @@ from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.io.output_folder import StagedFolder
-from mipnerf_cli.rendering.frames import PathFrames, read_camera_path, write_camera_path
+from mipnerf_cli.rendering.frames import PathFrames, write_camera_path
 from mipnerf_cli.rendering.paths import is_path_file, path_frames, path_name
+from mipnerf_cli.rendering.trajectory import read_path_file
 from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
 from mipnerf_cli.runs.trained import SceneCameras, load_trained_model
 from mipnerf_cli.runtime import Runtime, from_settings
@@ -72,7 +73,7 @@ def render_path(
         # Rank 0 alone reads the checkpoint and the scene's cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
         if is_path_file(settings.path):
-            read_camera_path(Path(settings.path))  # a bad path file is refused before anything is loaded
+            read_path_file(Path(settings.path))  # a bad path file is refused before anything is loaded
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
         # The cameras decide the rays: NDC for a forward-facing capture's model, whatever the path.
         cameras = trained.scene(settings.data).cameras(settings.split).full_resolution()
