@@ -30,7 +30,7 @@ if not CHROMIUM.is_file():
     )
 
 from mipnerf_cli.runs import checkpoints  # noqa: E402
-from mipnerf_cli.viewer import app as viewer  # noqa: E402 (after the skips: viewer needs viser)
+from mipnerf_cli.viewer import cameras, render, server  # noqa: E402 (after the skips: viewer needs viser)
 
 VIEWPORT = (800, 600)
 RESOLUTION = 64  # the refined image: 64x48 for the 4:3 viewport
@@ -92,7 +92,7 @@ class Page:
         return cv2.imdecode(png, cv2.IMREAD_COLOR)[..., ::-1]
 
 
-def client_view(server_viewer, timeout: float = WAIT_S) -> viewer.ViewCamera:
+def client_view(server_viewer, timeout: float = WAIT_S) -> cameras.ViewCamera:
     """The camera of the one connected browser (waits for it to connect and report its camera)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -100,7 +100,7 @@ def client_view(server_viewer, timeout: float = WAIT_S) -> viewer.ViewCamera:
         assert len(clients) <= 1
         if clients and client_id_renders(server_viewer, clients[0]):
             camera = clients[0].camera
-            return viewer.camera_from_viser(camera.wxyz, camera.position, camera.fov, camera.aspect)
+            return cameras.camera_from_viser(camera.wxyz, camera.position, camera.fov, camera.aspect)
         time.sleep(0.05)
     raise AssertionError(f"no browser connected within {timeout} s")
 
@@ -110,10 +110,10 @@ def client_id_renders(server_viewer, client) -> bool:
     return client.client_id in server_viewer._renderers
 
 
-def server_render(server_viewer, view: viewer.ViewCamera) -> np.ndarray:
+def server_render(server_viewer, view: cameras.ViewCamera) -> np.ndarray:
     """What the canvas should show: the client's camera rendered here, at the refined size."""
-    width, height = viewer.plan_resolutions(RESOLUTION, view.aspect)[-1]
-    renderer = viewer.ProgressiveRenderer(
+    width, height = cameras.plan_resolutions(RESOLUTION, view.aspect)[-1]
+    renderer = render.ProgressiveRenderer(
         server_viewer.trained.model, server_viewer.trained.white_bkgd, server_viewer.views.near, server_viewer.views.far
     )
     return renderer.render(view, width, height, server_viewer.output.value)
@@ -159,7 +159,7 @@ def browser():
 def test_viewer_in_a_real_browser(tmp_path, browser):
     run = patterned_run(tmp_path)
     before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
-    served = viewer.open_viewer(
+    served = server.open_viewer(
         run, None, None, "127.0.0.1", free_port(), RESOLUTION, "cpu", 1, True, None, report=lambda message: None
     )
     served.set_cameras_visible(False)  # frustums would cover the image being compared

@@ -25,7 +25,8 @@ from mipnerf_cli.core.camera_paths import (
     vertical_fov_from_focal,
 )
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.rendering.paths import PATH_GENERATORS, camera_path_document, read_camera_path
+from mipnerf_cli.rendering.frames import camera_path_document, read_camera_path
+from mipnerf_cli.rendering.paths import PATH_GENERATORS
 
 
 def _random_rotations(count: int, seed: int = 0) -> torch.Tensor:

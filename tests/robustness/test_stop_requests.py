@@ -19,6 +19,7 @@ from cli_runner import mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 from processes import MIPNERF, start, wait_until
 from tiny import tiny_settings
 
+from mipnerf_cli.core.models.base import RadianceField
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.core.render import RenderStopped, render_rays
 from mipnerf_cli.runs import checkpoints
@@ -56,13 +57,13 @@ def stop_and_time(process: subprocess.Popen, signum: int) -> float:
 
 
 def test_render_rays_asks_should_stop_between_chunks():
-    class Counting(torch.nn.Module):
+    class Counting(RadianceField):
         def __init__(self):
             super().__init__()
             self.weight = torch.nn.Parameter(torch.zeros(()))
             self.calls = 0
 
-        def forward(self, rays, randomized, white_bkgd):
+        def forward(self, rays, randomized, white_bkgd, generator=None, noise=None, last_level_only=False):
             self.calls += 1
             n = rays.origins.shape[0]
 
