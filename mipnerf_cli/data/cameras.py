@@ -47,3 +47,12 @@ def pix2cam_from_intrinsics(intrinsics: np.ndarray) -> np.ndarray:
     give ``pix2cam_matrices``)."""
     fx, fy, cx, cy = np.moveaxis(np.asarray(intrinsics, dtype=np.float64), -1, 0)
     return pix2cam_general(*(torch.as_tensor(v) for v in (fx, fy, cx, cy))).numpy()
+
+
+def opengl_from_opencv(poses) -> np.ndarray:
+    """(..., 3, 4) float64 OpenGL camera-to-world matrices (x right, y up, looking down -z) from
+    OpenCV ones ``poses`` (..., 3, 4) or (..., 4, 4) (x right, y down, looking down +z): the y
+    and z axes negated. The flip is its own inverse (OpenGL -> OpenCV is the same call)."""
+    cam2world = np.array(poses, dtype=np.float64)[..., :3, :4]
+    cam2world[..., :, 1:3] *= -1
+    return cam2world

@@ -2,7 +2,8 @@
 
 `--path NAME` looks NAME up in :data:`PATH_GENERATORS` (the one place a new path is added:
 a function ``(settings, cameras) -> PathFrames``); `--path FILE.json` reads a camera path
-file (nerfstudio's ``camera_path.json``, or a render's ``cameras.json``: `rendering.frames`).
+file (nerfstudio's ``camera_path.json``, or a render's ``cameras.json``: `rendering.frames`;
+a nerfbaselines trajectory, ``"format": "nerfbaselines-v1"``: `rendering.trajectory`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 
 from mipnerf_cli.core.camera_paths import interpolated_poses, mean_camera_distance, spheric_poses
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.rendering.frames import PathFrames, read_camera_path, resized
+from mipnerf_cli.rendering.frames import PathFrames, resized
+from mipnerf_cli.rendering.trajectory import read_path_file
 
 
 class RenderSettings(Protocol):
@@ -109,7 +111,7 @@ def path_name(path: str, cameras: SceneCameras) -> str:
 def path_frames(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
     """The frames of ``settings.path`` at the size asked for (--scale / --resolution)."""
     if is_path_file(settings.path):
-        frames = read_camera_path(Path(settings.path))
+        frames = read_path_file(Path(settings.path))
     else:
         generator = PATH_GENERATORS.get(settings.path)
         if generator is None:

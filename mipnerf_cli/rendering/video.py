@@ -31,8 +31,9 @@ from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.io.output_folder import StagedFolder
-from mipnerf_cli.rendering.frames import PathFrames, read_camera_path, write_camera_path
+from mipnerf_cli.rendering.frames import PathFrames, write_camera_path
 from mipnerf_cli.rendering.paths import SceneCameras, is_path_file, path_frames, path_name
+from mipnerf_cli.rendering.trajectory import read_path_file
 from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
 from mipnerf_cli.runs.trained import load_trained_model, scene_folder, training_downscale
 from mipnerf_cli.runtime import Runtime, from_settings
@@ -110,7 +111,7 @@ def render_path(
         # Rank 0 alone reads the checkpoint and the training cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
         if is_path_file(settings.path):
-            read_camera_path(Path(settings.path))  # a bad path file is refused before anything is loaded
+            read_path_file(Path(settings.path))  # a bad path file is refused before anything is loaded
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
         cameras = _scene_cameras(trained, settings.data, settings.split)
         frames = path_frames(settings, cameras)
