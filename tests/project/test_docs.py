@@ -60,3 +60,23 @@ def test_relative_links_point_at_files():
             if "://" in target or target.startswith("mailto:"):
                 continue
             assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def heading_anchors(page) -> set[str]:
+    """The anchors GitHub gives the headings of a markdown page (code blocks skipped)."""
+    anchors, fenced = set(), False
+    for line in page.read_text().splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and re.match(r"#{1,6} ", line):
+            title = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower())
+            anchors.add(title.replace(" ", "-"))
+    return anchors
+
+
+def test_links_to_a_heading_find_it():
+    pages = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", page.read_text()):
+            linked = (page.parent / target).resolve() if target else page
+            if linked in [p.resolve() for p in pages]:
+                assert anchor in heading_anchors(linked), f"{page.name} links to {target}#{anchor}: no such heading"
