@@ -15,7 +15,7 @@ LAYERS = [
     {"core"},
     {"errors", "reporting", "stopping", "distributed", "__init__"},
     {"io", "data"},
-    {"settings", "runtime", "runs"},
+    {"settings", "config_files", "runtime", "runs"},
     {
         "training",
         "evaluation",
@@ -31,6 +31,9 @@ LAYERS = [
     {"commands", "console", "cli", "__main__"},
 ]
 LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}
+# The one import that points up, on purpose: RenderSettings checks a --path name against the
+# registry of path names, which lives with the paths (a function-level import in a validator).
+UPWARD = {("settings.py", "rendering")}
 
 
 def _command_layer(path: Path) -> bool:
@@ -136,7 +139,7 @@ def test_dependencies_point_down():
         relative = path.relative_to(PACKAGE)
         own = relative.parts[0] if len(relative.parts) > 1 else path.stem
         for imported in sorted(_package_imports(ast.parse(path.read_text(encoding="utf-8")))):
-            if imported in LAYER and LAYER[imported] > LAYER[own]:
+            if imported in LAYER and LAYER[imported] > LAYER[own] and (relative.as_posix(), imported) not in UPWARD:
                 offenders.append(f"{relative} ({own}) imports {imported}")
     assert not offenders, "an import points up the layers:\n" + "\n".join(offenders)
 
