@@ -25,7 +25,7 @@ import yaml
 from golden import MULTISCALE, TESTS
 from processes import MIPNERF, start, wait_until
 from tiny import WIDER, tiny_settings
-from typer.testing import CliRunner
+from typer.testing import CliRunner  # in-process, not the `mipnerf` fixture: these tests monkeypatch what it calls
 
 from mipnerf_cli import distributed, training
 from mipnerf_cli.errors import MipNerfError

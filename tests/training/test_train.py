@@ -9,7 +9,7 @@ import pytest
 import torch
 from golden import BLENDER, MULTISCALE
 from tiny import tiny_run_settings as tiny
-from typer.testing import CliRunner
+from typer.testing import CliRunner  # in-process, not the `mipnerf` fixture: these tests monkeypatch what it calls
 
 from mipnerf_cli import training
 from mipnerf_cli.errors import MipNerfError
