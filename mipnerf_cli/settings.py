@@ -11,58 +11,64 @@ shell-expanded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, ClassVar, Literal, Mapping, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from mipnerf_cli.core.models.mipnerf_config import ModelConfig
 from mipnerf_cli.errors import MipNerfError
 
 DATA_ROOT_ENV = "MIPNERF_DATA"
 SIMPLE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
-class ModelSettings(BaseModel):
-    """The `model:` section: the fields of `core.model.ModelConfig`, with the reference defaults."""
+def _config_fields(config_type: type) -> dict[str, Any]:
+    """pydantic fields (type, Field) of a core model config dataclass: its defaults, bounds and
+    descriptions (``core.models.mipnerf_config.hyper``), in its order."""
+    types = typing.get_type_hints(config_type)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(config_type):
+        extra = dict(field.metadata)
+        description = extra.pop("help", None)
+        fields[field.name] = (types[field.name], Field(field.default, description=description, **extra))
+    return fields
+
+
+class _MipNerfSection(BaseModel):
+    """The rules of the mip-NeRF `model:` section that span fields; the fields come from
+    ``config_type`` (see ModelSettings)."""
 
     model_config = ConfigDict(extra="forbid")
-
-    num_samples: int = Field(128, ge=1, description="samples per level")
-    num_levels: int = Field(2, ge=1, description="coarse + fine = 2")
-    resample_padding: float = Field(0.01, ge=0, description="added to the coarse weights before resampling")
-    stop_level_grad: bool = Field(True, description="no gradient from the fine level into the coarse weights")
-    use_viewdirs: bool = Field(True, description="condition colour on the view direction")
-    lindisp: bool = Field(False, description="sample linearly in disparity")
-    ray_shape: Literal["cone", "cylinder"] = "cone"
-    min_deg_point: int = Field(0, ge=0, description="lowest IPE frequency 2^min_deg")
-    max_deg_point: int = Field(16, ge=1, description="IPE uses frequencies below 2^max_deg")
-    deg_view: int = Field(4, ge=0, description="view-direction encoding degrees")
-    density_noise: float = Field(0.0, ge=0, description="std of noise added to raw density while training")
-    density_bias: float = Field(-1.0, description="shift of raw density before softplus")
-    rgb_padding: float = Field(0.001, ge=0, description="colour range widened to [-p, 1+p]")
-    disable_integration: bool = Field(False, description="NeRF mode: point samples, plain positional encoding")
-    netdepth: int = Field(8, ge=1, description="layers of the trunk MLP")
-    netwidth: int = Field(256, ge=1, description="width of the trunk MLP")
-    netdepth_condition: int = Field(1, ge=1, description="layers of the view-conditioned branch")
-    netwidth_condition: int = Field(128, ge=1, description="width of the view-conditioned branch")
-    skip_layer: int = Field(4, ge=1, description="the trunk input is concatenated again after this many layers")
+    config_type: ClassVar[type] = ModelConfig
 
     @model_validator(mode="after")
-    def _degrees_ordered(self) -> "ModelSettings":
+    def _degrees_ordered(self) -> "_MipNerfSection":
         if self.max_deg_point <= self.min_deg_point:
             raise ValueError(
                 f"max_deg_point ({self.max_deg_point}) must be larger than min_deg_point ({self.min_deg_point})"
             )
         return self
 
-    def to_model_config(self):
+    def to_model_config(self) -> ModelConfig:
         """The engine's frozen `ModelConfig` with these values."""
-        from mipnerf_cli.core.models.mipnerf import ModelConfig
+        return self.config_type(**self.model_dump())
 
-        return ModelConfig(**self.model_dump())
+
+ModelSettings = create_model(
+    "ModelSettings",
+    __base__=_MipNerfSection,
+    __doc__="The `model:` section: the fields of `core.models.mipnerf_config.ModelConfig` (declared there "
+    "once, with the reference defaults).",
+    __module__=__name__,
+    **_config_fields(ModelConfig),
+)
 
 
 def _default_data_root() -> Path:
@@ -252,7 +258,7 @@ def resolve_train_settings(
     """Defaults < `config` yaml < `overrides` (CLI flags; a nested dict for `model`).
 
     The result has a concrete `data` folder, `exp_name` and absolute paths.
-    Raises pydantic.ValidationError for bad values, MipNerfError for a bad file or scene.
+    Raises pydantic.ValidationError for bad values, MipNerfError for a bad file.
     """
     values: dict[str, Any] = {}
     if config is not None:
@@ -263,8 +269,8 @@ def resolve_train_settings(
 
 
 def finish_train_settings(settings: TrainSettings) -> TrainSettings:
-    """Fill in the derived fields: the scene folder, the run name, absolute paths, and for a
-    capture the spherify its scene implies when the settings leave it open (so the run records it)."""
+    """Fill in the derived fields: the scene folder, the run name, absolute paths. Nothing is
+    read from the scene here: ``training.resolve_scene`` decides its kind and spherify once."""
     if settings.data is None:
         if settings.scene is None:
             raise MipNerfError("no scene given: pass --scene NAME (looked up under --data-root) or --data SCENE_DIR")
@@ -287,25 +293,8 @@ def finish_train_settings(settings: TrainSettings) -> TrainSettings:
             "out_dir": settings.out_dir.absolute(),
             "exp_name": exp_name,
             "resume_path": resume,
-            "spherify": _scene_spherify(data, settings.spherify),
         }
     )
-
-
-def _scene_spherify(data: Path, spherify: Optional[bool]) -> Optional[bool]:
-    """``spherify`` as given, else the scene's kind when ``data`` is a capture; None otherwise
-    (not a capture, or no folder yet: the scene check reports that)."""
-    if spherify is not None:
-        return spherify
-    from mipnerf_cli.data.formats.capture import resolve_spherify
-    from mipnerf_cli.data.scene import scene_kind
-
-    try:
-        if scene_kind(data) != "llff":
-            return None
-    except MipNerfError:
-        return None
-    return resolve_spherify(data, None)
 
 
 def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:
@@ -327,6 +316,13 @@ def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:
 #  RenderSettings for `mipnerf render`; None means "as the checkpoint recorded")
 
 _RESOLUTION_PATTERN = r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$"
+# The names `--path` takes (rendering.paths.PATH_GENERATORS has one generator for each).
+PATH_NAMES = ("auto", "spheric", "spiral", "interpolate")
+
+
+def is_path_file(path: str) -> bool:
+    """Whether `--path` names a camera path file rather than a generated path."""
+    return path.lower().endswith(".json")
 
 
 class EvalSettings(BaseModel):
@@ -365,8 +361,8 @@ class RenderSettings(BaseModel):
     data: Optional[Path] = Field(None, description="scene folder whose training cameras set radius and focal")
     path: str = Field(
         "auto",
-        description="auto (spiral for forward-facing LLFF scenes, spheric otherwise), a name of "
-        "render_paths.PATH_GENERATORS, or a camera_path.json file",
+        description="auto (spiral for forward-facing LLFF scenes, spheric otherwise), spheric, spiral, "
+        "interpolate, or a camera_path.json file",
     )
     split: Literal["train", "test"] = Field(
         "train", description="the cameras interpolate goes through (and spheric's radius)"
@@ -394,10 +390,8 @@ class RenderSettings(BaseModel):
     @field_validator("path")
     @classmethod
     def _known_path(cls, value: str) -> str:
-        from mipnerf_cli.rendering.paths import PATH_GENERATORS, is_path_file
-
-        if value not in PATH_GENERATORS and not is_path_file(value):
-            raise ValueError(f"unknown camera path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json")
+        if value not in PATH_NAMES and not is_path_file(value):
+            raise ValueError(f"unknown camera path; use one of {', '.join(PATH_NAMES)} or a FILE.json")
         return value
 
     @field_validator("resolution", mode="before")
@@ -413,6 +407,64 @@ class RenderSettings(BaseModel):
         if value is not None and (value[0] < 1 or value[1] < 1 or value[0] * value[1] > 64_000_000):
             raise ValueError("width and height must be at least 1 and at most 64 megapixels in all")
         return value
+
+
+# ----------------------------------------------------------------------------- export
+
+
+class ExportSettings(BaseModel):
+    """What `mipnerf export` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = None
+    ckpt: Optional[Path] = None
+    data: Optional[Path] = Field(None, description="scene folder whose training cameras are used")
+    what: Literal["mesh", "pointcloud"] = "mesh"
+    out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
+    resolution: int = Field(256, ge=8, description="grid points per axis (mesh)")
+    threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
+    keep_all: bool = False
+    min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
+    neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
+    std_ratio: float = Field(
+        2.0, gt=0, description="outlier when the mean k-NN distance exceeds mean + std_ratio * std"
+    )
+    chunk: int = Field(65536, gt=0, description="points or rays per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: Optional[int] = Field(None, ge=1)
+
+
+# ----------------------------------------------------------------------------- convert (photos, video)
+
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
+DEFAULT_CAMERA_MODEL = "SIMPLE_RADIAL"
+
+
+@pydantic_dataclass(frozen=True)
+class SfmOptions:
+    """How to run SfM: camera model, one camera per image, threads, matching (None: by source).
+    Checked by ``convert.capture.sfm.check_options`` (messages naming the flags)."""
+
+    camera_model: str = DEFAULT_CAMERA_MODEL
+    per_image_cameras: bool = False
+    threads: Optional[int] = None
+    sequential: Optional[bool] = None  # None: sequential for a video, exhaustive for photos
+
+
+@pydantic_dataclass(frozen=True)
+class CaptureOptions:
+    """What `mipnerf convert` was asked for a photo or video source (checked, with messages
+    naming the flags, by ``convert.capture.pipeline.check_request``)."""
+
+    fps: Optional[float] = None
+    frames: Optional[int] = None
+    sfm: SfmOptions = SfmOptions()
+    scene_kind: Optional[str] = None  # None: detected from the camera layout
+    multiscale: bool = False
+    llffhold: int = 8
+    overwrite: bool = False
+    workers: Optional[int] = None
 
 
 # ----------------------------------------------------------------------------- bench

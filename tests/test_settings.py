@@ -44,6 +44,34 @@ def test_model_section_mirrors_model_config():
     assert ModelSettings(netwidth=64).to_model_config() == model.ModelConfig(netwidth=64)
 
 
+def test_the_model_config_is_declared_once():
+    """ModelSettings is derived from core's ModelConfig: same fields in the same order, same
+    defaults, descriptions and bounds, and settings.py names none of them itself."""
+    import inspect
+    import re
+    import subprocess
+    import sys
+
+    from mipnerf_cli import settings
+    from mipnerf_cli.core.models.mipnerf_config import ModelConfig
+
+    fields = dataclasses.fields(ModelConfig)
+    assert list(ModelSettings.model_fields) == [f.name for f in fields]
+    assert len(fields) == 19
+    for field in fields:
+        setting = ModelSettings.model_fields[field.name]
+        assert setting.default == field.default and setting.description == field.metadata["help"]
+    source = inspect.getsource(settings)
+    assert not [f.name for f in fields if re.search(rf"^\s+{f.name}\s*:", source, re.MULTILINE)]
+    with pytest.raises(pydantic.ValidationError, match="greater than or equal to 1"):
+        ModelSettings(netdepth_condition=0)  # a bound written in core, checked by the settings
+    with pytest.raises(pydantic.ValidationError, match="'cone' or 'cylinder'"):
+        ModelSettings(ray_shape="sphere")
+    # reading settings stays quick: core's model config imports no torch
+    code = "import sys, mipnerf_cli.settings; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 def test_precedence_defaults_then_yaml_then_flags(tmp_path):
     config = write(tmp_path / "c.yaml", "batch_size: 512\nmax_steps: 300\nmodel:\n  netwidth: 64\n  num_samples: 16\n")
     s = resolve_train_settings(config, {"data": tmp_path, "max_steps": 50, "model": {"disable_integration": True}})

@@ -162,8 +162,8 @@ def convert_blender_scenes(blender_dir: Path, out_dir: Path, n_down: int, overwr
 
 
 def convert_photos(source: Path, out_dir: Path, *, n_down: int, **options) -> None:
-    from mipnerf_cli.convert.capture.pipeline import CaptureOptions, convert_capture
-    from mipnerf_cli.convert.capture.sfm import SfmOptions
+    from mipnerf_cli.convert.capture.pipeline import convert_capture
+    from mipnerf_cli.settings import CaptureOptions, SfmOptions
 
     if n_down != 4:
         typer.echo("error: --n-down applies to Blender scenes only; drop it for photos or a video", err=True)

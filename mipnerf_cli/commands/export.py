@@ -89,7 +89,8 @@ def export_command(
     progress: ProgressOption = True,
 ) -> None:
     """Export a trained model's geometry: a coloured mesh or point cloud as a PLY file."""
-    from mipnerf_cli.export.geometry import ExportSettings, export_geometry
+    from mipnerf_cli.export.geometry import export_geometry
+    from mipnerf_cli.settings import ExportSettings
 
     settings = ExportSettings(
         run=run,

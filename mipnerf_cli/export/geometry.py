@@ -23,46 +23,23 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from mipnerf_cli.core import geometry
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.core.render import render_rays
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.ply import write_ply
+from mipnerf_cli.settings import ExportSettings
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Writer = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], None]  # (vertices, colours, faces)
 BYTES_PER_VOXEL = 16  # float32 densities, marching cubes' float64 copy and its edge tables
 MEMORY_SHARE = 0.8  # of the memory available now, the most a grid may take
 WINDOW_SHARE = 0.05  # half-length of the colour ray segment, as a share of the grid's half-size
-
-
-class ExportSettings(BaseModel):
-    """What `mipnerf export` needs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run: Optional[Path] = None
-    ckpt: Optional[Path] = None
-    data: Optional[Path] = Field(None, description="scene folder whose training cameras are used")
-    what: Literal["mesh", "pointcloud"] = "mesh"
-    out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
-    resolution: int = Field(256, ge=8, description="grid points per axis (mesh)")
-    threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
-    keep_all: bool = False
-    min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
-    neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
-    std_ratio: float = Field(
-        2.0, gt=0, description="outlier when the mean k-NN distance exceeds mean + std_ratio * std"
-    )
-    chunk: int = Field(65536, gt=0, description="points or rays per forward pass")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: Optional[int] = Field(None, ge=1)
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -35,9 +35,7 @@ from mipnerf_cli.core.camera_paths import (
     vertical_fov_from_focal,
 )
 from mipnerf_cli.errors import MipNerfError
-
-if TYPE_CHECKING:
-    from mipnerf_cli.settings import RenderSettings
+from mipnerf_cli.settings import PATH_NAMES, RenderSettings, is_path_file
 
 RIGID_TOLERANCE = 1e-4  # |R^T R - I|, |det R - 1|: float32 poses from a viewer are well inside
 REQUIRED_KEYS = ("camera_path", "render_width", "render_height")
@@ -110,7 +108,7 @@ def _at_training_size(poses: torch.Tensor, cameras: SceneCameras, radius: Option
     return PathFrames(poses=poses, focals=focals, width=cameras.width, height=cameras.height, radius=radius)
 
 
-# Path name -> pose generator. A new path is one entry here.
+# Path name -> pose generator. A new path is one entry here and its name in settings.PATH_NAMES.
 PATH_GENERATORS: dict[str, Callable[[RenderSettings, SceneCameras], PathFrames]] = {
     "auto": lambda settings, cameras: PATH_GENERATORS[auto_path(cameras)](settings, cameras),
     "spheric": _spheric,
@@ -119,13 +117,13 @@ PATH_GENERATORS: dict[str, Callable[[RenderSettings, SceneCameras], PathFrames]]
 }
 
 
+if tuple(PATH_GENERATORS) != PATH_NAMES:  # pragma: no cover - caught by the first import in any test
+    raise RuntimeError("rendering.paths.PATH_GENERATORS and settings.PATH_NAMES name different paths")
+
+
 def auto_path(cameras: SceneCameras) -> str:
     """The path `--path auto` takes: the reference's spiral for forward-facing scenes, else spheric."""
     return "spiral" if cameras.ndc else "spheric"
-
-
-def is_path_file(path: str) -> bool:
-    return path.lower().endswith(".json")
 
 
 def path_name(path: str, cameras: SceneCameras) -> str:
@@ -135,9 +133,13 @@ def path_name(path: str, cameras: SceneCameras) -> str:
     return auto_path(cameras) if path == "auto" else path
 
 
-def path_frames(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
-    """The frames of ``settings.path`` at the size asked for (--scale / --resolution)."""
-    if is_path_file(settings.path):
+def path_frames(settings: RenderSettings, cameras: SceneCameras, from_file: Optional[PathFrames] = None) -> PathFrames:
+    """The frames of ``settings.path`` at the size asked for (--scale / --resolution).
+
+    from_file: the path file's frames when the caller has read it already (read here otherwise)."""
+    if from_file is not None:
+        frames = from_file
+    elif is_path_file(settings.path):
         frames = read_camera_path(Path(settings.path))
     else:
         generator = PATH_GENERATORS.get(settings.path)

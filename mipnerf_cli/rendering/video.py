@@ -117,11 +117,11 @@ def render_path(
     def prepare():
         # Rank 0 alone reads the checkpoint and the training cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
-        if is_path_file(settings.path):
-            read_camera_path(Path(settings.path))  # a bad path file is refused before anything is loaded
+        # A path file is read once, first: a bad one is refused before anything is loaded.
+        from_file = read_camera_path(Path(settings.path)) if is_path_file(settings.path) else None
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
         cameras = _scene_cameras(trained, settings.data, settings.split)
-        frames = path_frames(settings, cameras)
+        frames = path_frames(settings, cameras, from_file)
         camera = PathCamera(near=cameras.near, far=cameras.far, ndc=cameras.ndc)
         return trained, camera, frames, path_name(settings.path, cameras)
 

@@ -1,22 +1,25 @@
 """The model families, behind one protocol (`base.RadianceField`).
 
-base.py     the protocol: render a batch of rays, the last level for display, densities for
-            export, the fast-path flag, a per-step hook, the config a checkpoint records
-mipnerf.py  the paper's model (google/mipnerf internal/models.py)
+base.py            the protocol: render a batch of rays, the last level for display, densities
+                   for export, the fast-path flag, a per-step hook, the config a checkpoint records
+mipnerf.py         the paper's model (google/mipnerf internal/models.py)
+mipnerf_config.py  its hyper-parameters (no torch: ``settings.ModelSettings`` is derived from them)
 
 A new family is one module here with a `RadianceField` subclass, added to ``FAMILIES``;
-`build` is how training and checkpoints make one.
+`build` is how training and checkpoints make one. The model classes are imported on first
+use, so that reading a family's hyper-parameters does not import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from mipnerf_cli.core.models.base import LevelOutput, RadianceField
-from mipnerf_cli.core.models.mipnerf import MipNerf, ModelConfig
+    from mipnerf_cli.core.models.base import RadianceField
 
 __all__ = [
     "FAMILIES",
@@ -29,8 +32,20 @@ __all__ = [
     "config_fields",
 ]
 
-FAMILIES: dict[str, type[RadianceField]] = {MipNerf.family: MipNerf}
-DEFAULT_FAMILY = MipNerf.family  # what checkpoints written before families existed hold
+_LAZY = {
+    "LevelOutput": "mipnerf_cli.core.models.base",
+    "RadianceField": "mipnerf_cli.core.models.base",
+    "MipNerf": "mipnerf_cli.core.models.mipnerf",
+    "ModelConfig": "mipnerf_cli.core.models.mipnerf_config",
+}
+DEFAULT_FAMILY = "mipnerf"  # what checkpoints written before families existed hold
+
+
+def families() -> dict[str, type[RadianceField]]:
+    """Family name -> model class. A new family is one entry here."""
+    from mipnerf_cli.core.models.mipnerf import MipNerf
+
+    return {MipNerf.family: MipNerf}
 
 
 def config_fields(family: str) -> set[str]:
@@ -49,6 +64,15 @@ def build(family: str, config: dict[str, Any], generator: torch.Generator | None
 
 
 def _family(family: str) -> type[RadianceField]:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r} (known: {', '.join(sorted(FAMILIES))})")
-    return FAMILIES[family]
+    known = families()
+    if family not in known:
+        raise ValueError(f"unknown model family {family!r} (known: {', '.join(sorted(known))})")
+    return known[family]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FAMILIES":
+        return families()
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mipnerf_cli.core.models' has no attribute {name!r}")
