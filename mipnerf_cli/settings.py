@@ -16,7 +16,7 @@ import os
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, Optional
+from typing import Any, ClassVar, Literal, Mapping, Optional, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
@@ -26,6 +26,7 @@ from mipnerf_cli.core.models.mipnerf_config import ModelConfig
 from mipnerf_cli.errors import MipNerfError
 
 DATA_ROOT_ENV = "MIPNERF_DATA"
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 SIMPLE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -206,8 +207,8 @@ def find_config(name_or_path: str | Path) -> Path:
     )
 
 
-def load_yaml_settings(path: Path) -> dict[str, Any]:
-    """The mapping in a yaml config, with its relative paths anchored at the file's folder."""
+def load_yaml_settings(path: Path, path_fields: tuple[str, ...] = PATH_FIELDS + ("resume_path",)) -> dict[str, Any]:
+    """The mapping in a yaml config, with its relative paths (`path_fields`) anchored at the file's folder."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -223,13 +224,15 @@ def load_yaml_settings(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(values, dict):
         raise MipNerfError(f"config {path} must be a mapping of setting: value, not a {type(values).__name__}")
-    return anchor_paths(values, path.parent)
+    return anchor_paths(values, path.parent, path_fields)
 
 
-def anchor_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+def anchor_paths(
+    values: dict[str, Any], folder: Path, path_fields: tuple[str, ...] = PATH_FIELDS + ("resume_path",)
+) -> dict[str, Any]:
     """Relative path settings (and a resume_path file) taken relative to `folder`."""
     anchored = dict(values)
-    for key in PATH_FIELDS + ("resume_path",):
+    for key in path_fields:
         value = anchored.get(key)
         if (
             not isinstance(value, str)
@@ -260,12 +263,37 @@ def resolve_train_settings(
     The result has a concrete `data` folder, `exp_name` and absolute paths.
     Raises pydantic.ValidationError for bad values, MipNerfError for a bad file.
     """
+    return finish_train_settings(resolve_settings(TrainSettings, config, overrides))
+
+
+def resolve_settings(
+    settings_type: type[SettingsT],
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    choices: tuple[tuple[str, ...], ...] = (),
+) -> SettingsT:
+    """Any command's settings: defaults < `config` yaml < `overrides` (None: not given).
+
+    choices: groups of keys that are one choice (``("run", "ckpt")``): an override of one of
+    them replaces the file's values of the whole group.
+    Raises pydantic.ValidationError for bad values, MipNerfError for a bad file.
+    """
     values: dict[str, Any] = {}
     if config is not None:
-        values = load_yaml_settings(find_config(config))
-    values = deep_merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})
-    settings = TrainSettings.model_validate(values)
-    return finish_train_settings(settings)
+        values = load_yaml_settings(find_config(config), _path_fields(settings_type))
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for group in choices:
+        if any(key in given for key in group):
+            values = {key: value for key, value in values.items() if key not in group}
+    return settings_type.model_validate(deep_merge(values, given))
+
+
+def _path_fields(settings_type: type[BaseModel]) -> tuple[str, ...]:
+    """The settings that are paths (anchored at a config file's folder), resume_path included."""
+    paths = tuple(
+        name for name, field in settings_type.model_fields.items() if field.annotation in (Path, Optional[Path])
+    )
+    return paths + (("resume_path",) if "resume_path" in settings_type.model_fields else ())
 
 
 def finish_train_settings(settings: TrainSettings) -> TrainSettings:
@@ -409,6 +437,36 @@ class RenderSettings(BaseModel):
         return value
 
 
+# ----------------------------------------------------------------------------- view, plot
+
+
+class ViewSettings(BaseModel):
+    """What `mipnerf view` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = Field(None, description="run folder; its newest checkpoint is shown (and newer ones)")
+    ckpt: Optional[Path] = Field(None, description="a checkpoint file (instead of run)")
+    data: Optional[Path] = Field(None, description="scene folder whose training cameras start the view")
+    host: str = Field("127.0.0.1", description="address to listen on; other than 127.0.0.1 exposes the viewer")
+    port: int = Field(8080, ge=0, le=65535, description="port to listen on (0: any free one)")
+    max_size: int = Field(256, ge=1, description="longer side of the refined image, in pixels")
+    watch: bool = Field(True, description="reload newer checkpoints of a run still training")
+    keyframes_out: Optional[Path] = Field(None, description="where the camera_path.json export goes (default: ./)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+
+class PlotSettings(BaseModel):
+    """What `mipnerf plot` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = Field(None, description="run folder (holds metrics.jsonl)")
+    ckpt: Optional[Path] = Field(None, description="a checkpoint file; its run folder is plotted")
+    out: Optional[Path] = Field(None, description="PNG to write (default: <run>/quality.png)")
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -422,7 +480,7 @@ class ExportSettings(BaseModel):
     data: Optional[Path] = Field(None, description="scene folder whose training cameras are used")
     what: Literal["mesh", "pointcloud"] = "mesh"
     out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
-    resolution: int = Field(256, ge=8, description="grid points per axis (mesh)")
+    grid: int = Field(256, ge=8, description="mesh: grid points per axis over the scene's bounds")
     threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
     keep_all: bool = False
     min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
@@ -433,6 +491,7 @@ class ExportSettings(BaseModel):
     chunk: int = Field(65536, gt=0, description="points or rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: Optional[int] = Field(None, ge=1)
+    progress: bool = True
 
 
 # ----------------------------------------------------------------------------- convert (photos, video)

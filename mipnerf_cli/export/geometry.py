@@ -291,9 +291,7 @@ def export_mesh(
     """Density grid -> threshold -> marching cubes -> largest piece -> vertex colours -> `write`."""
     lower, upper = scene_bounds(cameras)
     variance = geometry.footprint_variance(float(cameras.centres.norm(dim=-1).mean()), cameras.focal)
-    densities = density_grid(
-        trained.model, lower, upper, settings.resolution, variance, settings.chunk, device, progress
-    )
+    densities = density_grid(trained.model, lower, upper, settings.grid, variance, settings.chunk, device, progress)
     chosen = settings.threshold is None
     threshold = choose_threshold(densities) if chosen else settings.threshold
     vertices, faces = marching_cubes(densities, threshold, lower, upper)
@@ -398,7 +396,7 @@ def export_geometry(settings: ExportSettings, progress: Optional[Progress] = Non
     from mipnerf_cli.runtime import resolve
 
     if settings.what == "mesh":  # before anything is loaded
-        check_grid_fits(settings.resolution, available_memory())
+        check_grid_fits(settings.grid, available_memory())
     _, run_dir = resolve_checkpoint(settings.run, settings.ckpt)
     out = settings.out if settings.out is not None else run_dir / "export" / f"{settings.what}.ply"
     check_output(out, default=settings.out is None)
