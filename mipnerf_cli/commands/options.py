@@ -46,7 +46,10 @@ def run_choice(positional: Optional[Path], run: Optional[Path], ckpt: Optional[P
     given = [(name, value) for name, value in (("RUN", positional), ("--run", run), ("--ckpt", ckpt)) if value]
     if len(given) > 1:
         names = " and ".join(name for name, _ in given)
-        raise MipNerfError(f"{names} both name the run; give it once, as RUN (a run folder or a checkpoint file)")
+        raise MipNerfError(
+            f"{names} both name the run; give it once: as RUN (a run folder or a checkpoint file), "
+            "or either --run DIR or --ckpt FILE"
+        )
     if positional is not None:
         return {"run": None, "ckpt": positional} if positional.is_file() else {"run": positional, "ckpt": None}
     if run is not None or ckpt is not None:

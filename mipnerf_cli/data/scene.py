@@ -117,6 +117,7 @@ def load_scene(
     llffhold: int = LLFFHOLD,
     near: float | None = None,
     far: float | None = None,
+    kind: str | None = None,
 ) -> ImageSet:
     """One split ("train", "val" or "test") of the scene at ``path`` as an ImageSet.
 
@@ -125,11 +126,12 @@ def load_scene(
     progress(done, total) is called after each image is decoded.
     factor, spherify, llffhold: captures only (see ``mipnerf_cli.data.formats.llff``; "val" is
     their test split; spherify None: the scene's kind); near, far override a capture's ray bounds.
+    kind: ``scene_kind(path)`` when the caller has decided it already (training does, once).
     """
     path = Path(path)
     if split not in SPLITS:
         raise MipNerfError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    kind = scene_kind(path)
+    kind = kind or scene_kind(path)
     if multiscale is False and kind == "multiscale" and transforms_path(path, split).is_file():
         kind = "blender"  # a folder holding both: the caller asked for the Blender files
     check_scene_kind(path, kind, multiscale, downscale, factor, spherify)

@@ -46,8 +46,8 @@ class TrainScene:
     llffhold: int = 8  # LLFF: every llffhold-th image is a test image
 
     def load_options(self) -> dict[str, Any]:
-        """The LLFF keyword arguments of ``data.load_scene``."""
-        return {"factor": self.factor, "spherify": self.spherify, "llffhold": self.llffhold}
+        """The keyword arguments of ``data.load_scene`` that this decides (kind and the LLFF options)."""
+        return {"kind": self.kind, "factor": self.factor, "spherify": self.spherify, "llffhold": self.llffhold}
 
 
 def resolve_scene(settings: TrainSettings) -> tuple[TrainSettings, TrainScene]:
