@@ -344,13 +344,6 @@ def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:
 #  RenderSettings for `mipnerf render`; None means "as the checkpoint recorded")
 
 _RESOLUTION_PATTERN = r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$"
-# The names `--path` takes (rendering.paths.PATH_GENERATORS has one generator for each).
-PATH_NAMES = ("auto", "spheric", "spiral", "interpolate")
-
-
-def is_path_file(path: str) -> bool:
-    """Whether `--path` names a camera path file rather than a generated path."""
-    return path.lower().endswith(".json")
 
 
 class EvalSettings(BaseModel):
@@ -389,8 +382,8 @@ class RenderSettings(BaseModel):
     data: Optional[Path] = Field(None, description="scene folder whose training cameras set radius and focal")
     path: str = Field(
         "auto",
-        description="auto (spiral for forward-facing LLFF scenes, spheric otherwise), spheric, spiral, "
-        "interpolate, or a camera_path.json file",
+        description="auto (spiral for forward-facing LLFF scenes, spheric otherwise), a name of "
+        "render_paths.PATH_GENERATORS, or a camera_path.json file",
     )
     split: Literal["train", "test"] = Field(
         "train", description="the cameras interpolate goes through (and spheric's radius)"
@@ -418,8 +411,10 @@ class RenderSettings(BaseModel):
     @field_validator("path")
     @classmethod
     def _known_path(cls, value: str) -> str:
-        if value not in PATH_NAMES and not is_path_file(value):
-            raise ValueError(f"unknown camera path; use one of {', '.join(PATH_NAMES)} or a FILE.json")
+        from mipnerf_cli.rendering.paths import PATH_GENERATORS, is_path_file
+
+        if value not in PATH_GENERATORS and not is_path_file(value):
+            raise ValueError(f"unknown camera path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json")
         return value
 
     @field_validator("resolution", mode="before")

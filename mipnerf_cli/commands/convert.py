@@ -112,9 +112,7 @@ def convert_command(
         }
         given = [name for name, used in capture_only.items() if used]
         if given:
-            typer.echo(
-                f"error: {', '.join(given)}: for photos or a video only; {source} is a Blender scene", err=True
-            )
+            typer.echo(f"error: {', '.join(given)}: for photos or a video only; {source} is a Blender scene", err=True)
             raise typer.Exit(1)
         convert_blender_scenes(source, out_dir, n_down, overwrite, workers)
         return

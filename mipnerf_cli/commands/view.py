@@ -56,7 +56,7 @@ def view_command(
 ) -> None:
     """Serve an interactive viewer of RUN on http://HOST:PORT until Ctrl+C."""
     from mipnerf_cli.settings import ViewSettings
-    from mipnerf_cli.viewer.app import open_viewer
+    from mipnerf_cli.viewer.server import open_viewer
 
     flags = dict(
         data=data, host=host, port=port, max_size=one_of(("--max-size", max_size), ("--resolution", resolution)),

@@ -4,6 +4,7 @@ base.py            the protocol: render a batch of rays, the last level for disp
                    for export, the fast-path flag, a per-step hook, the config a checkpoint records
 mipnerf.py         the paper's model (google/mipnerf internal/models.py)
 mipnerf_config.py  its hyper-parameters (no torch: ``settings.ModelSettings`` is derived from them)
+trimip.py          mip-mapped tri-planes + a small MLP + an occupancy grid (Tri-MipRF; `--config fast`)
 
 A new family is one module here with a `RadianceField` subclass, added to ``FAMILIES``;
 `build` is how training and checkpoints make one. The model classes are imported on first
@@ -28,6 +29,8 @@ __all__ = [
     "MipNerf",
     "ModelConfig",
     "RadianceField",
+    "TriMipConfig",
+    "TriMipRF",
     "build",
     "config_fields",
 ]
@@ -37,6 +40,8 @@ _LAZY = {
     "RadianceField": "mipnerf_cli.core.models.base",
     "MipNerf": "mipnerf_cli.core.models.mipnerf",
     "ModelConfig": "mipnerf_cli.core.models.mipnerf_config",
+    "TriMipConfig": "mipnerf_cli.core.models.trimip",
+    "TriMipRF": "mipnerf_cli.core.models.trimip",
 }
 DEFAULT_FAMILY = "mipnerf"  # what checkpoints written before families existed hold
 
@@ -44,8 +49,9 @@ DEFAULT_FAMILY = "mipnerf"  # what checkpoints written before families existed h
 def families() -> dict[str, type[RadianceField]]:
     """Family name -> model class. A new family is one entry here."""
     from mipnerf_cli.core.models.mipnerf import MipNerf
+    from mipnerf_cli.core.models.trimip import TriMipRF
 
-    return {MipNerf.family: MipNerf}
+    return {MipNerf.family: MipNerf, TriMipRF.family: TriMipRF}
 
 
 def config_fields(family: str) -> set[str]:
