@@ -1,4 +1,5 @@
-"""All settings of the commands: pydantic models, resolved in one place.
+"""All settings of the commands: pydantic models, resolved in one place (`resolve_settings`;
+reading and writing the yaml files: `mipnerf_cli.config_files`). Nothing here reads a scene.
 
 Precedence, lowest first: the defaults written here, a ``--config`` yaml file (a path or
 the name of a config shipped in ``mipnerf_cli/configs``), then the command-line flags.
@@ -14,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, Optional, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from mipnerf_cli.config_files import deep_merge, find_config, load_yaml_settings, path_fields
 from mipnerf_cli.core.models.mipnerf_config import ModelConfig
 from mipnerf_cli.errors import MipNerfError
 
@@ -180,80 +180,6 @@ class TrainSettings(BaseModel):
 
 # ----------------------------------------------------------------------------- loading
 
-PATH_FIELDS = ("out_dir", "data", "data_root")
-
-
-def packaged_configs() -> list[str]:
-    """Names of the configs shipped with the package (`--config demo`)."""
-    folder = resources.files("mipnerf_cli") / "configs"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def find_config(name_or_path: str | Path) -> Path:
-    """A config file path from a path or a packaged config's name."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    text = str(name_or_path)
-    if "/" not in text and os.sep not in text:
-        stem = text[: -len(".yaml")] if text.endswith(".yaml") else text
-        packaged = resources.files("mipnerf_cli") / "configs" / f"{stem}.yaml"
-        if packaged.is_file():
-            return Path(str(packaged))
-    if path.exists():
-        raise MipNerfError(f"config {path} is not a file")
-    raise MipNerfError(
-        f"config {text} not found: give a yaml file or one of the packaged configs ({', '.join(packaged_configs())})"
-    )
-
-
-def load_yaml_settings(path: Path, path_fields: tuple[str, ...] = PATH_FIELDS + ("resume_path",)) -> dict[str, Any]:
-    """The mapping in a yaml config, with its relative paths (`path_fields`) anchored at the file's folder."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MipNerfError(f"cannot read config {path}: {error}") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(error, "problem", None) or "syntax error"
-        raise MipNerfError(f"config {path} is not valid yaml{line}: {problem}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise MipNerfError(f"config {path} must be a mapping of setting: value, not a {type(values).__name__}")
-    return anchor_paths(values, path.parent, path_fields)
-
-
-def anchor_paths(
-    values: dict[str, Any], folder: Path, path_fields: tuple[str, ...] = PATH_FIELDS + ("resume_path",)
-) -> dict[str, Any]:
-    """Relative path settings (and a resume_path file) taken relative to `folder`."""
-    anchored = dict(values)
-    for key in path_fields:
-        value = anchored.get(key)
-        if (
-            not isinstance(value, str)
-            or not value
-            or (key == "resume_path" and value in ("auto", "None", "none", "null"))
-        ):
-            continue
-        if not Path(value).is_absolute():
-            anchored[key] = str(folder / value)
-    return anchored
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
 
 def resolve_train_settings(
     config: str | Path | None = None, overrides: Mapping[str, Any] | None = None
@@ -280,20 +206,12 @@ def resolve_settings(
     """
     values: dict[str, Any] = {}
     if config is not None:
-        values = load_yaml_settings(find_config(config), _path_fields(settings_type))
+        values = load_yaml_settings(find_config(config), path_fields(settings_type))
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     for group in choices:
         if any(key in given for key in group):
             values = {key: value for key, value in values.items() if key not in group}
     return settings_type.model_validate(deep_merge(values, given))
-
-
-def _path_fields(settings_type: type[BaseModel]) -> tuple[str, ...]:
-    """The settings that are paths (anchored at a config file's folder), resume_path included."""
-    paths = tuple(
-        name for name, field in settings_type.model_fields.items() if field.annotation in (Path, Optional[Path])
-    )
-    return paths + (("resume_path",) if "resume_path" in settings_type.model_fields else ())
 
 
 def finish_train_settings(settings: TrainSettings) -> TrainSettings:
@@ -323,20 +241,6 @@ def finish_train_settings(settings: TrainSettings) -> TrainSettings:
             "resume_path": resume,
         }
     )
-
-
-def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:
-    """Plain data for a yaml file in `folder`, paths relative to it where possible."""
-    values = settings.model_dump(mode="json")
-    for key in PATH_FIELDS + ("resume_path",):
-        value = values.get(key)
-        if not value or (key == "resume_path" and value == "auto"):
-            continue
-        try:
-            values[key] = os.path.relpath(value, folder)
-        except ValueError:  # another drive on Windows: keep it absolute
-            pass
-    return values
 
 
 # ----------------------------------------------------------------------------- eval / render

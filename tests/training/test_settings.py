@@ -9,16 +9,9 @@ import pydantic
 import pytest
 
 from mipnerf_cli.cli import format_validation_error
+from mipnerf_cli.config_files import find_config, load_yaml_settings, packaged_configs, settings_for_file
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.settings import (
-    ModelSettings,
-    TrainSettings,
-    find_config,
-    load_yaml_settings,
-    packaged_configs,
-    resolve_train_settings,
-    settings_for_file,
-)
+from mipnerf_cli.settings import ModelSettings, TrainSettings, resolve_train_settings
 
 
 def write(path: Path, text: str) -> Path:
