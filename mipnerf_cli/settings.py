@@ -348,7 +348,7 @@ class ViewSettings(BaseModel):
     ckpt: Optional[Path] = Field(None, description="a checkpoint file (instead of run)")
     data: Optional[Path] = Field(None, description="scene folder whose training cameras start the view")
     host: str = Field("127.0.0.1", description="address to listen on; other than 127.0.0.1 exposes the viewer")
-    port: int = Field(8080, ge=0, le=65535, description="port to listen on (0: any free one)")
+    port: int = Field(8080, description="port to listen on (checked, with the host, when the viewer opens)")
     max_size: int = Field(256, ge=1, description="longer side of the refined image, in pixels")
     watch: bool = Field(True, description="reload newer checkpoints of a run still training")
     keyframes_out: Optional[Path] = Field(None, description="where the camera_path.json export goes (default: ./)")

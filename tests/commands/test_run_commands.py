@@ -183,7 +183,3 @@ def test_bad_config_and_run_choices_are_one_line(command, mipnerf, run, tmp_path
 def test_an_option_and_its_older_spelling_together_are_refused(mipnerf, run):
     assert_refused(mipnerf("view", run, "--max-size", 9, "--resolution", 9), "--max-size and --resolution")
     assert_refused(mipnerf("export", run, "--grid", 9, "--resolution", 9), "--grid and --resolution")
-
-
-def test_view_port_out_of_range_is_one_line(mipnerf, run):
-    assert_refused(mipnerf("view", run, "--port", 99999), "port", "65535")
