@@ -33,10 +33,10 @@ def render_command(
         Optional[str],
         typer.Option(
             "--path",
-            help="Camera path: auto (spiral for forward-facing LLFF scenes, spheric otherwise), spheric "
-            "(a circle around the object; the reference's circle for spherified LLFF scenes), spiral (the reference's "
-            "2-turn spiral of a forward-facing LLFF scene), interpolate (a smooth path through the --split cameras in "
-            "capture order), or FILE.json (nerfstudio's camera_path.json, or a render's cameras.json).",
+            help="Camera path: auto (spiral for forward-facing LLFF scenes, spheric otherwise), spheric (a circle "
+            "around the object; the reference's circle for spherified LLFF scenes), spiral (the reference's 2-turn "
+            "spiral of a forward-facing LLFF scene), interpolate (a smooth path through the --split cameras in capture "
+            "order), or FILE.json (nerfstudio's camera_path.json, a render's cameras.json, or a nerfbaselines trajectory).",
         ),
     ] = None,
     split: Annotated[
