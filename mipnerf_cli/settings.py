@@ -42,15 +42,15 @@ def _config_fields(config_type: type) -> dict[str, Any]:
     return fields
 
 
-class _MipNerfSection(BaseModel):
-    """The rules of the mip-NeRF `model:` section that span fields; the fields come from
-    ``config_type`` (see ModelSettings)."""
+class ModelSettings(create_model("ModelFields", __module__=__name__, **_config_fields(ModelConfig))):
+    """The `model:` section: the fields of `core.models.mipnerf_config.ModelConfig` (declared there
+    once, with the reference defaults), and the rules that span fields."""
 
     model_config = ConfigDict(extra="forbid")
     config_type: ClassVar[type] = ModelConfig
 
     @model_validator(mode="after")
-    def _degrees_ordered(self) -> "_MipNerfSection":
+    def _degrees_ordered(self) -> "ModelSettings":
         if self.max_deg_point <= self.min_deg_point:
             raise ValueError(
                 f"max_deg_point ({self.max_deg_point}) must be larger than min_deg_point ({self.min_deg_point})"
@@ -60,16 +60,6 @@ class _MipNerfSection(BaseModel):
     def to_model_config(self) -> ModelConfig:
         """The engine's frozen `ModelConfig` with these values."""
         return self.config_type(**self.model_dump())
-
-
-ModelSettings = create_model(
-    "ModelSettings",
-    __base__=_MipNerfSection,
-    __doc__="The `model:` section: the fields of `core.models.mipnerf_config.ModelConfig` (declared there "
-    "once, with the reference defaults).",
-    __module__=__name__,
-    **_config_fields(ModelConfig),
-)
 
 
 def _default_data_root() -> Path:
@@ -381,7 +371,7 @@ class ExportSettings(BaseModel):
     out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
     grid: int = Field(256, ge=8, description="mesh: grid points per axis over the scene's bounds")
     threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
-    keep_all: bool = False
+    keep_all: bool = Field(False, description="mesh: keep every piece, not only the largest connected one")
     min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
     neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
     std_ratio: float = Field(
@@ -389,7 +379,7 @@ class ExportSettings(BaseModel):
     )
     chunk: int = Field(65536, gt=0, description="points or rays per forward pass")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: Optional[int] = Field(None, ge=1)
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     progress: bool = True
 
 

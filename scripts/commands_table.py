@@ -25,8 +25,9 @@ def cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
 
 
-def default_text(param) -> str:
-    value = param.default
+def default_text(param, value) -> str:
+    """`value`: the parameter's default (for a command whose options default to "not given",
+    the default of its settings, as its --help shows)."""
     if param.required:
         return "required"
     if value is None or value == () or callable(value):
@@ -42,14 +43,16 @@ def default_text(param) -> str:
 
 def rows(command) -> list[str]:
     lines = ["| argument / flag | default | meaning |", "|---|---|---|"]
+    settings_defaults = dict(getattr(command, "settings_defaults", list)())
     for param in command.params:
         if getattr(param, "hidden", False):
             continue
         if param.param_type_name == "argument":
-            name = f"`{param.name.upper()}`"
+            name = f"`{param.metavar or param.name.upper()}`"
         else:
             name = " / ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
-        lines.append(f"| {name} | {default_text(param)} | {cell(getattr(param, 'help', '') or '')} |")
+        default = settings_defaults.get(param, param.default)
+        lines.append(f"| {name} | {default_text(param, default)} | {cell(getattr(param, 'help', '') or '')} |")
     return lines
 
 

@@ -130,7 +130,9 @@ def with_settings_defaults(settings_name: str) -> type:
     from typer.core import TyperCommand
 
     class SettingsDefaultsCommand(TyperCommand):
-        def format_help(self, ctx, formatter) -> None:
+        def settings_defaults(self) -> list[tuple[Any, Any]]:
+            """(parameter, the settings' default) for each option that defaults to "not given"
+            and has a default worth showing (docs/commands.md is generated from these too)."""
             from mipnerf_cli import settings
 
             fields = getattr(settings, settings_name).model_fields
@@ -140,14 +142,22 @@ def with_settings_defaults(settings_name: str) -> type:
                 if field is None or param.default is not None or field.is_required():
                     continue
                 default = field.get_default(call_default_factory=True)
-                if default is None or (default is False and not getattr(param, "secondary_opts", None)):
-                    continue
-                shown.append((param, param.default, param.show_default))
+                if default is not None:
+                    shown.append((param, default))
+            return shown
+
+        def format_help(self, ctx, formatter) -> None:
+            # a lone flag (--keep-frames) says nothing when off, as Typer's own help does
+            shown = [
+                (p, d) for p, d in self.settings_defaults() if d is not False or getattr(p, "secondary_opts", None)
+            ]
+            saved = [(param, param.default, param.show_default) for param, _ in shown]
+            for param, default in shown:
                 param.default, param.show_default = default, True
             try:
                 super().format_help(ctx, formatter)
             finally:  # the command object outlives this help (tests run many commands in one process)
-                for param, default, show_default in shown:
+                for param, default, show_default in saved:
                     param.default, param.show_default = default, show_default
 
     return SettingsDefaultsCommand
