@@ -37,12 +37,15 @@ from torch import nn
 
 __all__ = [
     "KERNELS", "DenseKernel", "MKL", "ONEDNN", "kernel_named", "onednn_available", "Probe", "probe", "fastest",
-    "MARGIN",
+    "MARGIN", "MIN_PROBE_MACS",
 ]  # fmt: skip
 
 KERNELS = ("mkl", "onednn")
 MARGIN = 1.1  # oneDNN replaces MKL only when at least this much faster in the probe
 PROBE_ROUNDS = 5  # interleaved rounds; each kernel's best round counts (robust to a busy machine)
+# Below this many multiply-adds per matmul (tiny test models, configs/demo) the kernel hardly
+# matters and oneDNN's first use (~1-5 s of primitive set-up) would not pay: MKL, no probe.
+MIN_PROBE_MACS = 1 << 22
 
 
 class DenseKernel:
@@ -234,9 +237,10 @@ def fastest(rows: int, in_features: int, out_features: int, threads: int = 1) ->
 
 def resolve(name: str, shape: Callable[[], tuple[int, int, int]], threads: int, train: bool) -> DenseKernel:
     """The kernel `name` asks for: 'mkl' or 'onednn' as named, 'auto' the probe's choice at
-    shape() (M, K, N) on `threads` threads."""
+    shape() (M, K, N) on `threads` threads (MKL without a probe below MIN_PROBE_MACS)."""
     if name != "auto":
         return kernel_named(name)
-    if not onednn_available():
+    rows, in_features, out_features = shape()
+    if rows * in_features * out_features < MIN_PROBE_MACS or not onednn_available():
         return MKL
-    return kernel_named(fastest(*shape(), threads=threads).choice(train))
+    return kernel_named(fastest(rows, in_features, out_features, threads=threads).choice(train))

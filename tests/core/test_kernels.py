@@ -88,6 +88,7 @@ def test_auto_runs_the_probed_kernel_in_training_and_rendering(monkeypatch, winn
     loser = "onednn" if winner == "mkl" else "mkl"
     monkeypatch.setattr(kernels, "probe", lambda *key: fake_probe(key[:3], {winner: 1.0, loser: 1.6}))
     monkeypatch.setattr(kernels, "_probes", {})
+    monkeypatch.setattr(kernels, "MIN_PROBE_MACS", 0)  # TINY is below the size that probes
     model = MipNerf(TINY)
     seen = []
     forward = model.forward
@@ -107,6 +108,13 @@ def test_auto_runs_the_probed_kernel_in_training_and_rendering(monkeypatch, winn
     fast.render_last_level(model, rays, True, fast.FastOptions(micro_batch=4, workers=2))
     assert seen and set(seen) == {winner}
     assert set(kernels._probes) == {(4 * TINY.num_samples, TINY.netwidth, TINY.netwidth, 1)}
+
+
+def test_tiny_shapes_run_mkl_without_a_probe(monkeypatch):
+    monkeypatch.setattr(kernels, "probe", lambda *key: pytest.fail("tiny shapes are not probed"))
+    monkeypatch.setattr(kernels, "_probes", {})
+    assert kernels.resolve("auto", lambda: (128, 32, 32), 1, True) is MKL
+    assert kernels.MIN_PROBE_MACS > 128 * 32 * 32 and 2048 * 256 * 256 > kernels.MIN_PROBE_MACS
 
 
 def test_a_family_without_a_matmul_shape_gets_no_kernel():
