@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_fast_path import TINY, rays_and_pixels
+from tiny import FAST_CONFIG as TINY
+from tiny import rays_and_pixels
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse: tiny models run faster on one thread)
 
 from mipnerf_cli.core import fast, kernels
