@@ -8,6 +8,8 @@ in mipnerf_cli/settings.py (tests/project/test_docs.py fails when the file is no
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import sys
 import typing
@@ -32,13 +34,7 @@ EXTRA_DESCRIPTIONS = {
     "max_steps": "train up to this step (also the end of the lr schedule)",
     "device": "auto (CUDA when available), cpu or cuda",
     "ray_shape": "cone (mip-NeRF) or cylinder",
-    "run": "run folder written by `mipnerf train`",
-    "ckpt": "a checkpoint file (instead of run)",
-    "frames": "frames of the path (a camera_path.json brings its own count)",
-    "fps": "frames per second of the video (a camera_path.json brings its own)",
-    "format": "mp4 or gif videos, or png frames only",
-    "keep_frames": "keep the PNG frames beside the videos",
-    "progress": "show progress bars",
+    "SfmOptions.sequential": "match each video frame with its neighbours only (default: for a video, not for photos)",
 }
 
 HEADER = """\
@@ -78,28 +74,39 @@ are in [commands.md](commands.md#every-flag).
 """
 
 
-def settings_models() -> list[type[BaseModel]]:
-    """The pydantic models defined in mipnerf_cli/settings.py, in the order they are written."""
-    models = [
+def fields_of(model) -> dict:
+    """The pydantic fields of a settings model or a pydantic dataclass."""
+    return getattr(model, "model_fields", None) or model.__pydantic_fields__
+
+
+def is_settings(value) -> bool:
+    return inspect.isclass(value) and (
+        issubclass(value, BaseModel) or hasattr(value, "__pydantic_fields__") and dataclasses.is_dataclass(value)
+    )
+
+
+def settings_models() -> list[type]:
+    """The public pydantic models (and pydantic dataclasses) of mipnerf_cli/settings.py, in
+    the order the module defines them."""
+    return [
         value
-        for value in vars(settings_module).values()
-        if inspect.isclass(value) and issubclass(value, BaseModel) and value.__module__ == settings_module.__name__
+        for name, value in vars(settings_module).items()
+        if not name.startswith("_") and is_settings(value) and value.__module__ == settings_module.__name__
     ]
-    return sorted(models, key=lambda model: inspect.getsourcelines(model)[1])
 
 
-def nested_model(field) -> type[BaseModel] | None:
+def nested_model(field) -> type | None:
     annotation = field.annotation
     for candidate in (annotation, *typing.get_args(annotation)):
-        if inspect.isclass(candidate) and issubclass(candidate, BaseModel):
+        if is_settings(candidate):
             return candidate
     return None
 
 
 def default_text(name: str, field) -> str:
+    if nested_model(field) is not None:
+        return "see below"
     if field.default_factory is not None:
-        if nested_model(field) is not None:
-            return "see below"
         return DEFAULT_FACTORY_TEXT.get(name, "(computed)")
     value = field.default
     if value is None:
@@ -115,9 +122,31 @@ def default_text(name: str, field) -> str:
     return f"`{value}`"
 
 
-def meaning(name: str, field) -> str:
-    text = field.description or EXTRA_DESCRIPTIONS.get(name, "")
-    choices = [args for args in _literal_args(field.annotation)]
+# The command whose flags a settings model's fields are (when not `<command>Settings`).
+COMMAND_OF = {"Capture": "convert", "Sfm": "convert", "Model": "train"}
+
+
+@functools.cache
+def flag_help() -> dict[tuple[str, str], str]:
+    """(command, parameter name) -> the flag's help, from the Typer app."""
+    from typer.main import get_command
+
+    from mipnerf_cli.cli import app
+
+    commands = get_command(app).commands.items()
+    return {(name, p.name): p.help for name, command in commands for p in command.params if getattr(p, "help", None)}
+
+
+def meaning(model: type, name: str, field) -> str:
+    """The field's description; else the help of the command's flag of the same name."""
+    text = field.description or EXTRA_DESCRIPTIONS.get(f"{model.__name__}.{name}") or EXTRA_DESCRIPTIONS.get(name, "")
+    if not text:
+        stem = model.__name__.removesuffix("Settings").removesuffix("Options")
+        text = flag_help().get((COMMAND_OF.get(stem, stem.lower()), name), "")
+        text = " ".join(text.split()).removesuffix(".")
+        first = text.split(" ", 1)[0]
+        text = text if len(first) > 1 and first.isupper() else text[:1].lower() + text[1:]  # not an acronym
+    choices = _literal_args(field.annotation)
     if choices and not text:
         text = "one of " + ", ".join(f"`{choice}`" for choice in choices)
     return text.replace("|", "\\|").replace("<", "&lt;")
@@ -133,30 +162,30 @@ def _literal_args(annotation) -> tuple:
     return ()
 
 
-def table(model: type[BaseModel], prefix: str = "") -> list[str]:
+def table(model: type, prefix: str = "") -> list[str]:
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    for name, field in model.model_fields.items():
+    for name, field in fields_of(model).items():
         nested = nested_model(field)
         if nested is not None:
             lines.append(
                 f"| `{prefix}{name}` | see below | the `{name}:` section: [{nested.__name__}](#{nested.__name__.lower()}) |"
             )
             continue
-        lines.append(f"| `{prefix}{name}` | {default_text(name, field)} | {meaning(name, field)} |")
+        lines.append(f"| `{prefix}{name}` | {default_text(name, field)} | {meaning(model, name, field)} |")
     return lines
 
 
 def render() -> str:
     """The whole of docs/settings.md."""
     models = settings_models()
-    nested = {nested_model(field) for model in models for field in model.model_fields.values()} - {None}
+    nested = {nested_model(field) for model in models for field in fields_of(model).values()} - {None}
     parts = [HEADER]
     for model in [m for m in models if m not in nested] + [m for m in models if m in nested]:
-        doc = inspect.cleandoc(model.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+        doc = inspect.cleandoc(model.__doc__ or "").split("\n\n")[0].replace("\n", " ").replace("``", "`")
         prefix = ""
         if model in nested:
-            owners = [m for m in models for name, f in m.model_fields.items() if nested_model(f) is model]
-            keys = sorted({name for m in owners for name, f in m.model_fields.items() if nested_model(f) is model})
+            owners = [m for m in models if any(nested_model(f) is model for f in fields_of(m).values())]
+            keys = sorted({name for m in owners for name, f in fields_of(m).items() if nested_model(f) is model})
             prefix = f"{keys[0]}." if len(keys) == 1 else ""
             doc = f"{doc} Used by {', '.join(m.__name__ for m in owners)}.".strip()
         parts.append(f"## {model.__name__}\n\n{doc}\n\n" + "\n".join(table(model, prefix)) + "\n")

@@ -84,11 +84,11 @@ def bench_train(settings: BenchSettings, runtime: Runtime, progress: Progress) -
     def step() -> None:
         # As the trainer's loop runs it (step_batch): the sampling noise drawn up front (so a
         # compiled forward sees tensors, not a Generator), the loss read back a step late.
-        generator = training.step_generator(0, next(counter), device)
+        generator = training.step_generator(0, next(counter), "noise", device)
         noise = model.draw_noise((settings.batch,), generator, device=device)
         training.train_step(
             step_model, optimizer, rays, pixels, train_settings.lr_init, train_settings, None, runtime,
-            noise=noise, defer=runtime.sync_free_step,
+            noise=noise,
         )  # fmt: skip
 
     flops = model_flops(model.config)

@@ -31,7 +31,7 @@ from mipnerf_cli.evaluation.results import (
     write_results,
 )
 from mipnerf_cli.evaluation.scoring import ScoringJob, image_stem, lpips_scorer, save_images, score_image
-from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.io.staging import StagedFolder
 from mipnerf_cli.reporting import QuietProgress, ReportArg, Reporter, as_reporter
 from mipnerf_cli.runs.trained import load_trained_model_on_ranks
 from mipnerf_cli.runtime import Runtime, from_settings

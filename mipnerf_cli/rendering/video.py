@@ -28,7 +28,7 @@ from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
-from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.io.staging import StagedFolder
 from mipnerf_cli.rendering.frames import PathFrames, write_camera_path
 from mipnerf_cli.rendering.paths import is_path_file, path_frames, path_name
 from mipnerf_cli.rendering.trajectory import read_path_file

@@ -75,6 +75,8 @@ def test_image_rays_cover_the_image():
 
 
 def invoke(*args: str):
+    """`mipnerf bench ARGS` in this process (not the `mipnerf` fixture's): several tests below
+    monkeypatch what bench calls, which a separate process would not see."""
     return CliRunner().invoke(app, ["bench", *args], catch_exceptions=False)
 
 

@@ -166,8 +166,8 @@ def _train_losses(fast_path: bool, steps: int = 20, kernel: str = "auto") -> lis
     losses = []
     for step in range(1, steps + 1):
         batch = slice((step % 10) * 24, (step % 10 + 1) * 24)
-        generator = training.step_generator(0, step, torch.device("cpu"))
-        stats = training.train_step(model, optimizer, rays[batch], pixels[batch], 2e-3, settings, generator)
+        generator = training.step_generator(0, step, "noise", torch.device("cpu"))
+        stats = training.train_step(model, optimizer, rays[batch], pixels[batch], 2e-3, settings, generator).get()
         losses.append(stats.loss)
     return losses
 
@@ -195,8 +195,10 @@ def test_compiled_whole_batch_path_matches_eager():
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         run = [
             training.train_step(
-                model, optimizer, rays, pixels, 1e-3, settings, training.step_generator(0, step, torch.device("cpu"))
-            ).loss
+                model, optimizer, rays, pixels, 1e-3, settings, training.step_generator(0, step, "noise")
+            )
+            .get()
+            .loss
             for step in range(1, 4)
         ]
         losses.append(run)
