@@ -117,7 +117,8 @@ def train_step(
     and the step (gradient, loss, the finite check) is the global batch's on every rank.
     The optimizer is not stepped when the loss is not finite (StepStats.finite False), so
     the parameters stay as they were. `runtime` decides autocast and the CPU fast path
-    (default: float32 on the pixels' device, the fast path as `settings.fast_path` says).
+    (default: float32 on the pixels' device, the fast path and its kernel as `settings.fast_path`
+    and `settings.cpu_kernel` say).
 
     Returns the step's PendingStats; `.get()` reads its StepStats. With `runtime.sync_free_step`
     (CUDA) and a fused Adam (`build_optimizer(..., runtime)`) the host never waits for the
@@ -129,7 +130,7 @@ def train_step(
     from mipnerf_cli.core.losses import mipnerf_loss
 
     if runtime is None:
-        runtime = Runtime(device=pixels.device, fast_path=settings.fast_path)
+        runtime = Runtime(device=pixels.device, fast_path=settings.fast_path, cpu_kernel=settings.cpu_kernel)
 
     for group in optimizer.param_groups:
         group["lr"] = lr
