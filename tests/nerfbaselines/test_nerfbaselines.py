@@ -31,7 +31,7 @@ from mipnerf_cli.nerfbaselines.method import CHECKPOINT_FILE, MipNerfMethod, set
 
 REPO = Path(__file__).resolve().parents[2]
 BLENDER_LOADER = "nerfbaselines.datasets.blender:load_blender_dataset"
-TINY = {"config": "demo", "batch_size": "64", "model.num_samples": "8", "model.netdepth": "2", "cpu_threads": "1"}
+TINY = {"config": "demo", "batch_size": "64", "model.num_samples": "8", "model.netdepth": "2"}
 
 
 def write_tiny_scene(out: Path, size: int = 16) -> Path:
@@ -45,6 +45,14 @@ def write_tiny_scene(out: Path, size: int = 16) -> Path:
         json.dumps({"loader": BLENDER_LOADER, "evaluation_protocol": "nerf", "id": None, "scene": None})
     )
     return out
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """The demo config sets one torch thread for the process (Runtime.apply); later tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
