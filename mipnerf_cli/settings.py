@@ -134,6 +134,9 @@ class TrainSettings(BaseModel):
         description="CPU: each batch in cache-sized blocks of rays over worker threads (same results within float rounding)",
     )
     fast_micro_batch: int = Field(16, gt=0, description="rays per block of the CPU fast path")
+    cpu_kernel: Literal["auto", "mkl", "onednn"] = Field(
+        "auto", description="CPU fast path's matmul kernel: auto (the faster, probed at the MLP's shape), mkl or onednn"
+    )
     fast_workers: int = Field(0, ge=0, description="threads of the CPU fast path (0: one per torch CPU thread)")
     compile: bool = Field(
         False, description="torch.compile the model (for CUDA; on a CPU it gains ~1% for minutes of compiling)"
@@ -434,6 +437,9 @@ class BenchSettings(BaseModel):
     warmup: int = Field(1, ge=0, description="unmeasured iterations first")
     fast_path: bool = Field(True, description="the CPU fast path (blocks of rays over worker threads)")
     fast_micro_batch: int = Field(0, ge=0, description="rays per block of the fast path (0: its default)")
+    cpu_kernel: Literal["auto", "mkl", "onednn"] = Field(
+        "auto", description="the fast path's matmul kernel: auto (the faster, probed), mkl or onednn"
+    )
     fast_workers: int = Field(0, ge=0, description="threads of the fast path (0: one per torch CPU thread)")
     compile: bool = Field(False, description="torch.compile the model (the warm-up pays the compile time)")
     mixed_precision: bool = Field(True, description="CUDA only: bf16 autocast on GPUs with native bf16")

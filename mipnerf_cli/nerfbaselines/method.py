@@ -165,7 +165,6 @@ class MipNerfMethod(Method):
     def train_iteration(self, step: int) -> dict[str, float]:
         """nerfbaselines' step ``step`` (from 0) = the project's step ``step + 1``."""
         from mipnerf_cli.training import (
-            PendingStats,
             learning_rate,
             psnr_from_level_mse,
             step_batch,
@@ -180,10 +179,11 @@ class MipNerfMethod(Method):
         number = step + 1
         rays, pixels, noise, _ = step_batch(settings, number, self.train_set, self.model, device, SINGLE)
         lr = learning_rate(number, settings)
-        generator = step_generator(settings.seed, number, device) if noise is None else None
-        stats = train_step(self.model, self.optimizer, rays, pixels, lr, settings, generator, self.runtime, noise=noise)
-        if isinstance(stats, PendingStats):
-            stats = stats.get()
+        generator = step_generator(settings.seed, number, "noise", device) if noise is None else None
+        pending = train_step(
+            self.model, self.optimizer, rays, pixels, lr, settings, generator, self.runtime, noise=noise
+        )
+        stats = pending.get()
         if not stats.finite:
             raise MipNerfError(f"the loss became {stats.loss} at step {number} (lr {lr:.3g})")
         self.step = number

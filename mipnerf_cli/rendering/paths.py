@@ -8,9 +8,8 @@ a nerfbaselines trajectory, ``"format": "nerfbaselines-v1"``: `rendering.traject
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 import torch
 
@@ -18,6 +17,9 @@ from mipnerf_cli.core.camera_paths import interpolated_poses, mean_camera_distan
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.rendering.frames import PathFrames, resized
 from mipnerf_cli.rendering.trajectory import read_path_file
+
+if TYPE_CHECKING:
+    from mipnerf_cli.runs.trained import SceneCameras
 
 
 class RenderSettings(Protocol):
@@ -30,25 +32,6 @@ class RenderSettings(Protocol):
     elevation: float
     scale: float
     resolution: Optional[tuple[int, int]]
-
-
-@dataclasses.dataclass
-class SceneCameras:
-    """The full-resolution cameras of one split, in capture order (the file's frame order)."""
-
-    cam2world: torch.Tensor  # (I, 3, 4)
-    focal: float
-    width: int
-    height: int
-    near: float
-    far: float
-    folder: Optional[Path] = None  # the scene folder
-    llff: Optional[dict] = None  # an LLFF scene's loader options (factor, spherify, llffhold, ...), else None
-
-    @property
-    def ndc(self) -> bool:
-        """Whether the model sees its rays in NDC (a forward-facing LLFF scene)."""
-        return self.llff is not None and not self.llff["spherify"]
 
 
 def _spheric(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:

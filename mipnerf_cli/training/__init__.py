@@ -1,7 +1,7 @@
 """Training (`mipnerf train`): one module per job, the loop reading top to bottom.
 
-step.py        train_step(model, optimizer, rays, pixels, lr, ...) -> StepStats; the lr schedule;
-               the per-step noise generator (a pure function of (seed, step))
+step.py        train_step(model, optimizer, rays, pixels, lr, ...) -> PendingStats (.get(): StepStats);
+               the lr schedule (the per-step generators: data/sampler.py)
 batch.py       a step's rays, pixels and noise from (seed, step), on the device in one copy
 shards.py      several ranks sharing one step (rank_rows, Shard, wrap_for_ranks)
 setup.py       the scene check, the model, the optimizer, torch.compile
@@ -13,18 +13,17 @@ loop.py        train(): set up a TrainRun, then step, log, save, validate
 The run folder it writes is :mod:`mipnerf_cli.runs`.
 """
 
+from mipnerf_cli.data.sampler import step_generator, step_seed
 from mipnerf_cli.training.batch import packed_copy, step_batch, to_device
 from mipnerf_cli.training.loop import TrainResult, TrainRun, train
 from mipnerf_cli.training.resume import Start, find_start
-from mipnerf_cli.training.setup import build_model, build_optimizer, check_scene, load_optimizer_state
+from mipnerf_cli.training.setup import SkippableAdam, build_model, build_optimizer, check_scene, load_optimizer_state
 from mipnerf_cli.training.shards import Shard, rank_rows, rank_slice, wrap_for_ranks
 from mipnerf_cli.training.step import (
     PendingStats,
     StepStats,
     learning_rate,
     psnr_from_level_mse,
-    step_generator,
-    step_seed,
     train_step,
 )
 from mipnerf_cli.training.stop import STOP_SIGNALS, StopRequest
@@ -34,6 +33,7 @@ __all__ = [
     "STOP_SIGNALS",
     "PendingStats",
     "Shard",
+    "SkippableAdam",
     "Start",
     "StepStats",
     "StopRequest",

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from torch import nn
 
+from mipnerf_cli.data.sampler import step_generator
 from mipnerf_cli.distributed import SINGLE, Context, PeerError, check_batch_split
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import SILENT, Progress, ReportArg, Reporter, as_reporter, quiet_progress
@@ -35,11 +36,9 @@ from mipnerf_cli.training.setup import (
 )
 from mipnerf_cli.training.shards import wrap_for_ranks
 from mipnerf_cli.training.step import (
-    PendingStats,
     StepStats,
     learning_rate,
     psnr_from_level_mse,
-    step_generator,
     train_step,
 )
 from mipnerf_cli.training.stop import STOP_SIGNALS, StopRequest
@@ -305,20 +304,20 @@ def _loop(run: TrainRun) -> TrainResult:
                 stop_vote=STOP_SIGNALS.index(stop.signal_name),
             )
             lr = learning_rate(step, settings)
-            generator = step_generator(settings.seed, step, device) if noise is None else None
+            generator = step_generator(settings.seed, step, "noise", device) if noise is None else None
             stats = train_step(
                 run.step_model, run.optimizer, rays, pixels, lr, settings, generator, run.runtime,
-                noise=noise, shard=shard, defer=run.runtime.sync_free_step,
+                noise=noise, shard=shard,
             )  # fmt: skip
             if pending is not None:
                 last, pending = run.account(*pending[:3], pending[3].get()), None
             seconds = time.perf_counter() - tic
             logs = step % settings.log_interval == 0 or step == settings.max_steps
             checks = step % settings.check_interval == 0 or step == settings.max_steps
-            if isinstance(stats, PendingStats) and not (logs or checks):
+            if stats.deferred and not (logs or checks):
                 pending = (step, lr, seconds, stats)
             else:
-                last = run.account(step, lr, seconds, stats.get() if isinstance(stats, PendingStats) else stats)
+                last = run.account(step, lr, seconds, stats.get())
 
             if logs:
                 run.log_window(lr)

@@ -43,11 +43,34 @@ def build_model(settings: TrainSettings) -> nn.Module:
         return MipNerf(settings.model.to_model_config())
 
 
-def build_optimizer(model: nn.Module, settings: TrainSettings, runtime: Runtime | None = None) -> torch.optim.Optimizer:
+class SkippableAdam(torch.optim.Adam):
+    """torch's Adam whose step takes `found_inf`: a device tensor, 1.0 to skip the update
+    (moments and step counts included), which the fused implementation reads without the
+    host waiting for the device. torch's Adam.step reads it from the optimizer's attributes
+    (where torch's GradScaler puts it); this step argument keeps that inside the optimizer."""
+
+    @property
+    def fused(self) -> bool:
+        """Whether every parameter group runs the fused implementation (the one that reads `found_inf`)."""
+        return all(group.get("fused") for group in self.param_groups)
+
+    def step(self, closure=None, found_inf: torch.Tensor | None = None):
+        if found_inf is None:
+            return super().step(closure)
+        if not self.fused:
+            raise ValueError("found_inf needs the fused Adam (fused=True)")
+        self.found_inf = found_inf
+        try:
+            return super().step(closure)
+        finally:
+            del self.found_inf
+
+
+def build_optimizer(model: nn.Module, settings: TrainSettings, runtime: Runtime | None = None) -> SkippableAdam:
     """Adam; fused (one kernel for all parameters, a device flag to skip a step) under the
     sync-free step of CUDA (`runtime.sync_free_step`), torch's default implementation elsewhere."""
     fused = runtime is not None and runtime.sync_free_step
-    return torch.optim.Adam(
+    return SkippableAdam(
         model.parameters(),
         lr=settings.lr_init,
         betas=(settings.adam_beta1, settings.adam_beta2),

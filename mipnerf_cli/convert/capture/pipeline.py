@@ -20,7 +20,7 @@ from mipnerf_cli.convert.capture.sources import read_source, require_photo_files
 from mipnerf_cli.convert.capture.writer import GENERATOR, TRANSFORMS, Frame, PinholeCamera, write_scene
 from mipnerf_cli.data.layout import SCENE_KINDS, depth_bounds, detect_scene_kind, layout_spread_deg, reliable_points
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.io.staging import StagedFolder
 from mipnerf_cli.reporting import Reporter
 
 

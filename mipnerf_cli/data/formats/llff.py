@@ -1,17 +1,19 @@
 """LLFF (forward-facing) and 360° captures as an ImageSet, as google/mipnerf's ``LLFF`` loader.
 
 The cameras come from ``poses_bounds.npy`` (below), or from a nerfstudio / instant-ngp
-``transforms.json`` or a COLMAP model, which ``data/capture.py`` turns into the same arrays
+``transforms.json`` or a COLMAP model, which ``formats/capture.py`` turns into the same arrays
 (their own pinhole intrinsics fx, fy, cx, cy are kept for the rays); from there one pipeline.
 
 A scene folder holds ``poses_bounds.npy`` (N x 17: per image a flattened 3x5 matrix
 ``[down, right, back, position, (H, W, focal)]`` and the near / far depth bounds) and
 ``images/`` (``images_<factor>/`` for a smaller copy). The loader, step by step as the
-reference (``internal/datasets.py``) does it, with the same float32 / float64 mix:
+reference (``internal/datasets.py``) does it, with the same float32 / float64 mix (the pose
+math is ``formats/llff_poses.py``):
 
 1. images sorted by file name (names ending in JPG, jpg or png); H, W from the images and
    focal / factor;
-2. axes reordered to ``[right, up, back]`` (camera looks down -z, as the Blender scenes);
+2. axes reordered to ``[right, up, back]`` (camera looks down -z, as the Blender scenes;
+   ``opengl_from_llff``);
 3. positions and bounds scaled by ``1 / (0.75 * min near)``;
 4. recentred on the average pose;
 5. with ``spherify``, recentred on the point closest to all optical axes and scaled to the
@@ -40,13 +42,21 @@ import numpy as np
 import torch
 
 from mipnerf_cli.core.rays import RayBundle, pinhole_rays
-from mipnerf_cli.data.cameras import pix2cam_from_intrinsics, pix2cam_matrices
+from mipnerf_cli.data.cameras import SplitCameras, pix2cam_from_intrinsics, pix2cam_matrices
 from mipnerf_cli.data.formats.capture import (
     POSES_BOUNDS,
     capture_format,
     llff_poses,
     read_capture_cameras,
     resolve_spherify,
+)
+from mipnerf_cli.data.formats.llff_poses import (
+    SPIRAL_VIEWS,
+    ndc_rays,
+    opengl_from_llff,
+    recenter_poses,
+    spherify_poses,
+    spiral_poses,
 )
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
@@ -55,111 +65,6 @@ from mipnerf_cli.errors import MipNerfError
 
 IMAGE_ENDINGS = ("JPG", "jpg", "png")  # what the reference accepts (case-sensitive)
 LLFFHOLD = 8
-SPIRAL_VIEWS = 120
-
-
-# ----------------------------------------------------------------------------- pose algebra
-# Ports of the reference's helpers; numpy, same dtypes (poses float32, mixed float64 steps).
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x)
-
-
-def view_matrix(z: np.ndarray, up: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """(3, 4) camera-to-world with back axis ``z``, roughly ``up``, at ``position``."""
-    back = _normalize(z)
-    right = _normalize(np.cross(up, back))
-    true_up = _normalize(np.cross(back, right))
-    return np.stack([right, true_up, back, position], 1)
-
-
-def average_pose(poses: np.ndarray) -> np.ndarray:
-    """(3, 5) mean pose of ``poses`` (N, 3, 5): mean centre, summed back and up axes; hwf of pose 0."""
-    hwf = poses[0, :3, -1:]
-    center = poses[:, :3, 3].mean(0)
-    back = _normalize(poses[:, :3, 2].sum(0))
-    up = poses[:, :3, 1].sum(0)
-    return np.concatenate([view_matrix(back, up, center), hwf], 1)
-
-
-def recenter_poses(poses: np.ndarray) -> np.ndarray:
-    """``poses`` (N, 3, 5) expressed in the frame of their average pose (the hwf column kept)."""
-    bottom = np.reshape([0, 0, 0, 1.0], [1, 4])
-    average = np.concatenate([average_pose(poses)[:3, :4], bottom], -2)
-    square = np.concatenate([poses[:, :3, :4], np.tile(bottom[None], [poses.shape[0], 1, 1])], -2)
-    out = poses.copy()
-    out[:, :3, :4] = (np.linalg.inv(average) @ square)[:, :3, :4]
-    return out
-
-
-def spiral_poses(poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS, turns: int = 2) -> np.ndarray:
-    """The reference's video path: ``num_views`` (3, 4) float32 poses on a ``turns``-turn spiral
-    around the average pose, looking at the focus depth 1/(0.25/(0.9 min near) + 0.75/(5 max far))."""
-    average = average_pose(poses)
-    up = _normalize(poses[:, :3, 1].sum(0))
-    close_depth, inf_depth = bounds.min() * 0.9, bounds.max() * 5.0
-    focus = 1.0 / ((1.0 - 0.75) / close_depth + 0.75 / inf_depth)
-    radii = np.array(list(np.percentile(np.abs(poses[:, :3, 3]), 90, 0)) + [1.0])
-    out = []
-    for theta in np.linspace(0.0, 2.0 * np.pi * turns, num_views + 1)[:-1]:
-        centre = np.dot(average[:3, :4], np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * 0.5), 1.0]) * radii)
-        back = _normalize(centre - np.dot(average[:3, :4], np.array([0, 0, -focus, 1.0])))
-        out.append(view_matrix(back, up, centre))
-    return np.array(out).astype(np.float32)
-
-
-def _homogeneous(p: np.ndarray) -> np.ndarray:
-    return np.concatenate([p, np.tile(np.eye(4)[-1][None, None], [p.shape[0], 1, 1])], 1)
-
-
-def spherify_poses(
-    poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS
-) -> tuple[np.ndarray, np.ndarray]:
-    """360° captures: poses (N, 3, 5) moved so the point nearest every optical axis is the
-    origin and scaled so the cameras lie on average on the unit sphere; ``bounds`` is scaled
-    in place. Returns the new (N, 3, 5) poses and the (num_views, 3, 4) circle path."""
-    axes, centres = poses[:, :3, 2:3], poses[:, :3, 3:4]
-    a = np.eye(3) - axes * np.transpose(axes, [0, 2, 1])
-    b = -a @ centres
-    centre = np.squeeze(-np.linalg.inv((np.transpose(a, [0, 2, 1]) @ a).mean(0)) @ b.mean(0))
-    up = _normalize((poses[:, :3, 3] - centre).mean(0))
-    right = _normalize(np.cross([0.1, 0.2, 0.3], up))
-    forward = _normalize(np.cross(up, right))
-    frame = np.stack([right, forward, up, centre], 1)
-    reset = np.linalg.inv(_homogeneous(frame[None])) @ _homogeneous(poses[:, :3, :4])
-    radius = np.sqrt(np.mean(np.sum(np.square(reset[:, :3, 3]), -1)))
-    scale = 1.0 / radius
-    reset[:, :3, 3] *= scale
-    bounds *= scale
-    radius *= scale
-    height = np.mean(reset[:, :3, 3], 0)[2]
-    circle = np.sqrt(radius**2 - height**2)
-    path = []
-    for theta in np.linspace(0.0, 2.0 * np.pi, num_views):
-        position = np.array([circle * np.cos(theta), circle * np.sin(theta), height])
-        back = _normalize(position)
-        right = _normalize(np.cross(back, np.array([0, 0, -1.0])))
-        path.append(np.stack([right, _normalize(np.cross(back, right)), back, position], 1))
-    hwf = np.broadcast_to(poses[0, :3, -1:], (poses.shape[0], 3, 1))
-    return np.concatenate([reset[:, :3, :4], hwf], -1), np.stack(path, 0)
-
-
-# ----------------------------------------------------------------------------- NDC rays
-
-
-def ndc_rays(origins: np.ndarray, directions: np.ndarray, focal, width, height, near: float = 1.0):
-    """World rays ``(..., 3)`` -> NDC origins and directions ``(..., 3)`` (the reference's
-    ``convert_to_ndc``): origins moved to z = -near, then the forward-facing projection.
-    focal, width, height broadcast against the leading dimensions."""
-    t = -(near + origins[..., 2]) / directions[..., 2]
-    origins = origins + t[..., None] * directions
-    dx, dy, dz = np.moveaxis(directions, -1, 0)
-    ox, oy, oz = np.moveaxis(origins, -1, 0)
-    fx, fy = 2 * focal / width, 2 * focal / height
-    ndc_origins = np.stack([-fx * (ox / oz), -fy * (oy / oz), 1 + 2 * near / oz], -1)
-    ndc_directions = np.stack([-fx * (dx / dz - ox / oz), -fy * (dy / dz - oy / oz), -2 * near / oz], -1)
-    return ndc_origins, ndc_directions
 
 
 @dataclasses.dataclass(eq=False)
@@ -180,33 +85,10 @@ class LlffImageSet(ImageSet):
         if not self.ndc:
             return world
         heights = np.array(self.heights, dtype=np.int64)[image]
-        widths = self._widths_np[image]
-        focal = self.focal.numpy()[image]
-        origins = self._origins_np[image]
-        matrix = self._ray_matrix_np[image]
-
-        def ndc_at(c, r):
-            directions = matrix[..., 0] * (c + 0.5)[:, None] + matrix[..., 1] * (r + 0.5)[:, None] + matrix[..., 2]
-            return ndc_rays(np.broadcast_to(origins, directions.shape), directions, focal, widths, heights)
-
-        ndc_origins, ndc_directions = ndc_at(col, row)
-        # Distances to the next row's / column's NDC origin. The reference pads the (H-1)-row
-        # table of distances with its entry ``[-2]``, so the last row gets the distance
-        # between rows H-3 and H-2 (not H-2 and H-1); the last column likewise.
-        r0 = np.maximum(np.where(row >= heights - 1, heights - 3, row), 0)
-        c0 = np.maximum(np.where(col >= widths - 1, widths - 3, col), 0)
-        dx = np.linalg.norm(ndc_at(col, r0)[0] - ndc_at(col, r0 + 1)[0], axis=-1)
-        dy = np.linalg.norm(ndc_at(c0, row)[0] - ndc_at(c0 + 1, row)[0], axis=-1)
-        radii = (0.5 * (dx + dy))[:, None] * 2 / math.sqrt(12)
-        return RayBundle(
-            origins=torch.from_numpy(ndc_origins.astype(np.float32)),
-            directions=torch.from_numpy(ndc_directions.astype(np.float32)),
-            viewdirs=world.directions,
-            radii=torch.from_numpy(radii.astype(np.float32)),
-            near=world.near,
-            far=world.far,
-            lossmult=world.lossmult,
-        )
+        return ndc_bundle(
+            world, self._origins_np[image], self._ray_matrix_np[image], col, row,
+            self.focal.numpy()[image], self._widths_np[image], heights,
+        )  # fmt: skip
 
     def pose_rays(self, cam2world: torch.Tensor, width: int, height: int, focal: float) -> RayBundle:
         """The H*W rays (row-major) of a camera at ``cam2world`` (3, 4) with this scene's ray
@@ -214,29 +96,70 @@ class LlffImageSet(ImageSet):
         return pose_rays(cam2world, width, height, focal, self.near, self.far, self.ndc)
 
 
+def uses_ndc(kind: str, spherify: bool) -> bool:
+    """Whether a model of a scene of `kind` ("blender", "multiscale", "llff") sees its rays in
+    NDC: forward-facing captures (not spherified) do, as in the reference. The one NDC rule."""
+    return kind == "llff" and not spherify
+
+
+def ndc_bundle(world: RayBundle, origins, matrix, col, row, focal, widths, heights) -> RayBundle:
+    """The NDC rays of pixels (col, row) (B,) whose world rays are `world`: camera centres
+    `origins` (B|1, 3), ray matrices ``cam2world[:3, :3] @ pix2cam`` `matrix` (B|1, 3, 3), and
+    `focal`, `widths`, `heights` (B|1,) of their images (module docstring: the view direction
+    stays the world one; the radius comes from the neighbouring pixels' NDC origins)."""
+
+    def ndc_at(c, r):
+        directions = matrix[..., 0] * (c + 0.5)[:, None] + matrix[..., 1] * (r + 0.5)[:, None] + matrix[..., 2]
+        return ndc_rays(np.broadcast_to(origins, directions.shape), directions, focal, widths, heights)
+
+    ndc_origins, ndc_directions = ndc_at(col, row)
+    # Distances to the next row's / column's NDC origin. The reference pads the (H-1)-row
+    # table of distances with its entry ``[-2]``, so the last row gets the distance
+    # between rows H-3 and H-2 (not H-2 and H-1); the last column likewise.
+    r0 = np.maximum(np.where(row >= heights - 1, heights - 3, row), 0)
+    c0 = np.maximum(np.where(col >= widths - 1, widths - 3, col), 0)
+    dx = np.linalg.norm(ndc_at(col, r0)[0] - ndc_at(col, r0 + 1)[0], axis=-1)
+    dy = np.linalg.norm(ndc_at(c0, row)[0] - ndc_at(c0 + 1, row)[0], axis=-1)
+    radii = (0.5 * (dx + dy))[:, None] * 2 / math.sqrt(12)
+    return RayBundle(
+        origins=torch.from_numpy(ndc_origins.astype(np.float32)),
+        directions=torch.from_numpy(ndc_directions.astype(np.float32)),
+        viewdirs=world.directions,
+        radii=torch.from_numpy(radii.astype(np.float32)),
+        near=world.near,
+        far=world.far,
+        lossmult=world.lossmult,
+    )
+
+
 def pose_rays(
     cam2world: torch.Tensor, width: int, height: int, focal: float, near: float, far: float, ndc: bool
 ) -> RayBundle:
     """The H*W rays (row-major) of a pinhole camera at ``cam2world`` (3, 4), in NDC when ``ndc``
-    (the same rule as the training rays of an LLFF scene)."""
+    (the same rule as the training rays of an LLFF scene: :func:`ndc_bundle`)."""
     if not ndc:
         return pinhole_rays(cam2world, width, height, focal, near, far)
-    camera = LlffImageSet(
-        names=["pose"],
-        images=[torch.zeros(height, width, 4, dtype=torch.uint8)],
-        heights=[height],
-        widths=[width],
-        levels=[0],
-        cam2world=torch.as_tensor(cam2world, dtype=torch.float64)[None],
-        focal=torch.tensor([float(focal)], dtype=torch.float64),
-        pix2cam=torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height])),
-        lossmult=torch.ones(1),
-        near=near,
-        far=far,
-        white_bkgd=False,
-        ndc=ndc,
+    c2w = torch.as_tensor(cam2world, dtype=torch.float64)[:3]
+    pix2cam = torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height]))
+    matrix = (c2w[None, :, :3] @ pix2cam).numpy()  # as ImageSet's ray matrices
+    c2w = c2w.numpy()
+    local = np.arange(height * width, dtype=np.int64)
+    row = local // width
+    col = local - row * width
+    directions = matrix[..., 0] * (col + 0.5)[:, None] + matrix[..., 1] * (row + 0.5)[:, None] + matrix[..., 2]
+    count = height * width
+    ones = torch.ones(count, 1, dtype=torch.float32)
+    world = RayBundle(
+        origins=torch.from_numpy(np.broadcast_to(c2w[:, 3], (count, 3)).astype(np.float32)),
+        directions=torch.from_numpy(directions.astype(np.float32)),
+        viewdirs=torch.from_numpy((directions / np.linalg.norm(directions, axis=-1, keepdims=True)).astype(np.float32)),
+        radii=ones.clone(),
+        near=ones * near,
+        far=ones * far,
+        lossmult=ones.clone(),
     )
-    return camera.image_rays(0)[0]
+    size = np.array([width]), np.array([height])
+    return ndc_bundle(world, c2w[None, :, 3], matrix, col, row, np.array([float(focal)]), *size)
 
 
 def video_poses(
@@ -331,7 +254,7 @@ class CameraArrays:
 
 
 def read_cameras(path: Path, factor: int) -> CameraArrays:
-    """The cameras of the capture at ``path`` in any of the formats of ``data/capture.py``."""
+    """The cameras of the capture at ``path`` in any of the formats of ``formats/capture.py``."""
     if capture_format(path) in ("nerfstudio", "colmap"):
         cameras = read_capture_cameras(path, factor)
         poses, bounds = llff_poses(cameras)
@@ -409,13 +332,10 @@ def read_capture(
         intrinsics, undistort = pinhole_intrinsics(
             cameras.intrinsics / max(factor, 1), cameras.distortion, height, width
         )
-    poses = poses.transpose([1, 2, 0])  # (3, 5, N), the reference's layout for these steps
-    bounds = bounds.transpose([1, 0])
-    poses[:2, 4, :] = np.array([height, width]).reshape([2, 1])
-    poses[2, 4, :] = poses[2, 4, :] * 1.0 / max(factor, 1)
-    poses = np.concatenate([poses[:, 1:2, :], -poses[:, 0:1, :], poses[:, 2:, :]], 1)
-    poses = np.moveaxis(poses, -1, 0).astype(np.float32)
-    bounds = np.moveaxis(bounds, -1, 0).astype(np.float32)
+    poses[:, :2, 4] = np.array([height, width])
+    poses[:, 2, 4] = poses[:, 2, 4] * 1.0 / max(factor, 1)
+    poses = opengl_from_llff(poses).astype(np.float32)
+    bounds = bounds.astype(np.float32)
     scale = 1.0 / (bounds.min() * 0.75)
     poses[:, :3, 3] *= scale
     bounds *= scale
@@ -452,6 +372,76 @@ def split_indices(count: int, split: str, llffhold: int, where: Path) -> np.ndar
     return test
 
 
+@dataclasses.dataclass(eq=False)
+class LlffCameras(SplitCameras):
+    """The cameras of one split of a capture (:func:`llff_cameras`), with what the loader needs
+    besides: spherified (360°), render_poses (V, 3, 4) float64 or None, and per image None or the
+    cv2 maps that undistort it."""
+
+    spherified: bool = False
+    render_poses: torch.Tensor | None = None
+    undistort: list | None = None
+
+
+def llff_cameras(
+    path: Path,
+    split: str,
+    factor: int = 0,
+    spherify: bool | None = False,
+    llffhold: int = LLFFHOLD,
+    near: float | None = None,
+    far: float | None = None,
+    num_views: int = SPIRAL_VIEWS,
+) -> LlffCameras:
+    """The cameras of one split ("train", or "test" / "val": the held-out images) of a capture,
+    from its poses and the image headers (no pixels); the arguments as :func:`load_llff`'s."""
+    path = Path(path)
+    spherify = resolve_spherify(path, spherify)
+    capture = read_capture(path, factor, spherify, "train" if split == "train" else "test", num_views)
+    indices = split_indices(len(capture.files), split, llffhold, capture.source)
+    if len(indices) == 0:
+        raise MipNerfError(f"{path}: the {split} split is empty with llffhold {llffhold}; use a larger llffhold")
+    if near is None:
+        near = float(0.9 * capture.bounds.min()) if spherify else 0.0
+    if far is None:
+        far = float(capture.bounds.max()) if spherify else 1.0
+    height, width = capture.height, capture.width
+    count = len(indices)
+    focal = capture.focal
+    if capture.intrinsics is None:
+        focals = [focal] * count
+        pix2cam = pix2cam_matrices(focals, [width] * count, [height] * count)
+    else:
+        intrinsics = capture.intrinsics[indices]
+        if not spherify and not np.allclose(capture.intrinsics[:, 0], focal, rtol=1e-6, atol=0):
+            raise MipNerfError(
+                f"{capture.source}: the images have different focal lengths, which a forward-facing (NDC) scene "
+                "cannot take (NDC has one focal); use one shared camera, or --spherify for a 360° capture"
+            )
+        focals = intrinsics[:, 0].tolist()
+        pix2cam = pix2cam_from_intrinsics(intrinsics)
+    names = image_names(capture.files, path)
+    return LlffCameras(
+        names=[names[i] for i in indices],
+        files=[capture.files[i] for i in indices],
+        heights=[height] * count,
+        widths=[width] * count,
+        levels=[0] * count,
+        cam2world=torch.from_numpy(np.ascontiguousarray(capture.poses[indices, :3, :4], dtype=np.float64)),
+        focal=torch.tensor(focals, dtype=torch.float64),
+        pix2cam=torch.from_numpy(pix2cam),
+        lossmult=torch.ones(count, dtype=torch.float32),
+        near=near,
+        far=far,
+        multiscale=False,
+        spherified=spherify,
+        render_poses=None
+        if capture.render_poses is None
+        else torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64)),
+        undistort=None if capture.undistort is None else [capture.undistort[i] for i in indices],
+    )
+
+
 def load_llff(
     path: Path,
     split: str,
@@ -472,35 +462,11 @@ def load_llff(
     reproduces the reference exactly (whose config values are used as they are).
     spherify None: the scene's kind (``capture.resolve_spherify``).
     """
-    path = Path(path)
-    spherify = resolve_spherify(path, spherify)
-    capture = read_capture(path, factor, spherify, "train" if split == "train" else "test", num_views)
-    indices = split_indices(len(capture.files), split, llffhold, capture.source)
-    if len(indices) == 0:
-        raise MipNerfError(f"{path}: the {split} split is empty with llffhold {llffhold}; use a larger llffhold")
-    if near is None:
-        near = float(0.9 * capture.bounds.min()) if spherify else 0.0
-    if far is None:
-        far = float(capture.bounds.max()) if spherify else 1.0
-    height, width = capture.height, capture.width
-    files = [capture.files[i] for i in indices]
-    count = len(files)
-    focal = capture.focal
-    if capture.intrinsics is None:
-        focals = [focal] * count
-        pix2cam = pix2cam_matrices(focals, [width] * count, [height] * count)
-    else:
-        intrinsics = capture.intrinsics[indices]
-        if not spherify and not np.allclose(capture.intrinsics[:, 0], focal, rtol=1e-6, atol=0):
-            raise MipNerfError(
-                f"{capture.source}: the images have different focal lengths, which a forward-facing (NDC) scene "
-                "cannot take (NDC has one focal); use one shared camera, or --spherify for a 360° capture"
-            )
-        focals = intrinsics[:, 0].tolist()
-        pix2cam = pix2cam_from_intrinsics(intrinsics)
-    pixels = np.empty((len(files) * height * width, 4), dtype=np.uint8)
-
-    undistort = [None] * count if capture.undistort is None else [capture.undistort[i] for i in indices]
+    cameras = llff_cameras(path, split, factor, spherify, llffhold, near, far, num_views)
+    files, count = cameras.files, len(cameras.files)
+    height, width = cameras.heights[0], cameras.widths[0]
+    pixels = np.empty((count * height * width, 4), dtype=np.uint8)
+    undistort = cameras.undistort or [None] * count
 
     def decode(k: int) -> None:
         rgba = read_rgba(files[k])
@@ -510,26 +476,12 @@ def load_llff(
             rgba = undistort_image(rgba, undistort[k])
         pixels[k * height * width : (k + 1) * height * width] = rgba.reshape(-1, 4)
 
-    run_in_threads(decode, len(files), workers, progress)
-    pixels_t = torch.from_numpy(pixels)
-    return LlffImageSet(
-        names=[image_names(capture.files, path)[i] for i in indices],
-        images=[pixels_t[k * height * width : (k + 1) * height * width].view(height, width, 4) for k in range(count)],
-        heights=[height] * count,
-        widths=[width] * count,
-        levels=[0] * count,
-        cam2world=torch.from_numpy(np.ascontiguousarray(capture.poses[indices, :3, :4], dtype=np.float64)),
-        focal=torch.tensor(focals, dtype=torch.float64),
-        pix2cam=torch.from_numpy(pix2cam),
-        lossmult=torch.ones(count, dtype=torch.float32),
-        near=near,
-        far=far,
-        white_bkgd=white_bkgd,
-        multiscale=False,
-        pixels_rgba=pixels_t,
-        ndc=not spherify,
-        spherified=spherify,
-        render_poses=None
-        if capture.render_poses is None
-        else torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64)),
+    run_in_threads(decode, count, workers, progress)
+    return LlffImageSet.from_cameras(
+        cameras,
+        pixels,
+        white_bkgd,
+        ndc=uses_ndc("llff", cameras.spherified),
+        spherified=cameras.spherified,
+        render_poses=cameras.render_poses,
     )
