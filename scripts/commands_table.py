@@ -63,7 +63,7 @@ def rows(command, defaults: dict) -> list[str]:
         if getattr(param, "hidden", False):
             continue
         if param.param_type_name == "argument":
-            name = f"`{param.name.upper()}`"
+            name = f"`{param.metavar or param.name.upper()}`"
         else:
             name = " / ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
         lines.append(f"| {name} | {default_text(param, defaults)} | {cell(getattr(param, 'help', '') or '')} |")

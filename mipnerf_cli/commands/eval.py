@@ -13,19 +13,22 @@ from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.options import (
     ChunkOption,
     CkptOption,
+    ConfigOption,
     CpuThreadsOption,
     DataOption,
     DeviceOption,
     ProgressOption,
+    RunArgument,
     RunOption,
+    run_settings,
 )
 from mipnerf_cli.console import ConsoleReporter, console, info
 
 
 def eval_command(
     ctx: typer.Context,
-    run: RunOption = None,
-    ckpt: CkptOption = None,
+    run_path: RunArgument = None,
+    config: ConfigOption = None,
     data: DataOption = None,
     scale: Annotated[
         Optional[int],
@@ -35,10 +38,11 @@ def eval_command(
             "multiscale scene. Default: every level in the data.",
         ),
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="Which split to score.")] = "test",
+    split: Annotated[Optional[str], typer.Option("--split", help="Which split to score: test, val or train.")] = None,
     save_image: Annotated[
-        bool, typer.Option("--save-image", help="Also write rendered RGB, depth, accumulation and ground truth PNGs.")
-    ] = False,
+        Optional[bool],
+        typer.Option("--save-image", help="Also write rendered RGB, depth, accumulation and ground truth PNGs."),
+    ] = None,
     limit: Annotated[
         Optional[int], typer.Option("--limit", help="Score only the first K images of each level.")
     ] = None,
@@ -50,32 +54,24 @@ def eval_command(
             "run's training downscale (a model trained at 1/8 is scored at 1/8).",
         ),
     ] = None,
-    chunk: ChunkOption = 8192,
-    device: DeviceOption = "auto",
+    chunk: ChunkOption = None,
+    device: DeviceOption = None,
     cpu_threads: CpuThreadsOption = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.")] = None,
-    progress: ProgressOption = True,
+    progress: ProgressOption = None,
     nproc: NprocOption = None,
+    run: RunOption = None,
+    ckpt: CkptOption = None,
 ) -> None:
-    """Render the test images with a trained model and write <run>/eval/<step>/results.json."""
+    """Render the test images of RUN with its trained model and write <run>/eval/<step>/results.json."""
     from mipnerf_cli.evaluation import evaluate
     from mipnerf_cli.settings import EvalSettings
 
-    settings = EvalSettings(
-        run=run,
-        ckpt=ckpt,
-        data=data,
-        scale=scale,
-        split=split,
-        save_image=save_image,
-        limit=limit,
-        downscale=downscale,
-        chunk=chunk,
-        device=device,
-        cpu_threads=cpu_threads,
-        out=out,
-        progress=progress,
-    )
+    flags = dict(
+        data=data, scale=scale, split=split, save_image=save_image, limit=limit, downscale=downscale,
+        chunk=chunk, device=device, cpu_threads=cpu_threads, out=out, progress=progress,
+    )  # fmt: skip
+    settings = run_settings(EvalSettings, config, flags, run_path, run, ckpt)
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device)
     results, folder = launch.in_process_group(

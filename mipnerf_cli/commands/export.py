@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from mipnerf_cli.commands.options import CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption
+from mipnerf_cli.commands.options import (
+    CkptOption,
+    ConfigOption,
+    CpuThreadsOption,
+    DataOption,
+    DeviceOption,
+    ProgressOption,
+    RunArgument,
+    RunOption,
+    one_of,
+    run_settings,
+)
 from mipnerf_cli.console import ProgressBar, info
 
 STAGES = {"density": "density grid", "colours": "vertex colours", "views": "training views"}
@@ -42,24 +53,24 @@ class StageBars:
 
 
 def export_command(
-    run: Annotated[
-        Optional[Path],
-        typer.Argument(help="Run folder written by `mipnerf train` (its newest checkpoint), or use --ckpt."),
-    ] = None,
-    ckpt: CkptOption = None,
+    run_path: RunArgument = None,
+    config: ConfigOption = None,
     data: DataOption = None,
     what: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--what", help="mesh (marching cubes of the density) or pointcloud (rendered depth of the training views)."
         ),
-    ] = "mesh",
+    ] = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="The PLY file. Default: <run>/export/<what>.ply.")
     ] = None,
-    resolution: Annotated[
-        int, typer.Option("--resolution", help="mesh: grid points per axis over the scene's bounds.")
-    ] = 256,
+    grid: Annotated[
+        Optional[int],
+        typer.Option(
+            "--grid", help="mesh: grid points per axis over the scene's bounds (the older --resolution still works)."
+        ),
+    ] = None,
     threshold: Annotated[
         Optional[float],
         typer.Option(
@@ -67,54 +78,54 @@ def export_command(
         ),
     ] = None,
     keep_all: Annotated[
-        bool, typer.Option("--keep-all", help="mesh: keep every piece, not only the largest connected one.")
-    ] = False,
+        Optional[bool], typer.Option("--keep-all", help="mesh: keep every piece, not only the largest connected one.")
+    ] = None,
     min_acc: Annotated[
-        float, typer.Option("--min-acc", help="pointcloud: least accumulated opacity of a pixel that gives a point.")
-    ] = 0.95,
+        Optional[float],
+        typer.Option("--min-acc", help="pointcloud: least accumulated opacity of a pixel that gives a point."),
+    ] = None,
     neighbours: Annotated[
-        int, typer.Option("--neighbours", help="pointcloud: k nearest neighbours of the outlier removal.")
-    ] = 16,
+        Optional[int], typer.Option("--neighbours", help="pointcloud: k nearest neighbours of the outlier removal.")
+    ] = None,
     std_ratio: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             "--std-ratio", help="pointcloud: drop points whose mean k-NN distance is above mean + STD_RATIO std."
         ),
-    ] = 2.0,
+    ] = None,
     chunk: Annotated[
-        int, typer.Option("--chunk", help="Points or rays per forward pass; lower it if the device runs out of memory.")
-    ] = 65536,
-    device: DeviceOption = "auto",
+        Optional[int],
+        typer.Option("--chunk", help="Points or rays per forward pass; lower it if the device runs out of memory."),
+    ] = None,
+    device: DeviceOption = None,
     cpu_threads: CpuThreadsOption = None,
-    progress: ProgressOption = True,
+    progress: ProgressOption = None,
+    run: RunOption = None,
+    ckpt: CkptOption = None,
+    resolution: Annotated[
+        Optional[int], typer.Option("--resolution", hidden=True, help="The older spelling of --grid.")
+    ] = None,
 ) -> None:
-    """Export a trained model's geometry: a coloured mesh or point cloud as a PLY file."""
-    from mipnerf_cli.export.geometry import ExportSettings, export_geometry
+    """Export the geometry of RUN's trained model: a coloured mesh or point cloud as a PLY file."""
+    from mipnerf_cli.export.geometry import export_geometry
+    from mipnerf_cli.settings import ExportSettings
 
-    settings = ExportSettings(
-        run=run,
-        ckpt=ckpt,
-        data=data,
-        what=what,
-        out=out,
-        resolution=resolution,
-        threshold=threshold,
-        keep_all=keep_all,
-        min_acc=min_acc,
-        neighbours=neighbours,
-        std_ratio=std_ratio,
-        chunk=chunk,
-        device=device,
-        cpu_threads=cpu_threads,
-    )
-    with StageBars(progress) as bars:
+    flags = dict(
+        data=data, what=what, out=out, grid=one_of(("--grid", grid), ("--resolution", resolution)),
+        threshold=threshold, keep_all=keep_all, min_acc=min_acc, neighbours=neighbours, std_ratio=std_ratio,
+        chunk=chunk, device=device, cpu_threads=cpu_threads, progress=progress,
+    )  # fmt: skip
+    settings = run_settings(ExportSettings, config, flags, run_path, run, ckpt)
+    with StageBars(settings.progress) as bars:
         result = export_geometry(settings, progress=bars)
     if result.what == "mesh":
         low, high = result.density_range
         how = "chosen from the density histogram" if result.threshold_chosen else "given"
-        info(f"density on the {resolution}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")
+        info(f"density on the {settings.grid}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")
         pieces = f"{result.pieces} pieces" + (
-            "" if keep_all or result.pieces <= 1 else f", kept the largest ({result.removed:,} vertices dropped)"
+            ""
+            if settings.keep_all or result.pieces <= 1
+            else f", kept the largest ({result.removed:,} vertices dropped)"
         )
         info(f"mesh: {result.num_vertices:,} vertices, {result.num_faces:,} faces ({pieces})")
     else:

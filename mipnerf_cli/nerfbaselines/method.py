@@ -22,10 +22,11 @@ from typing import Any, Optional
 import numpy as np
 from nerfbaselines import Method
 
+from mipnerf_cli.config_files import deep_merge, find_config, load_yaml_settings
 from mipnerf_cli.distributed import SINGLE
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.nerfbaselines import cameras as nb_cameras
-from mipnerf_cli.settings import TrainSettings, deep_merge, find_config, load_yaml_settings
+from mipnerf_cli.settings import TrainSettings
 
 CHECKPOINT_FILE = "mipnerf.pt"
 METHOD_ID = "mipnerf"

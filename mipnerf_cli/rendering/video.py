@@ -72,12 +72,12 @@ def render_path(
     def prepare():
         # Rank 0 alone reads the checkpoint and the scene's cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
-        if is_path_file(settings.path):
-            read_path_file(Path(settings.path))  # a bad path file is refused before anything is loaded
+        # A path file is read once, first: a bad one is refused before anything is loaded.
+        from_file = read_path_file(Path(settings.path)) if is_path_file(settings.path) else None
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
         # The cameras decide the rays: NDC for a forward-facing capture's model, whatever the path.
         cameras = trained.scene(settings.data).cameras(settings.split).full_resolution()
-        frames = path_frames(settings, cameras)
+        frames = path_frames(settings, cameras, from_file)
         return trained, cameras, frames, path_name(settings.path, cameras)
 
     trained, cameras, frames, name = context.broadcast(context.on_main(prepare))

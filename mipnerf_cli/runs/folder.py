@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
+from mipnerf_cli.config_files import settings_for_file
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.files import write_text_atomically
-from mipnerf_cli.settings import TrainSettings, settings_for_file
+from mipnerf_cli.settings import TrainSettings
 
 
 class RunFiles:

@@ -4,7 +4,7 @@ step.py        train_step(model, optimizer, rays, pixels, lr, ...) -> PendingSta
                the lr schedule (the per-step generators: data/sampler.py)
 batch.py       a step's rays, pixels and noise from (seed, step), on the device in one copy
 shards.py      several ranks sharing one step (rank_rows, Shard, wrap_for_ranks)
-setup.py       the scene check, the model, the optimizer, torch.compile
+setup.py       the scene, decided once (resolve_scene), the model, the optimizer, torch.compile
 resume.py      where a run starts (Start, find_start) and the checkpoints set aside
 validation.py  the validation images (within a CPU's budget) and their PSNR
 stop.py        StopRequest: Ctrl+C / SIGTERM finish the step, save and stop
@@ -17,7 +17,15 @@ from mipnerf_cli.data.sampler import step_generator, step_seed
 from mipnerf_cli.training.batch import packed_copy, step_batch, to_device
 from mipnerf_cli.training.loop import TrainResult, TrainRun, train
 from mipnerf_cli.training.resume import Start, find_start
-from mipnerf_cli.training.setup import SkippableAdam, build_model, build_optimizer, check_scene, load_optimizer_state
+from mipnerf_cli.training.setup import (
+    SkippableAdam,
+    TrainScene,
+    build_model,
+    build_optimizer,
+    check_scene,
+    load_optimizer_state,
+    resolve_scene,
+)
 from mipnerf_cli.training.shards import Shard, rank_rows, rank_slice, wrap_for_ranks
 from mipnerf_cli.training.step import (
     PendingStats,
@@ -39,6 +47,7 @@ __all__ = [
     "StopRequest",
     "TrainResult",
     "TrainRun",
+    "TrainScene",
     "build_model",
     "build_optimizer",
     "check_scene",
@@ -51,6 +60,7 @@ __all__ = [
     "psnr_from_level_mse",
     "rank_rows",
     "rank_slice",
+    "resolve_scene",
     "step_batch",
     "step_generator",
     "step_seed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -32,6 +33,36 @@ def check_scene(settings: TrainSettings) -> str:
         spherify=bool(settings.spherify),
     )
     return kind
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainScene:
+    """What training needs to know about its scene, decided once (``resolve_scene``) and
+    handed to every load of it."""
+
+    kind: str  # "blender" | "multiscale" | "llff"
+    factor: int = 0  # LLFF: images_<factor>/ (0: images/)
+    spherify: bool = False  # LLFF: a 360° capture (spherified poses, no NDC)
+    llffhold: int = 8  # LLFF: every llffhold-th image is a test image
+
+    def load_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``data.load_scene`` that this decides (kind and the LLFF options)."""
+        return {"kind": self.kind, "factor": self.factor, "spherify": self.spherify, "llffhold": self.llffhold}
+
+
+def resolve_scene(settings: TrainSettings) -> tuple[TrainSettings, TrainScene]:
+    """The scene's kind, checked against the settings (``check_scene``), and for a capture the
+    spherify its scene implies when the settings leave it open; the settings returned record
+    that spherify, so that config.yaml and the checkpoints hold what was trained with."""
+    from mipnerf_cli.data.formats.capture import resolve_spherify
+
+    kind = check_scene(settings)
+    spherify = settings.spherify
+    if kind == "llff" and spherify is None:
+        spherify = resolve_spherify(settings.data, None)
+        settings = settings.model_copy(update={"spherify": spherify})
+    scene = TrainScene(kind=kind, factor=settings.factor or 0, spherify=bool(spherify), llffhold=settings.llffhold)
+    return settings, scene
 
 
 def build_model(settings: TrainSettings) -> nn.Module:

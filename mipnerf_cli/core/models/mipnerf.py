@@ -8,59 +8,16 @@ initialisation (Glorot-uniform kernels, zero biases).
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 
 from mipnerf_cli.core import mip
 from mipnerf_cli.core.kernels import MKL, DenseKernel
 from mipnerf_cli.core.models.base import LevelOutput, Noise, RadianceField
+from mipnerf_cli.core.models.mipnerf_config import ModelConfig
 from mipnerf_cli.core.rays import RayBundle
 
 __all__ = ["ModelConfig", "LevelOutput", "MLP", "MipNerf"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of MipNerf; the defaults are the reference's (paper) values."""
-
-    num_samples: int = 128  # intervals per ray at every level
-    num_levels: int = 2  # sampling levels: coarse, then resampled fine ones
-    resample_padding: float = 0.01  # added to the blurred weights before resampling
-    stop_level_grad: bool = True  # no gradient from a level's sample positions into the previous level
-    use_viewdirs: bool = True  # condition colour on the view direction
-    lindisp: bool = False  # coarse fenceposts linear in disparity instead of depth
-    ray_shape: str = "cone"  # 'cone' (mip-NeRF) or 'cylinder'
-    min_deg_point: int = 0  # lowest frequency 2**min_deg of the (integrated) encoding of positions
-    max_deg_point: int = 16  # one past the highest frequency degree for positions
-    deg_view: int = 4  # frequencies 2**0 .. 2**(deg_view-1) for view directions
-    density_noise: float = 0.0  # std of Gaussian noise added to raw density when randomized
-    density_bias: float = -1.0  # added to raw density before softplus
-    rgb_padding: float = 0.001  # colours span [-rgb_padding, 1 + rgb_padding]
-    disable_integration: bool = False  # NeRF mode: encode the Gaussian means only (zero covariance)
-    netdepth: int = 8  # layers of the trunk
-    netwidth: int = 256  # width of the trunk and of the bottleneck
-    netdepth_condition: int = 1  # layers of the view-conditioned branch
-    netwidth_condition: int = 128  # width of the view-conditioned branch
-    skip_layer: int = 4  # the trunk input is concatenated after every skip_layer-th layer
-
-    def __post_init__(self) -> None:
-        if self.ray_shape not in ("cone", "cylinder"):
-            raise ValueError(f"ray_shape must be 'cone' or 'cylinder', not {self.ray_shape!r}")
-        for name in ("num_samples", "num_levels", "netdepth", "netwidth", "skip_layer"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-
-    @property
-    def point_features(self) -> int:
-        """Width of the encoding of a sample: sin and cos of 3 axes at each degree."""
-        return 2 * 3 * (self.max_deg_point - self.min_deg_point)
-
-    @property
-    def view_features(self) -> int:
-        """Width of the view-direction encoding (the direction itself plus sin and cos), 0 if unused."""
-        return 3 + 2 * 3 * self.deg_view if self.use_viewdirs else 0
 
 
 def _dense(in_features: int, out_features: int, generator: torch.Generator | None = None) -> nn.Linear:
