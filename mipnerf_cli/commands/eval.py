@@ -81,6 +81,7 @@ def eval_command(
     if results is None:
         return  # another rank than 0: rank 0 reports
     console.print(results_table(results))
+    info(nerfbaselines_line(results))
     if not results.lpips_available:
         info(f"LPIPS not computed: {results.lpips_note}")
     info(f"{results.rays_per_second:,.0f} rays/s on {results.device}; results in {folder / 'results.json'}")
@@ -92,6 +93,15 @@ def _fmt(value: Optional[float], digits: int) -> str:
 
 def _fmt_spread(mean: Optional[float], std: Optional[float], digits: int) -> str:
     return _fmt(mean, digits) if mean is None or std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def nerfbaselines_line(results) -> str:
+    """The scores nerfbaselines' protocol gives the same renders (8-bit truncated images), per scale."""
+    parts = [
+        f"{'' if len(results.scales) == 1 else f'd{s.scale} '}PSNR {_fmt(s.psnr_uint8, 2)}, SSIM {_fmt(s.ssim_uint8, 4)}"
+        for s in results.scales
+    ]
+    return f"nerfbaselines protocol (images truncated to 8 bits): {'; '.join(parts)}"
 
 
 def results_table(results) -> Table:

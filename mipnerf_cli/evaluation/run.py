@@ -122,7 +122,7 @@ class _Scored:
                 rows.extend(self.level_rows[level])
         seconds = max(self.rank_seconds)
         average = AverageResult(
-            **{key: mean_or_none([getattr(s, key) for s in scales]) for key in ("psnr", "ssim", "lpips")}
+            **{key: mean_or_none([getattr(s, key) for s in scales]) for key in AverageResult.model_fields}
         )
         return {
             "scales": scales, "average": average, "num_rays": self.num_rays, "render_seconds": seconds,
