@@ -12,6 +12,10 @@ STAMP := .make/installed
 $(STAMP): pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev,view,capture]"
+	# the `nerfbaselines` extra without nerfbaselines' own requirements, which pin numpy<2 and add
+	# opencv-python beside opencv-python-headless (docs/nerfbaselines.md); its test-method needs tensorboard.
+	$(PIP) install -q --no-deps "nerfbaselines>=1.2,<1.3"
+	$(PIP) install -q "tensorboard>=2.5,<3"
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 install: $(STAMP)

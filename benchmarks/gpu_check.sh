@@ -3,7 +3,7 @@
 # measures written under $OUT (default out/gpu_check), a summary in $OUT/summary.md.
 #
 #   benchmarks/gpu_check.sh                 # on the GPU (--device cuda)
-#   benchmarks/gpu_check.sh --device cpu    # dry run with tiny sizes (tests/test_gpu_check.py)
+#   benchmarks/gpu_check.sh --device cpu    # dry run with tiny sizes (tests/project/test_gpu_check.py)
 #
 # What it does, each part with its own time limit, its log and exit status in $OUT:
 #   1. env.txt        GPU, driver, torch, the runtime policy each device gets
@@ -49,7 +49,7 @@ if [ "$DEVICE" = cuda ]; then
     DATA=${DATA:-$ROOT/../shared/data/lego}; FACTOR=${FACTOR:-2}; TEST_VIEWS=8
     TRAIN_SECONDS=${TRAIN_SECONDS:-150}; TRAIN_STEPS=20000; CHECK=500; LOG=50; TRAIN_BATCH=4096; MODEL=""
     # (the dry run of this script is a test of its own: not again here)
-    TESTS=(-m "not slow" --ignore=tests/test_gpu_check.py); TESTS_LIMIT=200; LIMIT=180; PEAK=--peak; COMPILE=1
+    TESTS=(-m "not slow" --ignore=tests/project/test_gpu_check.py); TESTS_LIMIT=200; LIMIT=180; PEAK=--peak; COMPILE=1
 else
     # Dry run: the same commands at toy sizes on the CPU, so that the script cannot rot.
     BENCH_CONFIG=$OUT/tiny.yaml; BATCH=32; CHUNK=64; BENCH_STEPS=1; WARMUP=0
@@ -57,8 +57,8 @@ else
     TRAIN_SECONDS=${TRAIN_SECONDS:-120}; TRAIN_STEPS=4; CHECK=2; LOG=1; TRAIN_BATCH=64
     MODEL=$'model:\n  num_samples: 4\n  netdepth: 2\n  netwidth: 16\n  netwidth_condition: 8\n  max_deg_point: 4\n  deg_view: 2\n'
     printf '%s' "$MODEL" > "$BENCH_CONFIG"
-    TESTS=(tests/test_losses.py); TESTS_LIMIT=120; LIMIT=120; PEAK=--no-peak
-    COMPILE=0  # inductor takes minutes on a CPU; tests/test_bench.py covers --compile's flags
+    TESTS=(tests/core/test_losses.py); TESTS_LIMIT=120; LIMIT=120; PEAK=--no-peak
+    COMPILE=0  # inductor takes minutes on a CPU; tests/commands/test_bench.py covers --compile's flags
 fi
 
 # part NAME LIMIT_S COMMAND...: run it under a time limit, stdout+stderr to NAME.log, status recorded.
@@ -95,7 +95,7 @@ for name in (\"cpu\", \"cuda\"):
 "' "$PYTHON"
 cp "$OUT/env.log" "$OUT/env.txt"
 
-# 2. the test suite with CUDA visible (tests/test_distributed.py runs on 2 GPUs when there are)
+# 2. the test suite with CUDA visible (tests/training/test_distributed.py runs on 2 GPUs when there are)
 part tests "$TESTS_LIMIT" env MIPNERF_TEST_DEVICE="$DEVICE" "$PYTHON" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 cp "$OUT/tests.log" "$OUT/tests.txt"
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 HOOK = """
 import sys, time, json
 from mipnerf_cli import cli
-from mipnerf_cli.viewer import app as viewer
+from mipnerf_cli.viewer import server as viewer
 shown = viewer.Viewer._show
 def _show(self, client, frame):
     shown(self, client, frame)
@@ -50,13 +50,8 @@ def fps(args) -> None:
     from mipnerf_cli.core.models.mipnerf import MipNerf
     from mipnerf_cli.runtime import resolve
     from mipnerf_cli.settings import resolve_train_settings
-    from mipnerf_cli.viewer.app import (
-        COARSE_SECONDS,
-        ProgressiveRenderer,
-        ViewCamera,
-        coarse_factor,
-        plan_resolutions,
-    )
+    from mipnerf_cli.viewer.cameras import ViewCamera, coarse_factor, plan_resolutions
+    from mipnerf_cli.viewer.render import COARSE_SECONDS, ProgressiveRenderer
 
     view = ViewCamera(
         look_at_origin(torch.tensor([2.4, -2.4, 2.0], dtype=torch.float64)).numpy(), np.radians(50.0), 4 / 3

@@ -1,23 +1,20 @@
-"""Shared test fixtures: where the golden vectors and the real lego scene are."""
+"""Shared test fixtures. The helpers they use live in tests/helpers/ (on sys.path through
+pyproject's `pythonpath`), so test modules import helpers, never each other:
+
+- golden.py: GOLDEN, LEGO, load_golden
+- cli_runner.py: the `mipnerf` fixture (every CLI call of the tests), snapshot, assert_refused
+- processes.py: start a real process and wait for what it prints or writes
+- tiny.py: the tiny model's settings (TINY_MODEL, tiny_settings, tiny_config_yaml)
+- tiny_runs.py: a saved run folder of an untrained tiny model (make_run)
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-TESTS = Path(__file__).resolve().parent
-# tests/golden is a copy of ../shared/golden's .npz files and convert fixture, so a fresh
-# clone without ../shared still runs every golden comparison.
-GOLDEN = TESTS / "golden"
-LEGO = Path(os.environ.get("MIPNERF_LEGO", TESTS.parent.parent / "shared" / "data" / "lego"))
-
-
-def load_golden(name: str) -> dict[str, np.ndarray]:
-    with np.load(GOLDEN / f"{name}.npz") as z:
-        return {key: z[key] for key in z.files}
+from cli_runner import mipnerf  # noqa: F401  (the session's CLI runner, for every test module)
+from golden import GOLDEN, LEGO, load_golden  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def view_command(
     cpu_threads: CpuThreadsOption = None,
 ) -> None:
     """Serve an interactive viewer of RUN_DIR (or --ckpt FILE) on http://HOST:PORT until Ctrl+C."""
-    from mipnerf_cli.viewer.app import open_viewer
+    from mipnerf_cli.viewer.server import open_viewer
 
     if host not in LOCAL:
         info(

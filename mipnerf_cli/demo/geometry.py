@@ -1,6 +1,6 @@
 """The demo scene's true surfaces (`mipnerf_cli.demo.scenes`), as points, for measuring exports.
 
-The primitives' parameters are the ones `demo.shade` traces (tests/test_export_accuracy.py
+The primitives' parameters are the ones `demo.shade` traces (tests/commands/test_export_accuracy.py
 checks that every ray hit of `demo.shade` lies on these surfaces). Points are spread
 uniformly by area; `visible_mask` keeps those a set of cameras sees, since a surface no
 training camera saw (the slab's underside) cannot be reconstructed.

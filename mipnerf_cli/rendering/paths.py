@@ -1,47 +1,33 @@
-"""The camera paths of `mipnerf render --path`: names to pose generators, and path files.
+"""The camera paths of `mipnerf render --path`: names to pose generators.
 
 `--path NAME` looks NAME up in :data:`PATH_GENERATORS` (the one place a new path is added:
-a function ``(settings, cameras) -> PathFrames``); `--path FILE.json` reads a camera path in
-nerfstudio's ``camera_path.json`` format (what its viewer and Blender add-on export):
-
-    {"render_width": W, "render_height": H, "fps": 24, "seconds": 5,
-     "camera_path": [{"camera_to_world": [16 numbers, row-major 4x4], "fov": 50, "aspect": 1.5}, ...]}
-
-`fov` is the vertical field of view in degrees (focal = H/2 / tan(fov/2), as nerfstudio's
-`three_js_perspective_camera_focal_length`); `aspect` is read but W/H decide the size. The
-cameras use the NeRF convention (look along -z, +y up), as nerfstudio's do.
-
-Every render writes ``cameras.json`` (:func:`camera_path_document`): the same format plus the
-exact `focal`, `width` and `height` of every frame, so `--path cameras.json` renders the same
-frames again bit for bit (the focal is not rebuilt from the rounded fov).
+a function ``(settings, cameras) -> PathFrames``); `--path FILE.json` reads a camera path
+file (nerfstudio's ``camera_path.json``, or a render's ``cameras.json``: `rendering.frames`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional, Protocol
 
 import torch
 
-from mipnerf_cli.core.camera_paths import (
-    focal_from_vertical_fov,
-    interpolated_poses,
-    mean_camera_distance,
-    rigid_transform_error,
-    spheric_poses,
-    vertical_fov_from_focal,
-)
+from mipnerf_cli.core.camera_paths import interpolated_poses, mean_camera_distance, spheric_poses
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.rendering.frames import PathFrames, read_camera_path, resized
 
-if TYPE_CHECKING:
-    from mipnerf_cli.settings import RenderSettings
 
-RIGID_TOLERANCE = 1e-4  # |R^T R - I|, |det R - 1|: float32 poses from a viewer are well inside
-REQUIRED_KEYS = ("camera_path", "render_width", "render_height")
-FRAME_KEYS = ("camera_to_world", "fov")
+class RenderSettings(Protocol):
+    """What the path generators read of `settings.RenderSettings` (not imported: settings checks
+    --path against :data:`PATH_GENERATORS`)."""
+
+    path: str
+    frames: int
+    radius: Optional[float]
+    elevation: float
+    scale: float
+    resolution: Optional[tuple[int, int]]
 
 
 @dataclasses.dataclass
@@ -61,21 +47,6 @@ class SceneCameras:
     def ndc(self) -> bool:
         """Whether the model sees its rays in NDC (a forward-facing LLFF scene)."""
         return self.llff is not None and not self.llff["spherify"]
-
-
-@dataclasses.dataclass
-class PathFrames:
-    """The cameras of every frame of a path."""
-
-    poses: torch.Tensor  # (F, 3, 4) float64 camera-to-world
-    focals: torch.Tensor  # (F,) float64, pixels
-    width: int
-    height: int
-    fps: Optional[float] = None  # the path's own frame rate (a file's), else --fps
-    radius: Optional[float] = None  # the circle's radius (spheric only)
-
-    def __len__(self) -> int:
-        return self.poses.shape[0]
 
 
 def _spheric(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
@@ -147,152 +118,3 @@ def path_frames(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
             )
         frames = generator(settings, cameras)
     return resized(frames, settings.scale, settings.resolution)
-
-
-def resized(frames: PathFrames, scale: float, resolution: Optional[tuple[int, int]]) -> PathFrames:
-    """`frames` at WxH `resolution` if given, else at 1/`scale` of their size; the field of view
-    stays (the focal follows the width)."""
-    if resolution is not None:
-        width, height = resolution
-    else:
-        if round(frames.width / scale) < 1 or round(frames.height / scale) < 1:
-            raise MipNerfError(
-                f"--scale {scale:g}: the path's frames are {frames.width}x{frames.height} at full size, so they "
-                f"would be smaller than one pixel; use --scale {min(frames.width, frames.height)} or less, or --resolution WxH"
-            )
-        width, height = round(frames.width / scale), round(frames.height / scale)
-    if (width, height) == (frames.width, frames.height):
-        return frames
-    return dataclasses.replace(frames, focals=frames.focals * width / frames.width, width=width, height=height)
-
-
-# ----------------------------------------------------------------------------- camera_path.json
-
-
-def read_camera_path(path: Path) -> PathFrames:
-    """Read a nerfstudio camera_path.json (or a render's cameras.json); MipNerfError naming the
-    file and the key for anything that is not a usable camera path."""
-    if not path.is_file():
-        raise MipNerfError(f"camera path {path} not found; pass a camera_path.json or a render's cameras.json")
-    try:
-        document = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        where = f" (line {error.lineno})" if isinstance(error, json.JSONDecodeError) else ""
-        raise MipNerfError(f"{path}: not valid JSON{where}; fix or re-export the camera path") from None
-    if not isinstance(document, dict):
-        raise MipNerfError(f"{path}: not a camera path (expected a JSON object with {', '.join(REQUIRED_KEYS)})")
-    for key in REQUIRED_KEYS:
-        if key not in document:
-            raise MipNerfError(
-                f"{path}: not a camera path: missing '{key}' (nerfstudio's camera_path.json has {', '.join(REQUIRED_KEYS)})"
-            )
-    width, height = (_positive_int(path, document, key) for key in ("render_width", "render_height"))
-    entries = document["camera_path"]
-    if not isinstance(entries, list):
-        raise MipNerfError(f"{path}: 'camera_path' must be a list of cameras")
-    if not entries:
-        raise MipNerfError(f"{path}: 'camera_path' is empty; a path needs at least one frame")
-    matrices, focals = [], []
-    for index, entry in enumerate(entries):
-        where = f"{path}: camera_path[{index}]"
-        if not isinstance(entry, dict):
-            raise MipNerfError(f"{where} is not an object with {' and '.join(FRAME_KEYS)}")
-        for key in FRAME_KEYS:
-            if key not in entry:
-                raise MipNerfError(f"{where} has no '{key}' (every camera needs {' and '.join(FRAME_KEYS)})")
-        matrices.append(_matrix(where, entry["camera_to_world"]))
-        focals.append(_focal(where, entry, width, height))
-    matrices = torch.stack(matrices)
-    errors = rigid_transform_error(matrices)
-    bad = int(errors.argmax())
-    if float(errors[bad]) > RIGID_TOLERANCE:
-        raise MipNerfError(
-            f"{path}: camera_path[{bad}].camera_to_world is not a rigid transform (off by {float(errors[bad]):.3g}: "
-            "its rotation must be orthonormal with determinant 1, its last row 0 0 0 1)"
-        )
-    return PathFrames(
-        poses=matrices[:, :3, :4].contiguous(),
-        focals=torch.tensor(focals, dtype=torch.float64),
-        width=width,
-        height=height,
-        fps=_frame_rate(path, document, len(entries)),
-    )
-
-
-def _positive_int(path: Path, document: dict, key: str) -> int:
-    value = document[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
-        raise MipNerfError(f"{path}: '{key}' must be a positive whole number of pixels, got {value!r}")
-    return int(value)
-
-
-def _number(value) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _matrix(where: str, value) -> torch.Tensor:
-    flat = value if isinstance(value, list) else None
-    if flat is not None and len(flat) == 4 and all(isinstance(row, list) for row in flat):
-        flat = [item for row in flat for item in row]  # a nested 4x4 is accepted too
-    numbers = [_number(item) for item in flat] if flat is not None else []
-    if len(numbers) != 16 or any(item is None for item in numbers):
-        raise MipNerfError(f"{where}.camera_to_world must be 16 numbers (a 4x4 matrix, row by row)")
-    return torch.tensor(numbers, dtype=torch.float64).view(4, 4)
-
-
-def _focal(where: str, entry: dict, width: int, height: int) -> float:
-    fov = _number(entry["fov"])
-    if fov is None or not 0 < fov < 180:
-        raise MipNerfError(
-            f"{where}.fov is {entry['fov']!r}; a vertical field of view must be between 0 and 180 degrees"
-        )
-    if "focal" not in entry:
-        return float(focal_from_vertical_fov(torch.tensor(fov), height))
-    # A render's own cameras.json: the exact focal, for the exact frame size.
-    focal = _number(entry["focal"])
-    if focal is None or focal <= 0:
-        raise MipNerfError(f"{where}.focal must be a positive number of pixels, got {entry['focal']!r}")
-    if (entry.get("width", width), entry.get("height", height)) != (width, height):
-        raise MipNerfError(
-            f"{where} is {entry.get('width')}x{entry.get('height')} but the path is {width}x{height}; "
-            "every frame of a path has the same size"
-        )
-    return focal
-
-
-def _frame_rate(path: Path, document: dict, count: int) -> Optional[float]:
-    for key, rate in (("fps", lambda v: v), ("seconds", lambda v: count / v)):
-        if key in document:
-            value = _number(document[key])
-            if value is None or value <= 0:
-                raise MipNerfError(f"{path}: '{key}' must be a positive number, got {document[key]!r}")
-            return rate(value)
-    return None
-
-
-def camera_path_document(frames: PathFrames, fps: float) -> dict:
-    """`frames` as a nerfstudio camera_path.json, with each frame's exact focal and size added."""
-    bottom = torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
-    fovs = vertical_fov_from_focal(frames.focals, frames.height)
-    cameras = []
-    for pose, focal, fov in zip(frames.poses.to(torch.float64), frames.focals.tolist(), fovs.tolist()):
-        cameras.append(
-            {
-                "camera_to_world": torch.cat([pose, bottom]).flatten().tolist(),
-                "fov": fov,
-                "aspect": frames.width / frames.height,
-                "focal": focal,
-                "width": frames.width,
-                "height": frames.height,
-            }
-        )
-    return {
-        "camera_type": "perspective",
-        "render_width": frames.width,
-        "render_height": frames.height,
-        "fps": fps,
-        "seconds": len(frames) / fps,
-        "camera_path": cameras,
-    }

@@ -16,7 +16,6 @@ renders in frame order and writes the frames and videos, the same files as one p
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
@@ -32,15 +31,8 @@ from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.io.output_folder import StagedFolder
-from mipnerf_cli.rendering.paths import (
-    PathFrames,
-    SceneCameras,
-    camera_path_document,
-    is_path_file,
-    path_frames,
-    path_name,
-    read_camera_path,
-)
+from mipnerf_cli.rendering.frames import PathFrames, read_camera_path, write_camera_path
+from mipnerf_cli.rendering.paths import SceneCameras, is_path_file, path_frames, path_name
 from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
 from mipnerf_cli.runs.trained import load_trained_model, scene_folder, training_downscale
 from mipnerf_cli.runtime import Runtime, from_settings
@@ -139,7 +131,7 @@ def render_path(
     try:
         if frames_dir is not None:
             frames_dir.mkdir()
-            (staged.path / CAMERAS_FILE).write_text(json.dumps(camera_path_document(frames, fps), indent=1))
+            write_camera_path(staged.path / CAMERAS_FILE, frames, fps)
         with StopSignals() as stop:
             rays_per_second = _render_frames(
                 settings, trained, camera, frames, frames_dir, runtime, context, as_reporter(report), stop

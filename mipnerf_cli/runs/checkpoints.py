@@ -20,6 +20,7 @@ import io
 import os
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,27 @@ def step_file_name(step: int) -> str:
 
 
 def serialize(payload: dict[str, Any]) -> bytes:
-    """The bytes of a checkpoint file: torch.save archive + magic + sha256(archive)."""
+    """The bytes of a checkpoint file: torch.save archive + magic + sha256(archive).
+
+    The same values give the same bytes: pickle writes a string it has seen before as a
+    reference only when it is the same object, so every string is interned first (a
+    reloaded optimizer state holds its own copies of keys such as "step", and would
+    otherwise pickle differently from the state it was loaded from)."""
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(_interned(payload), buffer)
     archive = buffer.getvalue()
     return archive + MAGIC + hashlib.sha256(archive).digest()
+
+
+def _interned(value: Any) -> Any:
+    """`value` with every str in its dicts, lists and tuples replaced by the interned copy."""
+    if type(value) is str:
+        return sys.intern(value)
+    if type(value) is dict:
+        return {_interned(k): _interned(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_interned(v) for v in value)
+    return value
 
 
 def write_atomic(path: Path, data: bytes) -> None:

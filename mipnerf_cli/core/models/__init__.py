@@ -3,6 +3,7 @@
 base.py     the protocol: render a batch of rays, the last level for display, densities for
             export, the fast-path flag, a per-step hook, the config a checkpoint records
 mipnerf.py  the paper's model (google/mipnerf internal/models.py)
+trimip.py   mip-mapped tri-planes + a small MLP + an occupancy grid (Tri-MipRF; `--config fast`)
 
 A new family is one module here with a `RadianceField` subclass, added to ``FAMILIES``;
 `build` is how training and checkpoints make one.
@@ -17,6 +18,7 @@ import torch
 
 from mipnerf_cli.core.models.base import LevelOutput, RadianceField
 from mipnerf_cli.core.models.mipnerf import MipNerf, ModelConfig
+from mipnerf_cli.core.models.trimip import TriMipConfig, TriMipRF
 
 __all__ = [
     "FAMILIES",
@@ -25,11 +27,13 @@ __all__ = [
     "MipNerf",
     "ModelConfig",
     "RadianceField",
+    "TriMipConfig",
+    "TriMipRF",
     "build",
     "config_fields",
 ]
 
-FAMILIES: dict[str, type[RadianceField]] = {MipNerf.family: MipNerf}
+FAMILIES: dict[str, type[RadianceField]] = {MipNerf.family: MipNerf, TriMipRF.family: TriMipRF}
 DEFAULT_FAMILY = MipNerf.family  # what checkpoints written before families existed hold
 
 

@@ -229,15 +229,13 @@ def _read_model_file(folder: Path, stem: str, readers) -> object:
 
 
 def rotation_from_quaternion(qvec) -> np.ndarray:
-    """(3, 3) rotation of the unit quaternion (w, x, y, z) (normalised first)."""
-    w, x, y, z = np.asarray(qvec, dtype=np.float64) / np.linalg.norm(qvec)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    """(3, 3) float64 rotation of the unit quaternion (w, x, y, z) (normalised first):
+    `core.quaternions.rotation_from_quaternion`, the package's one conversion."""
+    import torch
+
+    from mipnerf_cli.core.quaternions import rotation_from_quaternion as rotation
+
+    return rotation(torch.as_tensor(np.asarray(qvec, dtype=np.float64))).numpy()
 
 
 def opengl_cam2world(qvec, tvec) -> np.ndarray:

@@ -62,6 +62,13 @@ def _check_split(meta: Any, path: Path, split: str) -> dict[str, list]:
     return entry
 
 
+def read_split(scene_dir: Path, split: str) -> dict[str, list]:
+    """The checked per-image lists of one split of a converted scene's metadata.json
+    (MipNerfError naming the file for anything missing or malformed)."""
+    path = Path(scene_dir) / METADATA
+    return _check_split(read_json(path), path, split)
+
+
 def load_multiscale(
     scene_dir: Path,
     split: str,
@@ -72,7 +79,7 @@ def load_multiscale(
     """One split of a converted multiscale scene as an ImageSet (per-image size, focal,
     pix2cam and lossmult from metadata.json; ``levels`` from its labels)."""
     path = Path(scene_dir) / METADATA
-    entry = _check_split(read_json(path), path, split)
+    entry = read_split(scene_dir, split)
     image_paths = [Path(scene_dir) / file_path for file_path in entry["file_path"]]
     sizes = [(h, w) for h, w in zip(entry["height"], entry["width"])]
     for image_path, size in zip(image_paths, sizes):
