@@ -366,7 +366,7 @@ class RenderSettings(BaseModel):
     path: str = Field(
         "auto",
         description="auto (spiral for forward-facing LLFF scenes, spheric otherwise), a name of "
-        "render_paths.PATH_GENERATORS, or a camera_path.json file",
+        "render_paths.PATH_GENERATORS, or a camera_path.json / nerfbaselines trajectory file",
     )
     split: Literal["train", "test"] = Field(
         "train", description="the cameras interpolate goes through (and spheric's radius)"

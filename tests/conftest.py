@@ -1,11 +1,15 @@
 """Shared test fixtures. The helpers they use live in tests/helpers/ (on sys.path through
 pyproject's `pythonpath`), so test modules import helpers, never each other:
 
-- golden.py: GOLDEN, LEGO, load_golden
-- cli_runner.py: the `mipnerf` fixture (every CLI call of the tests), snapshot, assert_refused
-- processes.py: start a real process and wait for what it prints or writes
-- tiny.py: the tiny model's settings (TINY_MODEL, tiny_settings, tiny_config_yaml)
-- tiny_runs.py: a saved run folder of an untrained tiny model (make_run)
+- golden.py: GOLDEN, the tiny BLENDER and MULTISCALE scenes, LEGO, load_golden
+- cli_runner.py: the `mipnerf` fixture (every CLI call of the tests, one process each, forked
+  from a server that imported the package once), snapshot, assert_refused
+- processes.py: start, wait_until: a real process, for the tests that signal, crash or serve one
+- tiny.py: the tiny model's settings (tiny_settings, tiny_config, tiny_run_settings) and the
+  core tests' tiny configs and random rays
+- tiny_runs.py: a saved run folder of an untrained tiny model (make_run), one_cpu_thread
+- reference_weights.py, capture_scene.py, disk_faults.py, distributed_worker.py: what their
+  names say, for the tests that use them
 """
 
 from __future__ import annotations

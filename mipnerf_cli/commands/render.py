@@ -33,7 +33,7 @@ def render_command(
             help="Camera path: auto (spiral for forward-facing LLFF scenes, spheric otherwise), spheric (a circle "
             "around the object; the reference's circle for spherified LLFF scenes), spiral (the reference's 2-turn "
             "spiral of a forward-facing LLFF scene), interpolate (a smooth path through the --split cameras in capture "
-            "order), or FILE.json (nerfstudio's camera_path.json, or a render's cameras.json).",
+            "order), or FILE.json (nerfstudio's camera_path.json, a render's cameras.json, or a nerfbaselines trajectory).",
         ),
     ] = "auto",
     split: Annotated[

@@ -1,4 +1,6 @@
-"""Camera paths for videos and the rays of a pinhole camera, in pure torch.
+"""Camera paths for videos (a circle around the origin, a smooth path through given cameras), the
+check that a pose is a rigid transform, and focal <-> field of view, in pure torch. The rays of
+these cameras come from `core.rays.pinhole_rays`.
 
 Conventions are the Blender/NeRF ones the datasets use: world z is up; a camera looks along
 its own -z axis with +y up and +x to the right; `cam2world` is (3, 4) = [rotation | position].

@@ -10,6 +10,7 @@ import importlib
 
 _EXPORTS = {
     "ImageSet": "mipnerf_cli.data.imageset",
+    "load_cameras": "mipnerf_cli.data.scene",
     "load_scene": "mipnerf_cli.data.scene",
     "llff_options": "mipnerf_cli.data.scene",
     "scene_kind": "mipnerf_cli.data.scene",

@@ -169,6 +169,15 @@ class ImageSet:
             rgb = rgb * alpha + (1.0 - alpha)
         return torch.from_numpy(np.ascontiguousarray(rgb))
 
+    @classmethod
+    def from_cameras(cls, cameras, pixels: np.ndarray | torch.Tensor, white_bkgd: bool, **extra):
+        """The ImageSet of `cameras` (a ``data.cameras.SplitCameras``) with their decoded
+        `pixels` ((sum H*W, 4) uint8, image after image); `extra`: a subclass's own fields."""
+        pixels = torch.as_tensor(pixels)
+        offsets = np.concatenate([[0], np.cumsum([h * w for h, w in cameras.sizes])])
+        images = [pixels[offsets[i] : offsets[i + 1]].view(h, w, 4) for i, (h, w) in enumerate(cameras.sizes)]
+        return cls(images=images, white_bkgd=white_bkgd, pixels_rgba=pixels, **cameras.image_fields(), **extra)
+
     def __repr__(self) -> str:
         levels = sorted(set(self.levels))
         return (

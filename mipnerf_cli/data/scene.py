@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from mipnerf_cli.data.formats.blender import load_blender
+from mipnerf_cli.data.cameras import SplitCameras
+from mipnerf_cli.data.formats.blender import blender_cameras, load_blender
 from mipnerf_cli.data.formats.capture import FORMAT_NAMES, POSES_BOUNDS, TRANSFORMS, capture_format, resolve_spherify
-from mipnerf_cli.data.formats.llff import LLFFHOLD, load_llff
-from mipnerf_cli.data.formats.multiscale import METADATA, load_multiscale
+from mipnerf_cli.data.formats.llff import LLFFHOLD, llff_cameras, load_llff
+from mipnerf_cli.data.formats.multiscale import METADATA, load_multiscale, multiscale_cameras
 from mipnerf_cli.data.formats.transforms import SPLITS, transforms_path
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.errors import MipNerfError
@@ -127,12 +128,7 @@ def load_scene(
     their test split; spherify None: the scene's kind); near, far override a capture's ray bounds.
     """
     path = Path(path)
-    if split not in SPLITS:
-        raise MipNerfError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    kind = scene_kind(path)
-    if multiscale is False and kind == "multiscale" and transforms_path(path, split).is_file():
-        kind = "blender"  # a folder holding both: the caller asked for the Blender files
-    check_scene_kind(path, kind, multiscale, downscale, factor, spherify)
+    kind = _checked_kind(path, split, multiscale, downscale, factor, spherify)
     if kind == "llff":
         return load_llff(
             path,
@@ -148,6 +144,42 @@ def load_scene(
         )
     if kind == "multiscale":
         return load_multiscale(path, split, white_bkgd, workers, progress)
-    if not transforms_path(path, split).is_file():
-        raise MipNerfError(f"{transforms_path(path, split)}: file not found (this scene has no '{split}' split)")
     return load_blender(path, split, white_bkgd, downscale, workers, progress)
+
+
+def load_cameras(
+    path: Path | str,
+    split: str,
+    multiscale: bool | None = None,
+    downscale: int = 1,
+    *,
+    factor: int = 0,
+    spherify: bool | None = None,
+    llffhold: int = LLFFHOLD,
+    near: float | None = None,
+    far: float | None = None,
+) -> SplitCameras:
+    """The cameras of the split ``load_scene`` would load with the same arguments, read from the
+    scene's transforms / metadata / poses files and the image headers, without decoding a pixel."""
+    path = Path(path)
+    kind = _checked_kind(path, split, multiscale, downscale, factor, spherify)
+    if kind == "llff":
+        return llff_cameras(path, split, factor, spherify, llffhold, near, far)
+    if kind == "multiscale":
+        return multiscale_cameras(path, split)
+    return blender_cameras(path, split, downscale)
+
+
+def _checked_kind(
+    path: Path, split: str, multiscale: bool | None, downscale: int, factor: int, spherify: bool | None
+) -> str:
+    """The kind of scene `path` is loaded as, after the checks of ``load_scene``."""
+    if split not in SPLITS:
+        raise MipNerfError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    kind = scene_kind(path)
+    if multiscale is False and kind == "multiscale" and transforms_path(path, split).is_file():
+        kind = "blender"  # a folder holding both: the caller asked for the Blender files
+    check_scene_kind(path, kind, multiscale, downscale, factor, spherify)
+    if kind == "blender" and not transforms_path(path, split).is_file():
+        raise MipNerfError(f"{transforms_path(path, split)}: file not found (this scene has no '{split}' split)")
+    return kind

@@ -33,7 +33,7 @@ from mipnerf_cli.evaluation.results import (
 from mipnerf_cli.evaluation.scoring import ScoringJob, image_stem, lpips_scorer, save_images, score_image
 from mipnerf_cli.io.output_folder import StagedFolder
 from mipnerf_cli.reporting import QuietProgress, ReportArg, Reporter, as_reporter
-from mipnerf_cli.runs.trained import TrainedModel, load_trained_model_on_ranks, scene_folder, training_downscale
+from mipnerf_cli.runs.trained import load_trained_model_on_ranks
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import EvalSettings
 from mipnerf_cli.stopping import StopSignals
@@ -62,7 +62,8 @@ def _evaluate(
     trained = load_trained_model_on_ranks(settings.run, settings.ckpt, runtime.device, context)
 
     def load():
-        folder, kind, images = load_eval_scene(trained, settings.data, settings.split, settings.downscale)
+        scene = trained.scene(settings.data)  # refused unless of the kind the checkpoint was trained on
+        folder, kind, images = scene.folder, scene.kind, scene.load(settings.split, settings.downscale)
         scale = check_scale(settings.scale, images.levels, kind, folder)
         groups = select_images(images.levels, scale, settings.limit)
         if not any(groups):
@@ -187,35 +188,6 @@ def check_scale(requested: Optional[int], levels: list[int], kind: str, data: Pa
             f"{'s' if present != 1 else ''}; use --scale {present} or less"
         )
     return requested
-
-
-def load_eval_scene(trained: TrainedModel, data: Optional[Path], split: str, downscale: Optional[int] = None):
-    """The split to score, after checking that its kind matches the checkpoint's.
-
-    downscale: Blender scenes are scored this many times smaller (default: as trained).
-    """
-    from mipnerf_cli.data import llff_options, load_scene, scene_kind
-
-    folder = scene_folder(trained, data)
-    kind = scene_kind(folder)
-    if trained.kind is not None and kind != trained.kind:
-        names = {"multiscale": "a multiscale", "llff": "an LLFF"}
-        trained_as = names.get(trained.kind, "a single-scale (Blender)")
-        found = names.get(kind, "a single-scale (Blender)")
-        raise MipNerfError(
-            f"{folder} is {found} scene but checkpoint {trained.checkpoint_path} was trained on {trained_as} "
-            "scene; pass --data with a scene of the same kind"
-        )
-    shrink = training_downscale(trained, kind, downscale)
-    images = load_scene(
-        folder,
-        split,
-        multiscale=(kind == "multiscale"),
-        white_bkgd=trained.white_bkgd,
-        downscale=shrink,
-        **llff_options(trained.settings),
-    )
-    return folder, kind, images
 
 
 def _is_eval_folder(folder: Path) -> bool:

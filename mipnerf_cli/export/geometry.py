@@ -34,6 +34,7 @@ from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.core.render import render_rays
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.ply import write_ply
+from mipnerf_cli.runs.trained import SceneCameras
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Writer = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], None]  # (vertices, colours, faces)
@@ -80,60 +81,25 @@ class ExportResult:
     upper: tuple[float, float, float]
 
 
-@dataclasses.dataclass
-class TrainingCameras:
-    """The training views' cameras at the resolution the model was trained on."""
-
-    cam2world: torch.Tensor  # (I, 3, 4)
-    focal: float
-    width: int
-    height: int
-    near: float
-    far: float
-
-    @property
-    def centres(self) -> torch.Tensor:
-        return self.cam2world[:, :3, 3]  # (I, 3)
+def training_cameras(trained, data: Optional[Path]) -> SceneCameras:
+    """The full-resolution training cameras of the scene `trained` was trained on (or `data`),
+    through the door (`runs.trained`: the scene's kind checked against the checkpoint's), in
+    float32 as export computes; a forward-facing capture (rays in NDC) is refused."""
+    scene = trained.scene(data)
+    if scene.ndc:
+        raise MipNerfError(f"{scene.folder} is a forward-facing LLFF scene (rays in NDC); export needs a 360° scene")
+    cameras = scene.cameras("train").full_resolution()
+    return dataclasses.replace(cameras, cam2world=cameras.cam2world.float())
 
 
-def training_cameras(trained, data: Optional[Path]) -> TrainingCameras:
-    """The full-resolution training cameras of the scene `trained` was trained on (or `data`)."""
-    from mipnerf_cli.data import llff_options, load_scene, scene_kind
-    from mipnerf_cli.runs.trained import scene_folder, training_downscale
-
-    folder = scene_folder(trained, data)
-    kind = scene_kind(folder)
-    options = llff_options(trained.settings)
-    if kind == "llff" and not options.get("spherify"):
-        raise MipNerfError(f"{folder} is a forward-facing LLFF scene (rays in NDC); export needs a 360° scene")
-    images = load_scene(
-        folder,
-        "train",
-        multiscale=(kind == "multiscale"),
-        white_bkgd=trained.white_bkgd,
-        downscale=training_downscale(trained, kind),
-        **options,
-    )
-    full = [i for i, level in enumerate(images.levels) if level == 0]
-    first = full[0]
-    return TrainingCameras(
-        cam2world=images.cam2world[full].float(),
-        focal=float(images.focal[first]),
-        width=images.widths[first],
-        height=images.heights[first],
-        near=float(images.near),
-        far=float(images.far),
-    )
-
-
-def scene_bounds(cameras: TrainingCameras) -> tuple[torch.Tensor, torch.Tensor]:
+def scene_bounds(cameras: SceneCameras) -> tuple[torch.Tensor, torch.Tensor]:
     """The grid's box: a cube around the origin (what the training cameras look at) of
     half-size `geometry_half_size`."""
     half = geometry_half_size(cameras)
     return torch.full((3,), -half), torch.full((3,), half)
 
 
-def geometry_half_size(cameras: TrainingCameras) -> float:
+def geometry_half_size(cameras: SceneCameras) -> float:
     """Mean camera distance from the origin - near: everything a camera renders lies beyond
     its near bound (2 for NeRF-synthetic's cameras at 4). Cameras closer than their near
     bound (a made-up scene) get half their distance instead."""
@@ -282,7 +248,7 @@ def largest_piece(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
 def vertex_colours(
     model,
     vertices: np.ndarray,
-    cameras: TrainingCameras,
+    cameras: SceneCameras,
     window: float,
     chunk: int,
     device: torch.device,
@@ -309,7 +275,7 @@ def vertex_colours(
 
 
 def export_mesh(
-    settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path, write: Writer
+    settings: ExportSettings, trained, cameras: SceneCameras, device, progress, out: Path, write: Writer
 ) -> ExportResult:
     """Density grid -> threshold -> marching cubes -> largest piece -> vertex colours -> `write`."""
     lower, upper = scene_bounds(cameras)
@@ -350,7 +316,7 @@ def export_mesh(
 
 @torch.no_grad()
 def depth_points(
-    model, cameras: TrainingCameras, min_acc: float, chunk: int, device, progress: Optional[Progress] = None
+    model, cameras: SceneCameras, min_acc: float, chunk: int, device, progress: Optional[Progress] = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(points (P, 3) float32, colours (P, 3) uint8) at the rendered depth of every training
     pixel whose accumulated opacity is at least `min_acc`."""
@@ -386,7 +352,7 @@ def outlier_mask(points: np.ndarray, neighbours: int, std_ratio: float) -> np.nd
 
 
 def export_pointcloud(
-    settings: ExportSettings, trained, cameras: TrainingCameras, device, progress, out: Path, write: Writer
+    settings: ExportSettings, trained, cameras: SceneCameras, device, progress, out: Path, write: Writer
 ) -> ExportResult:
     """Rendered depth of the training views -> outlier removal -> `write`."""
     points, colours = depth_points(trained.model, cameras, settings.min_acc, settings.chunk, device, progress)

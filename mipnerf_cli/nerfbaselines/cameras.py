@@ -26,21 +26,13 @@ import numpy as np
 import torch
 
 from mipnerf_cli.core.rays import RayBundle
-from mipnerf_cli.data.cameras import pix2cam_from_intrinsics
+from mipnerf_cli.data.cameras import opengl_from_opencv, pix2cam_from_intrinsics
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.errors import MipNerfError
 
 PINHOLE = 0  # nerfbaselines.camera_model_to_int("pinhole")
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
-
-
-def opengl_from_opencv(poses: np.ndarray) -> np.ndarray:
-    """(..., 3, 4) float64 OpenGL camera-to-world matrices from OpenCV ones ``poses`` (..., 3, 4)
-    or (..., 4, 4): the y and z axes negated (nerfbaselines' Blender loader does the reverse)."""
-    cam2world = np.array(poses, dtype=np.float64)[..., :3, :4]
-    cam2world[..., :, 1:3] *= -1
-    return cam2world
 
 
 def check_pinhole(cameras) -> None:

@@ -3,7 +3,7 @@
 nerfbaselines dataset, so the paper's multiscale protocol can be trained and scored there.
 
 Cameras become nerfbaselines' OpenCV poses and fx, fy, cx, cy (the inverse of
-`cameras.opengl_from_opencv` and ``pix2cam``); ``multiscale_base_width`` in the metadata (the
+`data.cameras.opengl_from_opencv` and ``pix2cam``); ``multiscale_base_width`` in the metadata (the
 widest image) lets the method weigh each image's rays by 4**level, as the reference does.
 nerfbaselines scores every image the same; the paper averages each scale on its own.
 """
@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from nerfbaselines import DatasetNotFoundError, new_cameras, new_dataset
 
+from mipnerf_cli.data.cameras import opengl_from_opencv
 from mipnerf_cli.data.formats.multiscale import METADATA, read_split
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.nerfbaselines.cameras import PINHOLE, opengl_from_opencv
+from mipnerf_cli.nerfbaselines.cameras import PINHOLE
 
 LOADER_ID = "blender-multiscale"
 

@@ -2,20 +2,24 @@
 
 `--path NAME` looks NAME up in :data:`PATH_GENERATORS` (the one place a new path is added:
 a function ``(settings, cameras) -> PathFrames``); `--path FILE.json` reads a camera path
-file (nerfstudio's ``camera_path.json``, or a render's ``cameras.json``: `rendering.frames`).
+file (nerfstudio's ``camera_path.json``, or a render's ``cameras.json``: `rendering.frames`;
+a nerfbaselines trajectory, ``"format": "nerfbaselines-v1"``: `rendering.trajectory`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 import torch
 
 from mipnerf_cli.core.camera_paths import interpolated_poses, mean_camera_distance, spheric_poses
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.rendering.frames import PathFrames, read_camera_path, resized
+from mipnerf_cli.rendering.frames import PathFrames, resized
+from mipnerf_cli.rendering.trajectory import read_path_file
+
+if TYPE_CHECKING:
+    from mipnerf_cli.runs.trained import SceneCameras
 
 
 class RenderSettings(Protocol):
@@ -28,25 +32,6 @@ class RenderSettings(Protocol):
     elevation: float
     scale: float
     resolution: Optional[tuple[int, int]]
-
-
-@dataclasses.dataclass
-class SceneCameras:
-    """The full-resolution cameras of one split, in capture order (the file's frame order)."""
-
-    cam2world: torch.Tensor  # (I, 3, 4)
-    focal: float
-    width: int
-    height: int
-    near: float
-    far: float
-    folder: Optional[Path] = None  # the scene folder
-    llff: Optional[dict] = None  # an LLFF scene's loader options (factor, spherify, llffhold, ...), else None
-
-    @property
-    def ndc(self) -> bool:
-        """Whether the model sees its rays in NDC (a forward-facing LLFF scene)."""
-        return self.llff is not None and not self.llff["spherify"]
 
 
 def _spheric(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
@@ -109,7 +94,7 @@ def path_name(path: str, cameras: SceneCameras) -> str:
 def path_frames(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
     """The frames of ``settings.path`` at the size asked for (--scale / --resolution)."""
     if is_path_file(settings.path):
-        frames = read_camera_path(Path(settings.path))
+        frames = read_path_file(Path(settings.path))
     else:
         generator = PATH_GENERATORS.get(settings.path)
         if generator is None:

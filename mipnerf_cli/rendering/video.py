@@ -24,17 +24,16 @@ from typing import Optional
 import imageio.v3 as iio
 import torch
 
-from mipnerf_cli.core.rays import pinhole_rays
 from mipnerf_cli.core.render import RenderStopped, render_image
-from mipnerf_cli.data.formats.llff import pose_rays
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
 from mipnerf_cli.io.output_folder import StagedFolder
-from mipnerf_cli.rendering.frames import PathFrames, read_camera_path, write_camera_path
-from mipnerf_cli.rendering.paths import SceneCameras, is_path_file, path_frames, path_name
+from mipnerf_cli.rendering.frames import PathFrames, write_camera_path
+from mipnerf_cli.rendering.paths import is_path_file, path_frames, path_name
+from mipnerf_cli.rendering.trajectory import read_path_file
 from mipnerf_cli.reporting import QuietProgress, ReportArg, as_reporter
-from mipnerf_cli.runs.trained import load_trained_model, scene_folder, training_downscale
+from mipnerf_cli.runs.trained import SceneCameras, load_trained_model
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import RenderSettings
 from mipnerf_cli.stopping import StopSignals
@@ -55,42 +54,6 @@ class RenderOutput:
     rays_per_second: float
 
 
-@dataclasses.dataclass
-class PathCamera:
-    """The distances every frame of the path shares (the intrinsics are per frame, in PathFrames)."""
-
-    near: float
-    far: float
-    ndc: bool = False  # rays in NDC (forward-facing LLFF scenes)
-
-
-def _scene_cameras(trained, data: Optional[Path], split: str) -> SceneCameras:
-    from mipnerf_cli.data import llff_options, load_scene, scene_kind
-
-    folder = scene_folder(trained, data)
-    kind = scene_kind(folder)
-    # A Blender run trained at 1/N renders at 1/N: "training resolution" is the one it saw.
-    shrink = training_downscale(trained, kind)
-    options = llff_options(trained.settings)
-    images = load_scene(
-        folder, split, multiscale=(kind == "multiscale"), white_bkgd=trained.white_bkgd, downscale=shrink, **options
-    )
-    full = [i for i, level in enumerate(images.levels) if level == 0]
-    if not full:
-        raise MipNerfError(f"{folder}: the {split} split has no full-resolution images to take the cameras from")
-    first = full[0]
-    return SceneCameras(
-        cam2world=images.cam2world[full],
-        focal=float(images.focal[first]),
-        width=images.widths[first],
-        height=images.heights[first],
-        near=float(images.near),
-        far=float(images.far),
-        folder=folder,
-        llff=options if kind == "llff" else None,
-    )
-
-
 def render_path(
     settings: RenderSettings, context: Context | None = None, report: ReportArg = None
 ) -> Optional[RenderOutput]:
@@ -107,17 +70,17 @@ def render_path(
     device = runtime.device
 
     def prepare():
-        # Rank 0 alone reads the checkpoint and the training cameras and hands them out.
+        # Rank 0 alone reads the checkpoint and the scene's cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
         if is_path_file(settings.path):
-            read_camera_path(Path(settings.path))  # a bad path file is refused before anything is loaded
+            read_path_file(Path(settings.path))  # a bad path file is refused before anything is loaded
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
-        cameras = _scene_cameras(trained, settings.data, settings.split)
+        # The cameras decide the rays: NDC for a forward-facing capture's model, whatever the path.
+        cameras = trained.scene(settings.data).cameras(settings.split).full_resolution()
         frames = path_frames(settings, cameras)
-        camera = PathCamera(near=cameras.near, far=cameras.far, ndc=cameras.ndc)
-        return trained, camera, frames, path_name(settings.path, cameras)
+        return trained, cameras, frames, path_name(settings.path, cameras)
 
-    trained, camera, frames, name = context.broadcast(context.on_main(prepare))
+    trained, cameras, frames, name = context.broadcast(context.on_main(prepare))
     if context.distributed:
         trained = dataclasses.replace(trained, model=trained.model.to(device), device=device)
     fps = frames.fps if frames.fps is not None else settings.fps
@@ -134,7 +97,7 @@ def render_path(
             write_camera_path(staged.path / CAMERAS_FILE, frames, fps)
         with StopSignals() as stop:
             rays_per_second = _render_frames(
-                settings, trained, camera, frames, frames_dir, runtime, context, as_reporter(report), stop
+                settings, trained, cameras, frames, frames_dir, runtime, context, as_reporter(report), stop
             )
     except BaseException:
         if staged is not None:
@@ -177,7 +140,7 @@ def render_path(
 def _render_frames(
     settings,
     trained,
-    camera: PathCamera,
+    cameras: SceneCameras,
     frames: PathFrames,
     frames_dir: Optional[Path],
     runtime: Runtime,
@@ -196,11 +159,7 @@ def _render_frames(
 
     def work(index: int):
         stop.check()
-        pose, focal = frames.poses[index], float(frames.focals[index])
-        if camera.ndc:  # a forward-facing LLFF model sees its rays in NDC, whatever the path
-            rays = pose_rays(pose, frames.width, frames.height, focal, camera.near, camera.far, True)
-        else:
-            rays = pinhole_rays(pose, frames.width, frames.height, focal, camera.near, camera.far)
+        rays = cameras.rays(frames.poses[index], frames.width, frames.height, float(frames.focals[index]))
         start = time.perf_counter()
         try:
             out = render_image(
@@ -221,7 +180,7 @@ def _render_frames(
         nonlocal depth_limits, rays_done
         out, seconds = item
         rank_seconds[rank] += seconds
-        depth_limits = _write_frame(frames_dir, index, out, camera, depth_limits)
+        depth_limits = _write_frame(frames_dir, index, out, cameras, depth_limits)
         rays_done += frames.width * frames.height
         seconds = max(rank_seconds)
         bar.update(1, rays_per_s=rays_done / seconds if seconds > 0 else 0.0)
@@ -233,7 +192,7 @@ def _render_frames(
     return rays_done / seconds if seconds > 0 else 0.0
 
 
-def _write_frame(frames_dir: Path, index: int, out: dict[str, torch.Tensor], camera: PathCamera, depth_limits):
+def _write_frame(frames_dir: Path, index: int, out: dict[str, torch.Tensor], camera: SceneCameras, depth_limits):
     """Write frame `index`'s rgb/depth/acc PNGs; returns the video's depth limits (set by frame 0)."""
     if depth_limits is None:
         # One depth range for the whole video (the first frame's, with a margin), so

@@ -121,7 +121,7 @@ class TrainingViews:
     widths: list[int]
     heights: list[int]
     levels: list[int]
-    thumbnails: list[np.ndarray]
+    thumbnails: list[np.ndarray | None]  # full-resolution images only (one frustum per pose)
     near: float
     far: float
     multiscale: bool
@@ -138,41 +138,37 @@ class TrainingViews:
 
 
 def load_training_views(trained, data: Path | None, thumbnail: int = 64) -> TrainingViews:
-    """The train split's cameras (and small RGB thumbnails) of the run's scene.
-
-    An LLFF scene is loaded with the run's own factor, spherify and llffhold (so its poses
-    and focal are the ones it was trained on) and renders in NDC unless spherified.
+    """The train split's cameras (and small RGB thumbnails) of the run's scene, through the
+    door (`runs.trained`): the scene's kind checked against the checkpoint's, an LLFF scene with
+    the run's own factor, spherify and llffhold (the poses and focal it was trained on), NDC as
+    the scene decides. Only the full-resolution images are decoded, for their thumbnails.
     """
-    from mipnerf_cli.data import llff_options, load_scene, scene_kind
-    from mipnerf_cli.runs.trained import scene_folder, training_downscale
-
-    folder = scene_folder(trained, data)
-    kind = scene_kind(folder)
-    options = llff_options(trained.settings) if kind == "llff" else {}
-    images = load_scene(
-        folder,
-        "train",
-        multiscale=(kind == "multiscale"),
-        white_bkgd=trained.white_bkgd,
-        downscale=training_downscale(trained, kind),
-        **options,
-    )
-    thumbnails = []
-    for image in images.images:
-        rgba = image.float() / 255.0
-        rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) * (1.0 if images.white_bkgd else 0.0)
-        step = max(1, image.shape[0] // thumbnail)
-        thumbnails.append((rgb[::step, ::step] * 255).round().to(torch.uint8).numpy())
+    cameras = trained.scene(data).cameras("train")
+    thumbnails = [
+        _thumbnail(file, thumbnail, trained.white_bkgd) if level == 0 else None
+        for file, level in zip(cameras.files, cameras.levels)
+    ]
     return TrainingViews(
-        cam2world=images.cam2world.to(torch.float64).numpy(),
-        focal=images.focal.numpy(),
-        widths=list(images.widths),
-        heights=list(images.heights),
-        levels=list(images.levels),
+        cam2world=cameras.cam2world.numpy(),
+        focal=cameras.focals.numpy(),
+        widths=list(cameras.widths),
+        heights=list(cameras.heights),
+        levels=list(cameras.levels),
         thumbnails=thumbnails,
-        near=float(images.near),
-        far=float(images.far),
-        multiscale=(kind == "multiscale"),
-        ndc=bool(options) and not options["spherify"],
-        kind=kind,
+        near=cameras.near,
+        far=cameras.far,
+        multiscale=cameras.kind == "multiscale",
+        ndc=cameras.ndc,
+        kind=cameras.kind,
     )
+
+
+def _thumbnail(file: Path, size: int, white_bkgd: bool) -> np.ndarray:
+    """uint8 (h, w, 3): the image at `file` composited on its background, every n-th pixel
+    (n = its height // `size`)."""
+    from mipnerf_cli.data.images import read_rgba
+
+    rgba = read_rgba(file).astype(np.float32) / 255.0
+    rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) * (1.0 if white_bkgd else 0.0)
+    step = max(1, rgba.shape[0] // size)
+    return (rgb[::step, ::step] * 255).round().astype(np.uint8)

@@ -47,15 +47,11 @@ def colorize(output: str, result: dict[str, torch.Tensor], near: float, far: flo
 
 
 def view_rays(view: ViewCamera, width: int, height: int, near: float, far: float, ndc: bool):
-    """The width*height rays (row-major) of `view`; in NDC for a forward-facing LLFF model,
-    exactly as `mipnerf render` builds a path frame's rays."""
-    from mipnerf_cli.core.rays import pinhole_rays
+    """The width*height rays (row-major) of `view`: ``data.formats.llff.pose_rays``, in NDC when
+    the scene says so (`ndc`), exactly as `mipnerf render` builds a path frame's rays."""
     from mipnerf_cli.data.formats.llff import pose_rays
 
-    pose = torch.from_numpy(view.cam2world)
-    if ndc:
-        return pose_rays(pose, width, height, view.focal(height), near, far, True)
-    return pinhole_rays(pose.float(), width, height, view.focal(height), near, far)
+    return pose_rays(torch.from_numpy(view.cam2world), width, height, view.focal(height), near, far, ndc)
 
 
 class ProgressiveRenderer:

@@ -187,10 +187,8 @@ def test_matmul_rate_is_positive():
         (["--workers", "-1"], "• fast_workers:"),
     ],
 )
-def test_bad_input_is_one_line(capsys, args, message):
-    from tiny_runs import cli_in_process
-
-    done = cli_in_process(capsys, "bench", *args, "--no-peak")
+def test_bad_input_is_one_line(args, message, mipnerf):
+    done = mipnerf("bench", *args, "--no-peak")
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 

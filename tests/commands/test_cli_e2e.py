@@ -16,34 +16,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from processes import start, wait_until
+from tiny import WIDER, tiny_settings
 
-pytest.importorskip("mipnerf_cli.core.models.mipnerf")
-
-TINY_CONFIG = {
-    "batch_size": 256,
-    "lr_init": 5.0e-3,
-    "lr_final": 5.0e-4,
-    "lr_delay_steps": 0,
-    "log_interval": 5,
-    "val_views": 1,
-    "tensorboard": False,
-    "device": "cpu",
-    "cpu_threads": 1,  # tiny models run several times faster on one thread of a busy machine
-    "model": {
-        "num_samples": 8,
-        "netdepth": 2,
-        "netwidth": 32,
-        "netwidth_condition": 16,
-        "max_deg_point": 6,
-        "deg_view": 2,
-    },
-}
+TINY_CONFIG = tiny_settings(
+    model=WIDER, batch_size=256, lr_init=5.0e-3, lr_final=5.0e-4, lr_delay_steps=0, log_interval=5, val_views=1
+)
 SIZE = 32
 STEPS = 30
 CHECK = 10
@@ -59,6 +42,7 @@ def mipnerf_executable() -> str:
     return found
 
 
+# A real process per command, not the `mipnerf` fixture: this file checks the installed console script.
 def run(*args, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MIPNERF_DEBUG", None)
@@ -73,23 +57,6 @@ def ok(*args, timeout: float = 120) -> subprocess.CompletedProcess:
     result = run(*args, timeout=timeout)
     assert result.returncode == 0, f"mipnerf {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def start(*args) -> subprocess.Popen:
-    return subprocess.Popen(
-        [mipnerf_executable(), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def wait_until(predicate, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if process.poll() is not None:
-            raise AssertionError(f"the trainer ended before the test could interrupt it: {process.communicate()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("timed out waiting for the trainer")
-        time.sleep(0.005)
 
 
 def metrics(run_dir: Path, split: str = "train") -> list[dict]:
@@ -313,12 +280,15 @@ def _train_args(workflow, exp_name: str, max_steps: int, check_interval: int) ->
 
 def test_resume_auto_after_sigkill_continues_from_the_saved_step(workflow):
     run_dir = workflow["runs"] / "killed"
-    trainer = start(*_train_args(workflow, "killed", 100_000, 10))
+    trainer = start(mipnerf_executable(), *_train_args(workflow, "killed", 100_000, 10))
     # step-N.pt is written before last.pt is linked to it: wait for both of the second save.
     last = run_dir / "ckpt" / "last.pt"
     wait_until(
         lambda: (run_dir / "ckpt" / "step-0000020.pt").exists() and last.exists() and checkpoint_step(last) >= 20,
         trainer,
+        timeout=90,
+        what="the second save",
+        poll=0.005,
     )
     trainer.send_signal(signal.SIGKILL)
     trainer.communicate()
@@ -337,8 +307,14 @@ def test_resume_auto_after_sigkill_continues_from_the_saved_step(workflow):
 
 def test_ctrl_c_saves_exits_130_and_resume_continues(workflow):
     run_dir = workflow["runs"] / "interrupted"
-    trainer = start(*_train_args(workflow, "interrupted", 100_000, 100_000))
-    wait_until(lambda: (run_dir / "metrics.jsonl").exists() and len(metrics(run_dir)) >= 2, trainer)
+    trainer = start(mipnerf_executable(), *_train_args(workflow, "interrupted", 100_000, 100_000))
+    wait_until(
+        lambda: (run_dir / "metrics.jsonl").exists() and len(metrics(run_dir)) >= 2,
+        trainer,
+        timeout=90,
+        what="two logged steps",
+        poll=0.005,
+    )
     trainer.send_signal(signal.SIGINT)
     out, err = trainer.communicate(timeout=60)
     assert trainer.returncode == 130, err

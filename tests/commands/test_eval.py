@@ -9,26 +9,23 @@ import shutil
 import imageio.v3 as iio
 import pytest
 import torch
-
-pytest.importorskip("mipnerf_cli.core.models.mipnerf")
-
-from tiny_runs import (  # noqa: E402
-    BLENDER,  # noqa: F401
+from tiny import tiny_config
+from tiny_runs import (
+    BLENDER,
     MULTISCALE,
     STEP,
     assert_one_line_error,
-    cli_in_process,
     make_run,
 )
 
-from mipnerf_cli import evaluation  # noqa: E402
-from mipnerf_cli.core.metrics import psnr, ssim  # noqa: E402
-from mipnerf_cli.core.render import render_image  # noqa: E402
-from mipnerf_cli.data import load_scene  # noqa: E402
-from mipnerf_cli.errors import MipNerfError  # noqa: E402
-from mipnerf_cli.evaluation import EvalResults, evaluate, read_results  # noqa: E402
-from mipnerf_cli.runs.trained import load_trained_model  # noqa: E402
-from mipnerf_cli.settings import EvalSettings  # noqa: E402
+from mipnerf_cli import evaluation
+from mipnerf_cli.core.metrics import psnr, ssim
+from mipnerf_cli.core.render import render_image
+from mipnerf_cli.data import load_scene
+from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.evaluation import EvalResults, evaluate, read_results
+from mipnerf_cli.runs.trained import load_trained_model
+from mipnerf_cli.settings import EvalSettings
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +179,8 @@ def test_run_prefers_a_step_file_newer_than_last(runs, tmp_path):
     assert (trained.step, trained.checkpoint_path.name) == (9, "step-0000009.pt")
 
 
-def test_data_of_the_other_kind(runs, tmp_path, capsys):
-    result = cli_in_process(
-        capsys,
+def test_data_of_the_other_kind(runs, tmp_path, mipnerf):
+    result = mipnerf(
         "eval",
         "--run",
         str(runs["blender"]),
@@ -196,8 +192,7 @@ def test_data_of_the_other_kind(runs, tmp_path, capsys):
         str(tmp_path / "r"),
     )
     assert_one_line_error(result, "multiscale scene", "single-scale")
-    result = cli_in_process(
-        capsys,
+    result = mipnerf(
         "eval",
         "--run",
         str(runs["multiscale"]),
@@ -212,22 +207,18 @@ def test_data_of_the_other_kind(runs, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_output(runs, tmp_path, capsys):
+def test_unwritable_output(runs, tmp_path, mipnerf):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = cli_in_process(
-        capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(blocker / "eval")
-    )
+    result = mipnerf("eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(blocker / "eval"))
     assert_one_line_error(result, "cannot write to", "--out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_run_and_ckpt_together_and_bad_values(runs, capsys):
-    result = cli_in_process(
-        capsys, "eval", "--run", str(runs["blender"]), "--ckpt", str(runs["blender"] / "ckpt" / "last.pt")
-    )
+def test_run_and_ckpt_together_and_bad_values(runs, mipnerf):
+    result = mipnerf("eval", "--run", str(runs["blender"]), "--ckpt", str(runs["blender"] / "ckpt" / "last.pt"))
     assert_one_line_error(result, "either --run", "--ckpt")
-    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--chunk", "0")
+    result = mipnerf("eval", "--run", str(runs["blender"]), "--chunk", "0")
     assert result.returncode == 1 and "• chunk:" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -246,19 +237,18 @@ def test_lpips_is_unavailable_without_the_package_or_its_weights(monkeypatch, tm
     assert list(tmp_path.iterdir()) == []
 
 
-def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
+def test_train_then_eval_then_render_through_the_cli(tmp_path, mipnerf):
     """The real pipeline on the tiny multiscale scene: a trained run folder is all eval/render need."""
-    pytest.importorskip("mipnerf_cli.core.losses")
-    from tiny_runs import TINY_MODEL
-
-    config = tmp_path / "tiny.yaml"
-    model_lines = "".join(f"  {key}: {value}\n" for key, value in TINY_MODEL.items())
-    config.write_text(
-        "batch_size: 64\nmax_steps: 4\ncheck_interval: 2\nlog_interval: 1\nval_views: 0\ntensorboard: false\n"
-        "lr_delay_steps: 0\ncpu_threads: 1\nmodel:\n" + model_lines
+    config = tiny_config(
+        tmp_path / "tiny.yaml",
+        batch_size=64,
+        max_steps=4,
+        check_interval=2,
+        log_interval=1,
+        val_views=0,
+        lr_delay_steps=0,
     )
-    result = cli_in_process(
-        capsys,
+    result = mipnerf(
         "train",
         "--config",
         str(config),
@@ -275,8 +265,7 @@ def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
     assert result.returncode == 0, result.stderr
     run = tmp_path / "out" / "e2e"
 
-    result = cli_in_process(
-        capsys,
+    result = mipnerf(
         "eval",
         "--run",
         str(run),
@@ -296,8 +285,7 @@ def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
     assert len(list((run / "eval" / "4" / "images").iterdir())) == 4 * 4
     assert "average" in result.stdout and "d3 (1/8)" in result.stdout
 
-    result = cli_in_process(
-        capsys,
+    result = mipnerf(
         "render",
         "--run",
         str(run),
@@ -313,15 +301,15 @@ def test_train_then_eval_then_render_through_the_cli(tmp_path, capsys):
     assert iio.imread(run / "render" / "spheric" / "depth.mp4").shape == (3, 12, 16, 3)
 
 
-def test_out_never_replaces_a_file_or_a_foreign_folder(runs, tmp_path, capsys):
+def test_out_never_replaces_a_file_or_a_foreign_folder(runs, tmp_path, mipnerf):
     precious = tmp_path / "notes.txt"
     precious.write_text("keep me")
-    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(precious))
+    result = mipnerf("eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(precious))
     assert_one_line_error(result, "notes.txt exists and is not a folder")
     documents = tmp_path / "documents"
     documents.mkdir()
     (documents / "thesis.tex").write_text("keep me too")
-    result = cli_in_process(capsys, "eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(documents))
+    result = mipnerf("eval", "--run", str(runs["blender"]), "--device", "cpu", "--out", str(documents))
     assert_one_line_error(result, "documents already holds other files", "--out")
     assert precious.read_text() == "keep me" and (documents / "thesis.tex").read_text() == "keep me too"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["documents", "notes.txt"]
@@ -333,10 +321,11 @@ def test_out_never_replaces_a_file_or_a_foreign_folder(runs, tmp_path, capsys):
 
 
 def test_staging_left_by_a_killed_eval_is_cleaned_up(runs, tmp_path):
-    import subprocess
     import sys
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    from processes import start
+
+    dead = start(sys.executable, "-c", "pass")
     dead.wait()
     leftover = tmp_path / f".r.partial-{dead.pid}-0000"
     leftover.mkdir()

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -60,17 +58,17 @@ def test_plot_draws_the_mean_test_curve(tmp_path):
     assert mean_pixels[:, :half].sum() > 50 and mean_pixels[:, half:].sum() > 50
 
 
-def test_cli_writes_the_png_and_refuses_a_run_without_metrics(tmp_path):
+def test_cli_writes_the_png_and_refuses_a_run_without_metrics(tmp_path, mipnerf):
     run = tmp_path / "run"
     write_metrics(run)
-    result = subprocess.run([sys.executable, "-m", "mipnerf_cli", "plot", str(run)], capture_output=True, text=True)
+    result = mipnerf("plot", run)
     assert result.returncode == 0, result.stderr
     assert "17.00 dB at step 500" in result.stdout
     assert iio.imread(run / "quality.png").shape[:2] == (420, 1120)
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = subprocess.run([sys.executable, "-m", "mipnerf_cli", "plot", str(empty)], capture_output=True, text=True)
+    result = mipnerf("plot", empty)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: {empty / 'metrics.jsonl'} not found: give a run folder written by `mipnerf train`"

@@ -189,11 +189,6 @@ def test_failed_video_leaves_nothing(tmp_path):
 
 # ----------------------------------------------------------------------------- `mipnerf render`
 
-needs_model = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("mipnerf_cli.core.models.mipnerf") is None,
-    reason="the model is not there yet",
-)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
@@ -209,7 +204,6 @@ def _render(run_dir, **values):
     return render_path(RenderSettings(run=run_dir, device="cpu", progress=False, **values))
 
 
-@needs_model
 def test_render_writes_three_videos_of_the_right_size(run_dir, tmp_path):
     result = _render(run_dir, frames=3, resolution="24x16", out=tmp_path / "spheric")
     assert sorted(p.name for p in result.folder.iterdir()) == ["acc.mp4", "cameras.json", "depth.mp4", "rgb.mp4"]
@@ -224,7 +218,6 @@ def test_render_writes_three_videos_of_the_right_size(run_dir, tmp_path):
     assert result.rays_per_second > 0
 
 
-@needs_model
 def test_render_default_location_scale_and_frames(run_dir):
     result = _render(run_dir, frames=2, scale=4, radius=3.0, format="gif", keep_frames=True)
     assert result.folder == run_dir / "render" / "spheric"
@@ -234,7 +227,6 @@ def test_render_default_location_scale_and_frames(run_dir):
     assert frames == [f"{m}_{i:04d}.png" for m in ("acc", "depth", "rgb") for i in range(2)]
 
 
-@needs_model
 def test_a_run_trained_at_a_downscale_renders_at_that_resolution(tmp_path):
     from tiny_runs import make_run
 
@@ -245,14 +237,12 @@ def test_a_run_trained_at_a_downscale_renders_at_that_resolution(tmp_path):
     assert result.focal == pytest.approx(0.5 * 32 / math.tan(0.5 * meta["camera_angle_x"]), rel=1e-5)
 
 
-@needs_model
 def test_render_png_frames_only(run_dir, tmp_path):
     result = _render(run_dir, frames=2, resolution="8x6", format="png", out=tmp_path / "p")
     assert sorted(p.name for p in result.folder.iterdir()) == ["cameras.json", "frames"]
     assert iio.imread(result.folder / "frames" / "depth_0001.png").shape == (6, 8, 3)
 
 
-@needs_model
 def test_failing_ffmpeg_keeps_the_frames(run_dir, tmp_path, monkeypatch):
     import mipnerf_cli.io.images as images_module
 
@@ -266,19 +256,17 @@ def test_failing_ffmpeg_keeps_the_frames(run_dir, tmp_path, monkeypatch):
     assert len(list((tmp_path / "v" / "frames").iterdir())) == 6
 
 
-@needs_model
-def test_render_bad_input(run_dir, tmp_path, capsys):
-    from tiny_runs import assert_one_line_error, cli_in_process
+def test_render_bad_input(run_dir, tmp_path, mipnerf):
+    from tiny_runs import assert_one_line_error
 
     # (a missing or damaged checkpoint: tests/robustness/test_bad_input.py)
-    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--resolution", "wide")
+    result = mipnerf("render", "--run", str(run_dir), "--resolution", "wide")
     assert result.returncode == 1 and "• resolution:" in result.stderr and "Traceback" not in result.stderr
-    result = cli_in_process(capsys, "render", "--run", str(run_dir), "--frames", "0")
+    result = mipnerf("render", "--run", str(run_dir), "--frames", "0")
     assert result.returncode == 1 and "• frames:" in result.stderr
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = cli_in_process(
-        capsys,
+    result = mipnerf(
         "render",
         "--run",
         str(run_dir),
@@ -295,12 +283,9 @@ def test_render_bad_input(run_dir, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-@needs_model
-def test_render_through_the_cli(run_dir, tmp_path, capsys):
-    from tiny_runs import cli_in_process
+def test_render_through_the_cli(run_dir, tmp_path, mipnerf):
 
-    result = cli_in_process(
-        capsys,
+    result = mipnerf(
         "render",
         "--run",
         str(run_dir),
@@ -321,7 +306,6 @@ def test_render_through_the_cli(run_dir, tmp_path, capsys):
     assert iio.imread(tmp_path / "s" / "rgb.mp4").shape == (2, 8, 8, 3)
 
 
-@needs_model
 def test_render_never_replaces_a_foreign_folder(run_dir, tmp_path):
     (tmp_path / "holiday.mp4").write_text("not ours")
     with pytest.raises(MipNerfError, match="already holds other files"):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from golden import REPO
+from processes import MIPNERF, start, wait_until
 from tiny_runs import make_run, one_cpu_thread  # noqa: F401
 
 CHROMIUM = Path(os.environ.get("MIPNERF_CHROMIUM", "/usr/bin/chromium"))
@@ -218,36 +218,30 @@ def test_mipnerf_view_command_in_a_real_browser(tmp_path, browser):
     run = patterned_run(tmp_path)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mipnerf_cli",
-            "view",
-            str(run),
-            "--port",
-            str(port),
-            "--resolution",
-            str(RESOLUTION),
-            "--device",
-            "cpu",
-            "--cpu-threads",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
+    # A real process: the server must keep serving while this test drives the browser.
+    process = start(
+        *MIPNERF,
+        "view",
+        run,
+        "--port",
+        port,
+        "--resolution",
+        RESOLUTION,
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        1,
         stderr=subprocess.STDOUT,
-        text=True,
         env=env,
     )
+
+    def serving() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert process.poll() is None, process.stdout.read()
-            time.sleep(0.2)
+        wait_until(serving, process, 60, f"the viewer to listen on port {port}", 0.2)
         page = Page(browser, url)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -7,8 +7,10 @@ import json
 
 import pytest
 import torch
-from test_model import TINY, random_rays
-from tiny_runs import MULTISCALE, make_run, one_cpu_thread  # noqa: F401  (autouse)
+from tiny import MODEL_CONFIG as TINY
+from tiny import random_rays
+from tiny import tiny_run_settings as tiny
+from tiny_runs import BLENDER, MULTISCALE, make_run, one_cpu_thread  # noqa: F401  (autouse)
 
 from mipnerf_cli import runtime as runtime_module
 from mipnerf_cli.core.models.mipnerf import MipNerf
@@ -64,8 +66,6 @@ def _train_losses(settings, policy, steps: int) -> list[float]:
 
 
 def test_training_steps_under_the_cuda_like_policy_follow_float32(tmp_path):
-    from test_train import tiny
-
     settings = tiny(tmp_path, data=MULTISCALE, multiscale=True, batch_size=256)
     steps = 30
     bf16 = _train_losses(settings, runtime_module.cuda_like(), steps)
@@ -81,8 +81,6 @@ def test_training_steps_under_the_cuda_like_policy_follow_float32(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A short multiscale run trained under the cuda-like policy, validating one view at every scale."""
-    from test_train import tiny
-
     from mipnerf_cli import training
 
     out = tmp_path_factory.mktemp("cuda-like")
@@ -135,8 +133,6 @@ def test_eval_under_the_cuda_like_policy_matches_validation_and_float32(trained_
 
 def test_eval_psnr_equals_validation_psnr_under_the_cpu_policy(tmp_path, monkeypatch):
     """Same checkpoint, same view, same (float32 fast-path) policy: validation's number is eval's."""
-    from test_train import tiny
-
     from mipnerf_cli import training
 
     settings = tiny(
@@ -171,8 +167,6 @@ def test_render_under_the_cuda_like_policy_is_close_to_float32(trained_run):
 def test_a_nonfinite_loss_found_a_step_late_stops_as_at_once(tmp_path, monkeypatch):
     """The sync-free step reads step k's loss after queuing step k+1; the stop is the same:
     step k named, nothing saved after the last good checkpoint."""
-    from test_train import tiny
-
     from mipnerf_cli import training
     from mipnerf_cli.core import losses
     from mipnerf_cli.errors import MipNerfError
@@ -202,8 +196,6 @@ def test_a_nonfinite_loss_found_a_step_late_stops_as_at_once(tmp_path, monkeypat
 
 
 def test_the_fused_step_skips_a_nonfinite_update_on_the_device(tmp_path):
-    from test_train import BLENDER, tiny
-
     from mipnerf_cli import training
     from mipnerf_cli.data import load_scene
 

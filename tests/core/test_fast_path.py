@@ -6,40 +6,15 @@ import dataclasses
 
 import pytest
 import torch
+from tiny import FAST_CONFIG as TINY
+from tiny import model_for, rays_and_pixels
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse: tiny models run faster on one thread)
 
 from mipnerf_cli import training
 from mipnerf_cli.core import fast
 from mipnerf_cli.core.losses import mipnerf_loss
-from mipnerf_cli.core.models.mipnerf import MLP, MipNerf, ModelConfig
-from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.core.models.mipnerf import MLP, MipNerf
 from mipnerf_cli.settings import ModelSettings, TrainSettings
-
-TINY = ModelConfig(
-    num_samples=8, netdepth=3, netwidth=16, netwidth_condition=8, skip_layer=2, max_deg_point=6, deg_view=2
-)
-
-
-def rays_and_pixels(n: int, seed: int = 0) -> tuple[RayBundle, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    origins = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1) * 4
-    directions = -origins + torch.rand(n, 3, generator=gen) * 2 - 1
-    ones = torch.ones(n, 1)
-    rays = RayBundle(
-        origins=origins, directions=directions, viewdirs=torch.nn.functional.normalize(directions, dim=-1),
-        radii=ones * 2e-3, near=ones * 2, far=ones * 6, lossmult=1 + torch.rand(n, 1, generator=gen),
-    )  # fmt: skip
-    return rays, torch.rand(n, 3, generator=gen)
-
-
-def model_for(config: ModelConfig, seed: int = 0) -> MipNerf:
-    torch.manual_seed(seed)
-    model = MipNerf(config)
-    with torch.no_grad():  # non-zero biases, so that their gradients and placement are checked too
-        for parameter in model.parameters():
-            if parameter.dim() == 1:
-                parameter.uniform_(-0.1, 0.1)
-    return model
 
 
 def concatenating_mlp(mlp: MLP, x: torch.Tensor, condition: torch.Tensor | None):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny import TINY_MODEL
 
 from mipnerf_cli.core import geometry
 from mipnerf_cli.core.models.mipnerf import MipNerf, ModelConfig
@@ -27,9 +28,7 @@ def test_grid_points_order_and_corners():
 
 def test_density_from_points_shape_and_matches_the_model_at_a_sample():
     torch.manual_seed(0)
-    model = MipNerf(
-        ModelConfig(num_samples=4, netdepth=2, netwidth=16, netwidth_condition=8, max_deg_point=4, deg_view=2)
-    )
+    model = MipNerf(ModelConfig(**TINY_MODEL))
     points = torch.randn(10, 3)
     density = geometry.density_from_points(model, points, 0.01)
     assert density.shape == (10,) and (density >= 0).all()

@@ -9,11 +9,11 @@ import pytest
 import torch
 from golden import load_golden
 from reference_weights import GOLDEN_TOL, golden_error, golden_rays, load_reference_weights, reference_layer_order
+from tiny import MODEL_CONFIG as TINY
+from tiny import random_rays
 
 from mipnerf_cli.core.models.mipnerf import LevelOutput, MipNerf, ModelConfig
 from mipnerf_cli.core.rays import RayBundle
-
-TINY = ModelConfig(num_samples=8, netdepth=3, netwidth=16, netwidth_condition=8, skip_layer=2, max_deg_point=6)
 
 # NeRF mode's fine level cannot be held to 1e-5: without the Gaussian damping, the 2**15
 # frequencies turn last-bit differences of the coarse weights (from matmul summation order)
@@ -33,22 +33,6 @@ def golden_model(z: dict) -> MipNerf:
     model = MipNerf(config)
     load_reference_weights(model, z)
     return model
-
-
-def random_rays(n: int, seed: int = 0, shape: tuple[int, ...] = ()) -> RayBundle:
-    gen = torch.Generator().manual_seed(seed)
-    lead = (*shape, n) if shape else (n,)
-    origins = torch.nn.functional.normalize(torch.randn(*lead, 3, generator=gen), dim=-1) * 4
-    directions = -origins + torch.rand(*lead, 3, generator=gen) * 2 - 1
-    return RayBundle(
-        origins=origins,
-        directions=directions,
-        viewdirs=torch.nn.functional.normalize(directions, dim=-1),
-        radii=torch.full((*lead, 1), 1e-3),
-        near=torch.full((*lead, 1), 2.0),
-        far=torch.full((*lead, 1), 6.0),
-        lossmult=torch.ones(*lead, 1),
-    )
 
 
 # ---------------------------------------------------------------- layout

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 
 import torch
-from test_fast_path import TINY, model_for, rays_and_pixels
+from tiny import FAST_CONFIG as TINY
+from tiny import model_for, rays_and_pixels
 from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
 
 from mipnerf_cli import runtime as runtime_module

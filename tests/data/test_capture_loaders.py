@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 from scipy.spatial.transform import Rotation
+from tiny import tiny_settings
 
 from mipnerf_cli.data import load_scene
 from mipnerf_cli.data.formats.capture import resolve_spherify
@@ -491,25 +493,11 @@ def test_multiscale_and_downscale_name_the_capture_format(ff, tmp_path, mipnerf)
 
 # ----------------------------------------------------------------------------- end to end
 
-TINY = """\
-white_bkgd: true
-batch_size: 32
-max_steps: 2
-check_interval: 2
-log_interval: 1
-lr_delay_steps: 0
-val_views: 1
-tensorboard: false
-device: cpu
-cpu_threads: 1
-model:
-  num_samples: 4
-  netdepth: 2
-  netwidth: 16
-  netwidth_condition: 8
-  max_deg_point: 4
-  deg_view: 2
-"""
+TINY = yaml.safe_dump(
+    tiny_settings(
+        white_bkgd=True, batch_size=32, max_steps=2, check_interval=2, log_interval=1, lr_delay_steps=0, val_views=1
+    )
+)
 
 
 @pytest.mark.parametrize(

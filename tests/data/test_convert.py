@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +19,6 @@ from mipnerf_cli.convert.multiscale import (
     image_levels,
 )
 from mipnerf_cli.demo.scenes import DemoSceneSpec, make_demo_scene
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mipnerf_cli", *map(str, args)], capture_output=True, text=True)
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -49,9 +43,9 @@ def reference_levels(pixels: np.ndarray, n_down: int) -> list[np.ndarray]:
     return out
 
 
-def test_golden_scene_converts_bit_exact(tmp_path, golden_dir):
+def test_golden_scene_converts_bit_exact(tmp_path, golden_dir, mipnerf):
     out = tmp_path / "out"
-    result = run_cli("convert", golden_dir / "convert" / "input", out, "--n-down", 4)
+    result = mipnerf("convert", golden_dir / "convert" / "input", out, "--n-down", 4)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     expected, got = golden_dir / "convert" / "output" / "tiny", out / "tiny"
@@ -107,9 +101,9 @@ def non_square_scene(tmp_path_factory) -> Path:
     return root / "scenes"
 
 
-def test_non_square_scene(non_square_scene, tmp_path):
+def test_non_square_scene(non_square_scene, tmp_path, mipnerf):
     out = tmp_path / "ms"
-    result = run_cli("convert", non_square_scene, out, "--n-down", 4)
+    result = mipnerf("convert", non_square_scene, out, "--n-down", 4)
     assert result.returncode == 0, result.stderr
     meta = json.loads((out / "wide" / "metadata.json").read_text())
     transforms = json.loads((non_square_scene / "wide" / "transforms_train.json").read_text())
@@ -150,8 +144,8 @@ def test_non_square_scene(non_square_scene, tmp_path):
             np.testing.assert_array_equal(have, want)
 
 
-def test_single_scene_folder_goes_to_out_dir_slash_name(golden_dir, tmp_path):
-    result = run_cli(
+def test_single_scene_folder_goes_to_out_dir_slash_name(golden_dir, tmp_path, mipnerf):
+    result = mipnerf(
         "convert", golden_dir / "convert" / "input" / "tiny", tmp_path / "out", "--n-down", 2, "--workers", 1
     )
     assert result.returncode == 0, result.stderr
@@ -160,7 +154,7 @@ def test_single_scene_folder_goes_to_out_dir_slash_name(golden_dir, tmp_path):
     assert len(pngs_under(tmp_path / "out" / "tiny")) == 3 * 4 * 2
 
 
-def test_existing_out_dir_keeps_its_other_content_and_overwrite_replaces(golden_dir, tmp_path):
+def test_existing_out_dir_keeps_its_other_content_and_overwrite_replaces(golden_dir, tmp_path, mipnerf):
     out = tmp_path / "out"
     (out / "other").mkdir(parents=True)
     (out / "other" / "keep.txt").write_text("mine")
@@ -168,7 +162,7 @@ def test_existing_out_dir_keeps_its_other_content_and_overwrite_replaces(golden_
     assert (out / "other" / "keep.txt").read_text() == "mine"
     stale = out / "tiny" / "stale.txt"
     stale.write_text("old")
-    result = run_cli("convert", golden_dir / "convert" / "input", out, "--overwrite")
+    result = mipnerf("convert", golden_dir / "convert" / "input", out, "--overwrite")
     assert result.returncode == 0, result.stderr
     assert not stale.exists()
     assert len(pngs_under(out / "tiny")) == 3 * 4 * 4
@@ -191,11 +185,11 @@ def test_progress_is_reported_per_image(golden_dir, tmp_path):
     assert calls == [(k, 12) for k in range(1, 13)]
 
 
-def test_cli_prints_summary_and_help(golden_dir, tmp_path):
-    result = run_cli("convert", golden_dir / "convert" / "input", tmp_path / "out")
+def test_cli_prints_summary_and_help(golden_dir, tmp_path, mipnerf):
+    result = mipnerf("convert", golden_dir / "convert" / "input", tmp_path / "out")
     assert result.returncode == 0
     assert "tiny: train 4, val 4, test 4 images of 64x64" in result.stdout
     assert "converted 12 images x 4 scales" in result.stdout
-    help_text = run_cli("convert", "-h").stdout
+    help_text = mipnerf("convert", "-h").stdout
     for option in ("--n-down", "--overwrite", "--workers"):
         assert option in help_text

@@ -8,16 +8,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mipnerf_cli", *map(str, args)], capture_output=True, text=True)
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -53,58 +48,58 @@ def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None
         assert fragment in lines[0], (fragment, lines[0])
 
 
-def convert_refused(source: Path, out: Path, *fragments: str, extra=()) -> None:
+def convert_refused(mipnerf, source: Path, out: Path, *fragments: str, extra=()) -> None:
     """Run convert, expect refusal, and check that OUT_DIR and the folder around it are unchanged."""
     before, around = snapshot(out), sorted(os.listdir(out.parent)) if out.parent.exists() else None
-    result = run_cli("convert", source, out, *extra)
+    result = mipnerf("convert", source, out, *extra)
     assert_refused(result, *fragments)
     assert snapshot(out) == before
     if around is not None:
         assert sorted(os.listdir(out.parent)) == around  # no staging folder left next to OUT_DIR
 
 
-def test_out_dir_nested_in_missing_folders_is_not_created_on_failure(scenes, tmp_path):
+def test_out_dir_nested_in_missing_folders_is_not_created_on_failure(scenes, tmp_path, mipnerf):
     (scenes / "tiny" / "val" / "r_0.png").unlink()
-    result = run_cli("convert", scenes, tmp_path / "a" / "b" / "out")
+    result = mipnerf("convert", scenes, tmp_path / "a" / "b" / "out")
     assert_refused(result, "val/r_0.png")
     assert not (tmp_path / "a").exists()
 
 
 # Image size not divisible by 2^(n_down - 1)
-def test_size_not_divisible(scenes, out_dir, tmp_path):
+def test_size_not_divisible(scenes, out_dir, tmp_path, mipnerf):
     for split in ("train", "val", "test"):
         for i in range(4):
             Image.fromarray(np.full((60, 60, 4), 200, np.uint8)).save(scenes / "tiny" / split / f"r_{i}.png")
-    convert_refused(scenes, out_dir, "r_0.png: image size 60x60 (HxW) is not divisible by 8", "--n-down")
+    convert_refused(mipnerf, scenes, out_dir, "r_0.png: image size 60x60 (HxW) is not divisible by 8", "--n-down")
     # 60 is divisible by 4, so three scales work.
-    result = run_cli("convert", scenes, tmp_path / "three", "--n-down", 3)
+    result = mipnerf("convert", scenes, tmp_path / "three", "--n-down", 3)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "three" / "tiny" / "metadata.json").read_text())["train"]["width"][:3] == [60, 30, 15]
 
 
 # OUT_DIR already holding the scene
-def test_out_dir_already_holds_the_scene(scenes, out_dir):
-    assert run_cli("convert", scenes, out_dir).returncode == 0
-    convert_refused(scenes, out_dir, f"{out_dir / 'tiny'} already exists", "--overwrite")
+def test_out_dir_already_holds_the_scene(scenes, out_dir, mipnerf):
+    assert mipnerf("convert", scenes, out_dir).returncode == 0
+    convert_refused(mipnerf, scenes, out_dir, f"{out_dir / 'tiny'} already exists", "--overwrite")
 
 
-def test_overwrite_refuses_a_folder_that_is_not_a_converted_scene(scenes, out_dir):
+def test_overwrite_refuses_a_folder_that_is_not_a_converted_scene(scenes, out_dir, mipnerf):
     (out_dir / "tiny").mkdir()
     (out_dir / "tiny" / "thesis.tex").write_text("precious")
-    convert_refused(scenes, out_dir, "holds no metadata.json; refusing to replace it", extra=["--overwrite"])
+    convert_refused(mipnerf, scenes, out_dir, "holds no metadata.json; refusing to replace it", extra=["--overwrite"])
 
 
-def test_out_dir_is_a_file(scenes, tmp_path):
+def test_out_dir_is_a_file(scenes, tmp_path, mipnerf):
     target = tmp_path / "file.txt"
     target.write_text("x")
-    convert_refused(scenes, target, "file.txt: exists and is not a folder")
+    convert_refused(mipnerf, scenes, target, "file.txt: exists and is not a folder")
     assert target.read_text() == "x"
 
 
-def test_sixteen_bit_png(scenes, out_dir):
+def test_sixteen_bit_png(scenes, out_dir, mipnerf):
     Image.fromarray(np.full((64, 64), 40000, np.uint16)).save(scenes / "tiny" / "val" / "r_1.png")
-    convert_refused(scenes, out_dir, "val/r_1.png: 16-bit PNGs are not supported")
+    convert_refused(mipnerf, scenes, out_dir, "val/r_1.png: 16-bit PNGs are not supported")
 
 
-def test_bad_n_down(scenes, out_dir):
-    convert_refused(scenes, out_dir, "--n-down must be a positive integer", extra=["--n-down", "0"])
+def test_bad_n_down(scenes, out_dir, mipnerf):
+    convert_refused(mipnerf, scenes, out_dir, "--n-down must be a positive integer", extra=["--n-down", "0"])

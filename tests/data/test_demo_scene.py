@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +26,6 @@ from mipnerf_cli.demo.scenes import (
 from mipnerf_cli.errors import MipNerfError
 
 
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mipnerf_cli", *map(str, args)], capture_output=True, text=True)
-
-
 def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -44,9 +38,9 @@ def composite(rgba: np.ndarray) -> np.ndarray:
 SMALL = DemoSceneSpec(height=32, width=32, num_train=4, num_val=2, num_test=3, seed=0)
 
 
-def test_cli_writes_a_blender_scene(tmp_path):
+def test_cli_writes_a_blender_scene(tmp_path, mipnerf):
     out = tmp_path / "demo"
-    result = run_cli("demo-scene", out, "--size", 32, "--train", 4, "--val", 2, "--test", 3, "--seed", 0)
+    result = mipnerf("demo-scene", out, "--size", 32, "--train", 4, "--val", 2, "--test", 3, "--seed", 0)
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
     for split, count in (("train", 4), ("val", 2), ("test", 3)):
@@ -153,24 +147,24 @@ def test_bad_sizes_and_counts():
     assert not Path("/nonexistent").exists()
 
 
-def test_cli_refuses_to_replace_without_overwrite_or_a_non_scene(tmp_path):
+def test_cli_refuses_to_replace_without_overwrite_or_a_non_scene(tmp_path, mipnerf):
     out = tmp_path / "demo"
-    assert run_cli("demo-scene", out, "--size", 16, "--train", 1, "--val", 1, "--test", 1).returncode == 0
+    assert mipnerf("demo-scene", out, "--size", 16, "--train", 1, "--val", 1, "--test", 1).returncode == 0
     before = files_of(out)
-    result = run_cli("demo-scene", out, "--size", 16, "--train", 1, "--val", 1, "--test", 1, "--seed", 4)
+    result = mipnerf("demo-scene", out, "--size", 16, "--train", 1, "--val", 1, "--test", 1, "--seed", 4)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "already exists and is not empty; pass --overwrite" in result.stderr
     assert files_of(out) == before
-    result = run_cli("demo-scene", out, "--size", 16, "--train", 2, "--val", 1, "--test", 1, "--overwrite")
+    result = mipnerf("demo-scene", out, "--size", 16, "--train", 2, "--val", 1, "--test", 1, "--overwrite")
     assert result.returncode == 0, result.stderr
     assert len(json.loads((out / "transforms_train.json").read_text())["frames"]) == 2
     other = tmp_path / "thesis"
     other.mkdir()
     (other / "chapter1.tex").write_text("precious")
-    result = run_cli("demo-scene", other, "--overwrite", "--size", 16)
+    result = mipnerf("demo-scene", other, "--overwrite", "--size", 16)
     assert result.returncode == 1
     assert "holds no transforms_train.json; refusing to replace it" in result.stderr
     assert (other / "chapter1.tex").read_text() == "precious"
-    result = run_cli("demo-scene", tmp_path / "tiny", "--size", 4)
+    result = mipnerf("demo-scene", tmp_path / "tiny", "--size", 4)
     assert result.returncode == 1 and result.stderr.strip() == "error: --size must be at least 8 pixels, got 4x4"
     assert not (tmp_path / "tiny").exists()

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 from golden import GOLDEN as ALL_GOLDEN
+from tiny import tiny_settings
 
 from mipnerf_cli.data import load_scene
 
@@ -113,28 +115,19 @@ def test_bad_llff_input_is_refused(case, tmp_path, mipnerf):
 
 # ----------------------------------------------------------------------------- end to end
 
-TINY = """\
-factor: 2
-white_bkgd: false
-batch_size: 32
-max_steps: 2
-check_interval: 2
-log_interval: 1
-lr_delay_steps: 0
-val_views: 1
-tensorboard: false
-device: cpu
-cpu_threads: 1
-model:
-  ray_shape: cylinder
-  density_noise: 1.0
-  num_samples: 4
-  netdepth: 2
-  netwidth: 16
-  netwidth_condition: 8
-  max_deg_point: 4
-  deg_view: 2
-"""
+TINY = yaml.safe_dump(
+    tiny_settings(
+        model={"ray_shape": "cylinder", "density_noise": 1.0},
+        factor=2,
+        white_bkgd=False,
+        batch_size=32,
+        max_steps=2,
+        check_interval=2,
+        log_interval=1,
+        lr_delay_steps=0,
+        val_views=1,
+    )
+)
 
 
 def test_forward_facing_demo_train_eval_render(tmp_path, mipnerf):

@@ -6,24 +6,13 @@ training) keeps these tests to seconds while exercising the real checkpoint form
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from golden import GOLDEN
+from golden import BLENDER, MULTISCALE
+from tiny import TINY_MODEL
 
-BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 images of 64x64 per split
-MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same converted: 64, 32, 16, 8 pixels
-TINY_MODEL = {
-    "num_samples": 4,
-    "netdepth": 2,
-    "netwidth": 16,
-    "netwidth_condition": 8,
-    "max_deg_point": 4,
-    "deg_view": 2,
-}
 STEP = 7
 
 
@@ -65,38 +54,6 @@ def make_run(
     payload = make_payload(STEP, network, optimizer, settings, kind, settings.run_dir, 0.0)
     checkpoints.save_step(settings.run_dir / "ckpt", payload, keep=1)
     return settings.run_dir
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    """`python -m mipnerf_cli ARGS` as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "mipnerf_cli", *args], capture_output=True, text=True, timeout=300)
-
-
-class CliResult:
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def cli_in_process(capsys, *args: str) -> CliResult:
-    """`mipnerf ARGS` through the real entry point (`cli.main`), without a new interpreter.
-
-    Starting Python with torch takes seconds on a busy machine; this runs the same code
-    path (Typer parsing, the MipNerfError/ValidationError handlers, exit codes).
-    """
-    from mipnerf_cli import cli as cli_module
-
-    capsys.readouterr()
-    saved = sys.argv
-    sys.argv = ["mipnerf", *args]
-    try:
-        cli_module.main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    finally:
-        sys.argv = saved
-    captured = capsys.readouterr()
-    return CliResult(code, captured.out, captured.err)
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -235,3 +235,37 @@ def test_renders_are_deterministic_and_checkpoints_resave_identically(tmp_path):
     np.testing.assert_array_equal(reloaded.render(camera)["color"], first["color"])
     with pytest.raises(MipNerfError, match="without a train dataset"):
         reloaded.train_iteration(2)
+
+
+# ----------------------------------------------------------------------------- mipnerf render / eval
+
+
+def test_mipnerf_render_reads_a_nerfbaselines_trajectory_and_checkpoint(tmp_path, mipnerf):
+    """A trajectory written by nerfbaselines' own writer, rendered by `mipnerf render` from the
+    method's checkpoint: the frames are the method's renders."""
+    import imageio.v3 as iio
+    from nerfbaselines.io import save_trajectory
+
+    scene = write_tiny_scene(tmp_path / "scene", size=16)
+    train, test = load(scene, "train"), load(scene, "test")
+    method = MipNerfMethod(train_dataset=train, config_overrides=TINY)
+    for step in range(2):
+        method.train_iteration(step)
+    method.save(str(tmp_path / "ckpt"))
+    cameras = test["cameras"]
+    frames = [
+        {"pose": cameras.poses[i], "intrinsics": cameras.intrinsics[i], "appearance_weights": np.zeros(0)}
+        for i in range(2)
+    ]
+    trajectory = {"camera_model": "pinhole", "image_size": (16, 16), "fps": 10.0, "frames": frames, "source": None}
+    with open(tmp_path / "trajectory.json", "w") as file:
+        save_trajectory(trajectory, file)
+    result = mipnerf(
+        "render", "--ckpt", str(tmp_path / "ckpt" / CHECKPOINT_FILE), "--path", str(tmp_path / "trajectory.json"),
+        "--format", "png", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "2 frames of 16×16" in result.stdout
+    for i in range(2):
+        expected = np.round(method.render(cameras[i])["color"] * 255).astype(np.uint8)
+        np.testing.assert_array_equal(iio.imread(tmp_path / "out" / "frames" / f"rgb_{i:04d}.png"), expected)

@@ -15,6 +15,7 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 
 
 def run_script(*args: str, out: Path) -> subprocess.CompletedProcess:
+    # A bash script that starts its own processes: a real process, not the `mipnerf` fixture.
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
     env.pop("MIRROR", None)
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -1,4 +1,5 @@
-"""The layering rule of README's Architecture: only the command layer imports rich or typer."""
+"""The layering rules of docs/architecture.md: only the command layer imports rich or typer,
+and the package's parts import only from their own layer or the layers below."""
 
 from __future__ import annotations
 
@@ -9,6 +10,30 @@ import mipnerf_cli
 
 PACKAGE = Path(mipnerf_cli.__file__).parent
 PRESENTATION = {"rich", "typer"}
+# docs/architecture.md's layers, bottom first: a module imports from its own layer or below.
+LAYERS = [
+    {"core"},
+    {"errors", "reporting", "stopping", "distributed", "__init__"},
+    {"io", "data"},
+    {"settings", "config_files", "runtime", "runs"},
+    {
+        "training",
+        "evaluation",
+        "rendering",
+        "viewer",
+        "export",
+        "bench",
+        "convert",
+        "demo",
+        "plotting",
+        "nerfbaselines",
+    },
+    {"commands", "console", "cli", "__main__"},
+]
+LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}
+# The one import that points up, on purpose: RenderSettings checks a --path name against the
+# registry of path names, which lives with the paths (a function-level import in a validator).
+UPWARD = {("settings.py", "rendering")}
 
 
 def _command_layer(path: Path) -> bool:
@@ -77,3 +102,49 @@ def test_the_check_sees_an_offending_import():
     ):
         assert _console_imports(ast.parse(source)), source
     assert not _imported_roots(ast.parse("import torch\nfrom mipnerf_cli.reporting import SILENT")) & PRESENTATION
+
+
+def _part(module: str) -> str:
+    """The top-level part of the package a dotted module name belongs to (`core`, `cli`, ...)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _package_imports(tree: ast.AST) -> set[str]:
+    """The parts of mipnerf_cli a module imports, function-level imports included."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(_part(a.name) for a in node.names if a.name.split(".")[0] == "mipnerf_cli")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "mipnerf_cli":
+                found.update(a.name for a in node.names)
+            elif node.module.split(".")[0] == "mipnerf_cli":
+                found.add(_part(node.module))
+    return found
+
+
+def test_every_part_of_the_package_has_a_layer():
+    parts = {
+        path.stem if path.suffix else path.name
+        for path in PACKAGE.iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").is_file()
+    }
+    assert parts - set(LAYER) == set(), "give the new part a layer in LAYERS (and docs/architecture.md)"
+
+
+def test_dependencies_point_down():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        own = relative.parts[0] if len(relative.parts) > 1 else path.stem
+        for imported in sorted(_package_imports(ast.parse(path.read_text(encoding="utf-8")))):
+            if imported in LAYER and LAYER[imported] > LAYER[own] and (relative.as_posix(), imported) not in UPWARD:
+                offenders.append(f"{relative} ({own}) imports {imported}")
+    assert not offenders, "an import points up the layers:\n" + "\n".join(offenders)
+
+
+def test_the_layer_check_sees_an_import_that_points_up():
+    tree = ast.parse("def f():\n    from mipnerf_cli.training.step import train_step\nimport mipnerf_cli.core.mip")
+    assert _package_imports(tree) == {"training", "core"} and LAYER["training"] > LAYER["data"]
+    assert _package_imports(ast.parse("from mipnerf_cli import settings, errors")) == {"settings", "errors"}

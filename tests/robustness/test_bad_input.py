@@ -24,25 +24,11 @@ import pytest
 import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 from PIL import Image
+from tiny import tiny_settings
 
-TINY_CONFIG = """\
-batch_size: 32
-max_steps: 2
-check_interval: 2
-log_interval: 1
-lr_delay_steps: 0
-val_views: 0
-tensorboard: false
-device: cpu
-cpu_threads: 1
-model:
-  num_samples: 4
-  netdepth: 2
-  netwidth: 16
-  netwidth_condition: 8
-  max_deg_point: 4
-  deg_view: 2
-"""
+TINY_CONFIG = yaml.safe_dump(
+    tiny_settings(batch_size=32, max_steps=2, check_interval=2, log_interval=1, lr_delay_steps=0, val_views=0)
+)
 
 
 @pytest.fixture(scope="session")

@@ -34,29 +34,14 @@ import torch
 import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 from disk_faults import DiskFillsUp
+from processes import MIPNERF, start, wait_until
+from tiny import tiny_settings
 
 from mipnerf_cli.runs import checkpoints
 
-TINY = {
-    "batch_size": 32,
-    "check_interval": 2,
-    "log_interval": 1,
-    "lr_init": 5e-3,
-    "lr_final": 5e-4,
-    "lr_delay_steps": 0,
-    "val_views": 0,
-    "tensorboard": False,
-    "device": "cpu",
-    "cpu_threads": 1,
-    "model": {
-        "num_samples": 4,
-        "netdepth": 2,
-        "netwidth": 16,
-        "netwidth_condition": 8,
-        "max_deg_point": 4,
-        "deg_view": 2,
-    },
-}
+TINY = tiny_settings(
+    batch_size=32, check_interval=2, log_interval=1, lr_init=5e-3, lr_final=5e-4, lr_delay_steps=0, val_views=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -339,17 +324,8 @@ SLOW_SAVE = textwrap.dedent(
 
 def start_with_a_slow_save(tmp_path: Path, slow_write_number: int, args: list) -> tuple[subprocess.Popen, Path]:
     marker = tmp_path / "half-written"
-    command = [sys.executable, "-c", SLOW_SAVE, str(slow_write_number), str(marker), *map(str, args)]
-    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err)
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"ended before the slow save: {(tmp_path / 'stderr').read_text()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("the slow save never started")
-        time.sleep(0.02)
+    process = start(sys.executable, "-c", SLOW_SAVE, slow_write_number, marker, *args, folder=tmp_path)
+    wait_until(marker.exists, process, 240, "the slow save", 0.02)
     return process, Path(marker.read_text())
 
 
@@ -404,14 +380,7 @@ def test_second_ctrl_c_during_a_checkpoint_write_leaves_at_once_and_corrupts_not
 
 
 def interrupt_when(process: subprocess.Popen, ready, timeout: float = 240) -> tuple[str, str]:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None:
-            raise AssertionError(f"ended before it could be interrupted: {process.communicate()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("never got far enough to interrupt")
-        time.sleep(0.01)
+    wait_until(ready, process, timeout, "the moment to interrupt it")
     process.send_signal(signal.SIGINT)
     return process.communicate(timeout=60)
 
@@ -426,12 +395,7 @@ def test_ctrl_c_during_convert_says_interrupted_and_leaves_out_dir_alone(tmp_pat
     (out / "earlier").mkdir(parents=True)
     (out / "earlier" / "notes.txt").write_text("keep me")
     before = snapshot(out)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mipnerf_cli", "convert", str(source), str(out), "--workers", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start(*MIPNERF, "convert", source, out, "--workers", "1")
 
     def converting() -> bool:  # PNGs are being written into the hidden staging folder
         return any(out.glob(".mipnerf-convert.partial-*/many/images_train/*.png"))
@@ -446,27 +410,20 @@ def test_ctrl_c_during_render_says_interrupted_and_writes_nothing(tmp_path, scen
     assert mipnerf(*train_args(tmp_path, scene, max_steps=2)).returncode == 0
     run = tmp_path / "out" / "run"
     before = snapshot(tmp_path)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mipnerf_cli",
-            "render",
-            "--run",
-            str(run),
-            "--frames",
-            "1000",
-            "--resolution",
-            "32x32",
-            "--device",
-            "cpu",
-            "--cpu-threads",
-            "1",
-            "--no-progress",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start(
+        *MIPNERF,
+        "render",
+        "--run",
+        run,
+        "--frames",
+        1000,
+        "--resolution",
+        "32x32",
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        1,
+        "--no-progress",
     )
 
     def rendering() -> bool:

@@ -11,26 +11,10 @@ import pytest
 import yaml
 from cli_runner import assert_refused, mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
 from golden import REPO
+from tiny import tiny_settings
 
 PACKAGE = REPO / "mipnerf_cli"
-TINY = {
-    "batch_size": 32,
-    "max_steps": 1,
-    "check_interval": 1,
-    "lr_delay_steps": 0,
-    "val_views": 0,
-    "tensorboard": False,
-    "device": "cpu",
-    "cpu_threads": 1,
-    "model": {
-        "num_samples": 4,
-        "netdepth": 2,
-        "netwidth": 16,
-        "netwidth_condition": 8,
-        "max_deg_point": 4,
-        "deg_view": 2,
-    },
-}
+TINY = tiny_settings(batch_size=32, max_steps=1, check_interval=1, lr_delay_steps=0, val_views=0)
 
 
 def calls_in_package():

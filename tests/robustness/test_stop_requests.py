@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pytest
 import torch
 import yaml
 from cli_runner import mipnerf, snapshot  # noqa: F401  (mipnerf: fixture)
+from processes import MIPNERF, start, wait_until
+from tiny import tiny_settings
 
 from mipnerf_cli.core.models.base import RadianceField
 from mipnerf_cli.core.rays import RayBundle
@@ -24,26 +25,15 @@ from mipnerf_cli.core.render import RenderStopped, render_rays
 from mipnerf_cli.runs import checkpoints
 
 SIZE = 96
-TINY = {
-    "batch_size": 32,
-    "max_steps": 2,
-    "check_interval": 2,
-    "log_interval": 1,
-    "val_views": 2,
-    "val_downscale": 1,
-    "val_chunk": 1,  # SIZE * SIZE forward passes per view: tens of seconds on a CPU
-    "tensorboard": False,
-    "device": "cpu",
-    "cpu_threads": 1,
-    "model": {
-        "num_samples": 4,
-        "netdepth": 2,
-        "netwidth": 16,
-        "netwidth_condition": 8,
-        "max_deg_point": 4,
-        "deg_view": 2,
-    },
-}
+TINY = tiny_settings(
+    batch_size=32,
+    max_steps=2,
+    check_interval=2,
+    log_interval=1,
+    val_views=2,
+    val_downscale=1,
+    val_chunk=1,  # SIZE * SIZE forward passes per view: tens of seconds on a CPU
+)
 STOP_WITHIN_S = 10.0
 
 
@@ -53,22 +43,6 @@ def scene(tmp_path_factory, mipnerf) -> Path:
     result = mipnerf("demo-scene", path, "--size", SIZE, "--train", 2, "--val", 1, "--test", 2)
     assert result.returncode == 0, result.stderr
     return path
-
-
-def start(tmp_path: Path, *args) -> subprocess.Popen:
-    with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
-        return subprocess.Popen([sys.executable, "-m", "mipnerf_cli", *map(str, args)], stdout=out, stderr=err)
-
-
-def wait_for(process: subprocess.Popen, ready, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None:
-            raise AssertionError(f"ended before it could be stopped (exit {process.returncode})")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("never got far enough to stop")
-        time.sleep(0.02)
 
 
 def stop_and_time(process: subprocess.Popen, signum: int) -> float:
@@ -123,7 +97,7 @@ def test_sigterm_during_validation_saves_the_finished_step_and_exits_within_seco
     config.write_text(yaml.safe_dump(TINY))
     run = tmp_path / "out" / "run"
     process = start(
-        tmp_path,
+        *MIPNERF,
         "train",
         "--config",
         config,
@@ -134,9 +108,10 @@ def test_sigterm_during_validation_saves_the_finished_step_and_exits_within_seco
         "--exp-name",
         "run",
         "--no-progress",
+        folder=tmp_path,
     )
     # The step's checkpoint is written just before validation starts.
-    wait_for(process, lambda: (run / "ckpt" / "step-0000002.pt").exists())
+    wait_until(lambda: (run / "ckpt" / "step-0000002.pt").exists(), process, 240, "the checkpoint of step 2", 0.02)
     time.sleep(1.0)  # well into the first view
     seconds = stop_and_time(process, signal.SIGTERM)
     out, err = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
@@ -167,7 +142,7 @@ def trained(tmp_path_factory, scene, mipnerf) -> Path:
 def test_a_stop_during_eval_exits_130_within_seconds_and_writes_nothing(tmp_path, trained, signum):
     before = snapshot(trained)
     process = start(
-        tmp_path,
+        *MIPNERF,
         "eval",
         "--run",
         trained,
@@ -179,8 +154,9 @@ def test_a_stop_during_eval_exits_130_within_seconds_and_writes_nothing(tmp_path
         1,
         "--no-progress",
         "--save-image",
+        folder=tmp_path,
     )
-    wait_for(process, lambda: any((trained / "eval").glob(".2.partial-*/images")))
+    wait_until(lambda: any((trained / "eval").glob(".2.partial-*/images")), process, 240, "eval's first image", 0.02)
     time.sleep(1.0)
     seconds = stop_and_time(process, signum)
     err = (tmp_path / "stderr").read_text()
@@ -192,7 +168,7 @@ def test_a_stop_during_eval_exits_130_within_seconds_and_writes_nothing(tmp_path
 def test_sigterm_during_render_exits_130_within_seconds_and_writes_nothing(tmp_path, trained):
     before = snapshot(trained)
     process = start(
-        tmp_path,
+        *MIPNERF,
         "render",
         "--run",
         trained,
@@ -207,8 +183,11 @@ def test_sigterm_during_render_exits_130_within_seconds_and_writes_nothing(tmp_p
         "--cpu-threads",
         1,
         "--no-progress",
+        folder=tmp_path,
     )
-    wait_for(process, lambda: any((trained / "render").glob(".spheric.partial-*/frames")))
+    wait_until(
+        lambda: any((trained / "render").glob(".spheric.partial-*/frames")), process, 240, "the first frame", 0.02
+    )
     time.sleep(1.0)
     seconds = stop_and_time(process, signal.SIGTERM)
     err = (tmp_path / "stderr").read_text()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import builtins
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
 from disk_faults import DiskFillsUp
+from processes import start
 
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runs import checkpoints
@@ -220,7 +220,7 @@ HOLD_LOCK = textwrap.dedent(
 
 
 def test_second_holder_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = start(sys.executable, "-c", HOLD_LOCK, tmp_path)  # a lock held by another process
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(MipNerfError, match=rf"another trainer \(pid {holder.pid} .*delete .*\.lock"):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from tiny_runs import BLENDER, STEP, TINY_MODEL, make_run, one_cpu_thread  # noqa: F401  (fixture)
+from tiny import tiny_settings
+from tiny_runs import BLENDER, STEP, make_run, one_cpu_thread  # noqa: F401  (fixture)
 
 from mipnerf_cli import training
 from mipnerf_cli.runs import checkpoints
@@ -29,19 +30,15 @@ def test_an_old_checkpoint_with_an_rng_entry_still_loads_and_resumes(tmp_path):
 
     settings = resolve_train_settings(
         None,
-        {
-            "data": BLENDER,
-            "out_dir": tmp_path / "out",
-            "exp_name": "tiny",
-            "device": "cpu",
-            "tensorboard": False,
-            "model": dict(TINY_MODEL),
-            "batch_size": 32,
-            "max_steps": STEP + 1,
-            "check_interval": 100,
-            "val_views": 0,
-            "cpu_threads": 1,
-        },
+        tiny_settings(
+            data=BLENDER,
+            out_dir=tmp_path / "out",
+            exp_name="tiny",
+            batch_size=32,
+            max_steps=STEP + 1,
+            check_interval=100,
+            val_views=0,
+        ),
     )
     lines = []
     result = training.train(settings, report=lines.append, show_progress=False)

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from golden import GOLDEN, TESTS  # noqa: E402
+from golden import MULTISCALE, TESTS
+from processes import MIPNERF, start, wait_until
+from tiny import WIDER, tiny_settings
 from typer.testing import CliRunner
 
 from mipnerf_cli import distributed, training
@@ -30,15 +32,6 @@ from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runs import checkpoints
 from mipnerf_cli.settings import resolve_train_settings
 
-MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # 4 views of 64x64 at 4 scales
-TINY_MODEL = {
-    "num_samples": 8,
-    "netdepth": 2,
-    "netwidth": 32,
-    "netwidth_condition": 16,
-    "max_deg_point": 6,
-    "deg_view": 2,
-}
 STEPS = 4
 GRAD_STEP = 2  # a step whose two half-batches have clearly different lossmult sums (asserted)
 HELPERS = TESTS / "helpers"
@@ -48,24 +41,22 @@ if DEVICE == "cuda" and torch.cuda.device_count() < 2:
 
 # A constant learning rate keeps the trajectory independent of max_steps, so a run stopped at
 # step 4 and continued to 6 can be compared with one run to 6.
-SETTINGS = {
-    "data": str(MULTISCALE),
-    "multiscale": True,
-    "device": DEVICE,
-    "mixed_precision": False,  # float32 on GPUs too, for a tight comparison
-    "batch_size": 128,
-    "max_steps": STEPS,
-    "check_interval": 2,
-    "keep_checkpoints": 5,
-    "log_interval": 1,
-    "lr_init": 5e-4,
-    "lr_final": 5e-4,
-    "lr_delay_steps": 0,
-    "val_views": 1,
-    "tensorboard": False,
-    "cpu_threads": 1,
-    "model": TINY_MODEL,
-}
+SETTINGS = tiny_settings(
+    model=WIDER,
+    data=str(MULTISCALE),
+    multiscale=True,
+    device=DEVICE,
+    mixed_precision=False,  # float32 on GPUs too, for a tight comparison
+    batch_size=128,
+    max_steps=STEPS,
+    check_interval=2,
+    keep_checkpoints=5,
+    log_interval=1,
+    lr_init=5e-4,
+    lr_final=5e-4,
+    lr_delay_steps=0,
+    val_views=1,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -146,6 +137,7 @@ def two_ranks(tmp_path_factory):
         "--log-dir", str(root / "logs"), "--redirects", "3",
         str(HELPERS / "distributed_worker.py"), str(root / "spec.json"),
     ]  # fmt: skip
+    # torchrun starts the worker processes itself: a real process, not the `mipnerf` fixture.
     result = subprocess.run(command, capture_output=True, text=True, env=loopback_env(), timeout=600)
     logs = {path.parent.name + "/" + path.name: path.read_text() for path in (root / "logs").rglob("*.log")}
     assert result.returncode == 0, result.stderr[-3000:] + "\n".join(f"--- {k}\n{v[-2000:]}" for k, v in logs.items())
@@ -319,19 +311,13 @@ def test_sharded_render_equals_one_process_render(two_ranks, tmp_path):
 def test_nproc_trains_and_ctrl_c_saves_then_one_process_continues(tmp_path):
     """The real thing: `mipnerf train --nproc 2` (torchrun, 2 gloo workers), Ctrl+C, resume alone."""
     import signal
-    import time
 
     out = tmp_path / "out"
     config = write_config(tmp_path / "c.yaml", max_steps=100000, check_interval=100000, val_views=0)
-    command = [sys.executable, "-m", "mipnerf_cli", "train", "--config", str(config), "--out-dir", str(out),
-               "--exp-name", "x", "--nproc", "2", "--no-progress"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=loopback_env())
+    process = start(*MIPNERF, "train", "--config", config, "--out-dir", out, "--exp-name", "x", "--nproc", 2,
+                    "--no-progress", env=loopback_env())  # fmt: skip
     metrics = out / "x" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.5)
+    wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, process, 300, "3 steps", 0.5)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

@@ -38,7 +38,8 @@ def test_defaults_are_the_reference_ones():
 
 
 def test_model_section_mirrors_model_config():
-    model = pytest.importorskip("mipnerf_cli.core.models.mipnerf")
+    from mipnerf_cli.core.models import mipnerf as model
+
     reference = {f.name: f.default for f in dataclasses.fields(model.ModelConfig)}
     assert ModelSettings().model_dump() == reference
     assert ModelSettings(netwidth=64).to_model_config() == model.ModelConfig(netwidth=64)

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+from golden import BLENDER, MULTISCALE
+from tiny import tiny_run_settings as tiny
 from typer.testing import CliRunner
 
 from mipnerf_cli import training
@@ -14,49 +16,6 @@ from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runs import checkpoints
 from mipnerf_cli.runs.lock import RunLock
 from mipnerf_cli.runs.payload import model_from_checkpoint
-from mipnerf_cli.settings import resolve_train_settings
-
-pytest.importorskip("mipnerf_cli.core.models.mipnerf")
-pytest.importorskip("mipnerf_cli.core.losses")
-
-from golden import GOLDEN  # noqa: E402
-
-BLENDER = GOLDEN / "convert" / "input" / "tiny"  # 4 train/val/test images of 64x64 (RGBA)
-MULTISCALE = GOLDEN / "convert" / "output" / "tiny"  # the same, converted: 4 scales
-
-TINY_MODEL = {
-    "num_samples": 8,
-    "netdepth": 2,
-    "netwidth": 32,
-    "netwidth_condition": 16,
-    "max_deg_point": 6,
-    "deg_view": 2,
-}
-
-
-def tiny(tmp_path, **overrides):
-    values = {
-        "data": BLENDER,
-        "out_dir": tmp_path / "out",
-        "exp_name": "t",
-        "device": "cpu",
-        "batch_size": 128,
-        "max_steps": 6,
-        "check_interval": 3,
-        "log_interval": 1,
-        "lr_init": 5e-3,
-        "lr_final": 5e-4,
-        "lr_delay_steps": 0,
-        "val_views": 1,
-        "val_downscale": 4,
-        "tensorboard": False,
-        "cpu_threads": 1,  # a tiny model on a busy machine runs faster on one thread
-        "model": dict(TINY_MODEL),
-    }
-    model = overrides.pop("model", {})
-    values.update(overrides)
-    values["model"].update(model)
-    return resolve_train_settings(None, values)
 
 
 def quiet(message: str) -> None:
@@ -341,16 +300,6 @@ def test_multiscale_run_scores_every_scale(tmp_path):
 # ----------------------------------------------------------------------------- the command line
 
 
-def run_cli(monkeypatch, capsys, *args):
-    from mipnerf_cli import cli
-
-    monkeypatch.setattr(sys, "argv", ["mipnerf", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -361,9 +310,9 @@ def run_cli(monkeypatch, capsys, *args):
         (["--data", str(BLENDER), "--resume", "/nonexistent.pt"], "checkpoint /nonexistent.pt does not exist"),
     ],
 )
-def test_bad_input_is_one_clear_message(tmp_path, monkeypatch, capsys, args, message):
+def test_bad_input_is_one_clear_message(tmp_path, mipnerf, args, message):
     out_dir = tmp_path / "out"
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--out-dir", str(out_dir), *args)
+    code, _, err = mipnerf("train", "--out-dir", str(out_dir), *args)
     assert code == 1 and message in err, err
     assert "Traceback" not in err and not out_dir.exists()
 

@@ -6,47 +6,30 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from golden import BLENDER
+from processes import MIPNERF, start, wait_until
+from tiny import WIDER, tiny_config
 
 from mipnerf_cli.runs import checkpoints
 
-pytest.importorskip("mipnerf_cli.core.models.mipnerf")
 
-from golden import GOLDEN  # noqa: E402
-
-BLENDER = GOLDEN / "convert" / "input" / "tiny"
-TINY_CONFIG = """\
-batch_size: 512
-lr_init: 5.0e-3
-lr_final: 5.0e-4
-lr_delay_steps: 0
-log_interval: 1
-val_views: 0
-tensorboard: false
-device: cpu
-cpu_threads: 1
-model:
-  num_samples: 8
-  netdepth: 2
-  netwidth: 32
-  netwidth_condition: 16
-  max_deg_point: 6
-  deg_view: 2
-"""
-
-
-def start(tmp_path: Path, exp_name: str, *extra: str, stderr=subprocess.PIPE) -> subprocess.Popen:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG)
-    command = [
-        sys.executable,
-        "-m",
-        "mipnerf_cli",
+def start_training(tmp_path: Path, exp_name: str, *extra: str) -> subprocess.Popen:
+    config = tiny_config(
+        tmp_path / "tiny.yaml",
+        model=WIDER,
+        batch_size=512,
+        lr_init=5.0e-3,
+        lr_final=5.0e-4,
+        lr_delay_steps=0,
+        log_interval=1,
+        val_views=0,
+    )
+    return start(
+        *MIPNERF,
         "train",
         "--config",
         str(config),
@@ -58,24 +41,12 @@ def start(tmp_path: Path, exp_name: str, *extra: str, stderr=subprocess.PIPE) ->
         exp_name,
         "--no-progress",
         *extra,
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
-
-
-def wait_for(predicate, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if process.poll() is not None:
-            raise AssertionError(f"trainer ended early: {process.communicate()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("timed out waiting for the trainer")
-        time.sleep(0.002)
 
 
 def trained_steps(run_dir: Path) -> list[int]:
@@ -86,7 +57,7 @@ def trained_steps(run_dir: Path) -> list[int]:
 
 
 def settings_like_start(tmp_path: Path, exp_name: str, **flags):
-    """The settings `start` gives its subprocess, for running the same training in-process."""
+    """The settings `start_training` gives its subprocess, for running the same training in-process."""
     from mipnerf_cli.settings import resolve_train_settings
 
     overrides = {"data": BLENDER, "out_dir": tmp_path / "out", "exp_name": exp_name, **flags}
@@ -100,9 +71,9 @@ def train_in_process(settings, messages=None):
 
 
 def test_sigkill_after_a_save_then_resume_is_bit_identical(tmp_path):
-    killed = start(tmp_path, "killed", "--max-steps", "60", "--check-interval", "10")
+    killed = start_training(tmp_path, "killed", "--max-steps", "60", "--check-interval", "10")
     ckpt_dir = tmp_path / "out" / "killed" / "ckpt"
-    wait_for(lambda: (ckpt_dir / "step-0000020.pt").exists(), killed)
+    wait_until(lambda: (ckpt_dir / "step-0000020.pt").exists(), killed, 60, "the save of step 20", 0.002)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL
@@ -128,9 +99,9 @@ def test_sigkill_after_a_save_then_resume_is_bit_identical(tmp_path):
 
 
 def test_ctrl_c_saves_once_and_exits_130(tmp_path):
-    trainer = start(tmp_path, "run", "--max-steps", "100000", "--check-interval", "100000")
+    trainer = start_training(tmp_path, "run", "--max-steps", "100000", "--check-interval", "100000")
     run_dir = tmp_path / "out" / "run"
-    wait_for(lambda: len(trained_steps(run_dir)) >= 3, trainer)
+    wait_until(lambda: len(trained_steps(run_dir)) >= 3, trainer, 60, "3 steps", 0.002)
     trainer.send_signal(signal.SIGINT)
     code, out, err = finish(trainer)
     assert code == 130, err
@@ -143,9 +114,9 @@ def test_ctrl_c_saves_once_and_exits_130(tmp_path):
 
 
 def test_second_ctrl_c_leaves_at_once_without_damage(tmp_path):
-    trainer = start(tmp_path, "run", "--max-steps", "100000", "--check-interval", "5")
+    trainer = start_training(tmp_path, "run", "--max-steps", "100000", "--check-interval", "5")
     run_dir = tmp_path / "out" / "run"
-    wait_for(lambda: (run_dir / "ckpt" / "step-0000010.pt").exists(), trainer)
+    wait_until(lambda: (run_dir / "ckpt" / "step-0000010.pt").exists(), trainer, 60, "the save of step 10", 0.002)
     trainer.send_signal(signal.SIGINT)
     trainer.send_signal(signal.SIGINT)
     code, _, err = finish(trainer)
@@ -159,10 +130,10 @@ def test_second_ctrl_c_leaves_at_once_without_damage(tmp_path):
 def test_second_trainer_on_a_busy_run_is_refused(tmp_path):
     from mipnerf_cli.errors import MipNerfError
 
-    first = start(tmp_path, "run", "--max-steps", "100000", "--check-interval", "100000")
+    first = start_training(tmp_path, "run", "--max-steps", "100000", "--check-interval", "100000")
     run_dir = tmp_path / "out" / "run"
     try:
-        wait_for(lambda: len(trained_steps(run_dir)) >= 1, first)
+        wait_until(lambda: len(trained_steps(run_dir)) >= 1, first, 60, "a step", 0.002)
         with pytest.raises(MipNerfError, match=rf"another trainer \(pid {first.pid} "):
             train_in_process(settings_like_start(tmp_path, "run", max_steps=100000))
     finally:

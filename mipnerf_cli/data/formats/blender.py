@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mipnerf_cli.data.cameras import focal_from_camera_angle, pix2cam_matrices
+from mipnerf_cli.data.cameras import SplitCameras, focal_from_camera_angle, pix2cam_matrices
 from mipnerf_cli.data.formats.transforms import check_image_sizes, read_blender_split
 from mipnerf_cli.data.images import load_rgba_into
 from mipnerf_cli.data.imageset import ImageSet
@@ -27,20 +27,10 @@ def unique_names(file_paths: list[str]) -> list[str]:
     return names if len(set(names)) == len(names) else relative
 
 
-def load_blender(
-    scene_dir: Path,
-    split: str,
-    white_bkgd: bool = True,
-    downscale: int = 1,
-    workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> ImageSet:
-    """One split of a Blender scene as an ImageSet (near 2, far 6, lossmult 1, level 0).
-
-    downscale: integer factor; each downscale x downscale block of the RGBA image is averaged
-    (float32, alpha included, before compositing; rounded to uint8) and the focal length
-    follows from the new width, as the reference's half-resolution option does.
-    """
+def blender_cameras(scene_dir: Path, split: str, downscale: int = 1) -> SplitCameras:
+    """The cameras of one split of a Blender scene (near 2, far 6, lossmult 1, level 0), from its
+    transforms json and the PNG headers; `downscale` times smaller than the files (module docstring
+    of ``load_blender``: the focal length follows from the new width)."""
     if not isinstance(downscale, int) or downscale < 1:
         raise MipNerfError(f"downscale must be a positive integer, got {downscale!r}")
     parsed = read_blender_split(scene_dir, split)
@@ -49,17 +39,11 @@ def load_blender(
     )
     height, width = height // downscale, width // downscale
     count = len(parsed.frames)
-    pixels = torch.from_numpy(
-        load_rgba_into(
-            [frame.image_path for frame in parsed.frames], [(height, width)] * count, downscale, workers, progress
-        )
-    )
     focal = float(focal_from_camera_angle(width, parsed.camera_angle_x))
     cam2world = torch.tensor(np.array([np.asarray(f.transform_matrix, dtype=np.float64)[:3] for f in parsed.frames]))
-    images = [pixels[i * height * width : (i + 1) * height * width].view(height, width, 4) for i in range(count)]
-    return ImageSet(
+    return SplitCameras(
         names=unique_names([frame.file_path for frame in parsed.frames]),
-        images=images,
+        files=[frame.image_path for frame in parsed.frames],
         heights=[height] * count,
         widths=[width] * count,
         levels=[0] * count,
@@ -69,7 +53,24 @@ def load_blender(
         lossmult=torch.ones(count, dtype=torch.float32),
         near=BLENDER_NEAR,
         far=BLENDER_FAR,
-        white_bkgd=white_bkgd,
         multiscale=False,
-        pixels_rgba=pixels,
     )
+
+
+def load_blender(
+    scene_dir: Path,
+    split: str,
+    white_bkgd: bool = True,
+    downscale: int = 1,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImageSet:
+    """One split of a Blender scene as an ImageSet (its cameras: :func:`blender_cameras`).
+
+    downscale: integer factor; each downscale x downscale block of the RGBA image is averaged
+    (float32, alpha included, before compositing; rounded to uint8) and the focal length
+    follows from the new width, as the reference's half-resolution option does.
+    """
+    cameras = blender_cameras(scene_dir, split, downscale)
+    pixels = load_rgba_into(cameras.files, cameras.sizes, downscale, workers, progress)
+    return ImageSet.from_cameras(cameras, pixels, white_bkgd)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from mipnerf_cli.core.rays import RayBundle, pinhole_rays
-from mipnerf_cli.data.cameras import pix2cam_from_intrinsics, pix2cam_matrices
+from mipnerf_cli.data.cameras import SplitCameras, pix2cam_from_intrinsics, pix2cam_matrices
 from mipnerf_cli.data.formats.capture import (
     POSES_BOUNDS,
     capture_format,
@@ -180,33 +180,10 @@ class LlffImageSet(ImageSet):
         if not self.ndc:
             return world
         heights = np.array(self.heights, dtype=np.int64)[image]
-        widths = self._widths_np[image]
-        focal = self.focal.numpy()[image]
-        origins = self._origins_np[image]
-        matrix = self._ray_matrix_np[image]
-
-        def ndc_at(c, r):
-            directions = matrix[..., 0] * (c + 0.5)[:, None] + matrix[..., 1] * (r + 0.5)[:, None] + matrix[..., 2]
-            return ndc_rays(np.broadcast_to(origins, directions.shape), directions, focal, widths, heights)
-
-        ndc_origins, ndc_directions = ndc_at(col, row)
-        # Distances to the next row's / column's NDC origin. The reference pads the (H-1)-row
-        # table of distances with its entry ``[-2]``, so the last row gets the distance
-        # between rows H-3 and H-2 (not H-2 and H-1); the last column likewise.
-        r0 = np.maximum(np.where(row >= heights - 1, heights - 3, row), 0)
-        c0 = np.maximum(np.where(col >= widths - 1, widths - 3, col), 0)
-        dx = np.linalg.norm(ndc_at(col, r0)[0] - ndc_at(col, r0 + 1)[0], axis=-1)
-        dy = np.linalg.norm(ndc_at(c0, row)[0] - ndc_at(c0 + 1, row)[0], axis=-1)
-        radii = (0.5 * (dx + dy))[:, None] * 2 / math.sqrt(12)
-        return RayBundle(
-            origins=torch.from_numpy(ndc_origins.astype(np.float32)),
-            directions=torch.from_numpy(ndc_directions.astype(np.float32)),
-            viewdirs=world.directions,
-            radii=torch.from_numpy(radii.astype(np.float32)),
-            near=world.near,
-            far=world.far,
-            lossmult=world.lossmult,
-        )
+        return ndc_bundle(
+            world, self._origins_np[image], self._ray_matrix_np[image], col, row,
+            self.focal.numpy()[image], self._widths_np[image], heights,
+        )  # fmt: skip
 
     def pose_rays(self, cam2world: torch.Tensor, width: int, height: int, focal: float) -> RayBundle:
         """The H*W rays (row-major) of a camera at ``cam2world`` (3, 4) with this scene's ray
@@ -214,29 +191,70 @@ class LlffImageSet(ImageSet):
         return pose_rays(cam2world, width, height, focal, self.near, self.far, self.ndc)
 
 
+def uses_ndc(kind: str, spherify: bool) -> bool:
+    """Whether a model of a scene of `kind` ("blender", "multiscale", "llff") sees its rays in
+    NDC: forward-facing captures (not spherified) do, as in the reference. The one NDC rule."""
+    return kind == "llff" and not spherify
+
+
+def ndc_bundle(world: RayBundle, origins, matrix, col, row, focal, widths, heights) -> RayBundle:
+    """The NDC rays of pixels (col, row) (B,) whose world rays are `world`: camera centres
+    `origins` (B|1, 3), ray matrices ``cam2world[:3, :3] @ pix2cam`` `matrix` (B|1, 3, 3), and
+    `focal`, `widths`, `heights` (B|1,) of their images (module docstring: the view direction
+    stays the world one; the radius comes from the neighbouring pixels' NDC origins)."""
+
+    def ndc_at(c, r):
+        directions = matrix[..., 0] * (c + 0.5)[:, None] + matrix[..., 1] * (r + 0.5)[:, None] + matrix[..., 2]
+        return ndc_rays(np.broadcast_to(origins, directions.shape), directions, focal, widths, heights)
+
+    ndc_origins, ndc_directions = ndc_at(col, row)
+    # Distances to the next row's / column's NDC origin. The reference pads the (H-1)-row
+    # table of distances with its entry ``[-2]``, so the last row gets the distance
+    # between rows H-3 and H-2 (not H-2 and H-1); the last column likewise.
+    r0 = np.maximum(np.where(row >= heights - 1, heights - 3, row), 0)
+    c0 = np.maximum(np.where(col >= widths - 1, widths - 3, col), 0)
+    dx = np.linalg.norm(ndc_at(col, r0)[0] - ndc_at(col, r0 + 1)[0], axis=-1)
+    dy = np.linalg.norm(ndc_at(c0, row)[0] - ndc_at(c0 + 1, row)[0], axis=-1)
+    radii = (0.5 * (dx + dy))[:, None] * 2 / math.sqrt(12)
+    return RayBundle(
+        origins=torch.from_numpy(ndc_origins.astype(np.float32)),
+        directions=torch.from_numpy(ndc_directions.astype(np.float32)),
+        viewdirs=world.directions,
+        radii=torch.from_numpy(radii.astype(np.float32)),
+        near=world.near,
+        far=world.far,
+        lossmult=world.lossmult,
+    )
+
+
 def pose_rays(
     cam2world: torch.Tensor, width: int, height: int, focal: float, near: float, far: float, ndc: bool
 ) -> RayBundle:
     """The H*W rays (row-major) of a pinhole camera at ``cam2world`` (3, 4), in NDC when ``ndc``
-    (the same rule as the training rays of an LLFF scene)."""
+    (the same rule as the training rays of an LLFF scene: :func:`ndc_bundle`)."""
     if not ndc:
         return pinhole_rays(cam2world, width, height, focal, near, far)
-    camera = LlffImageSet(
-        names=["pose"],
-        images=[torch.zeros(height, width, 4, dtype=torch.uint8)],
-        heights=[height],
-        widths=[width],
-        levels=[0],
-        cam2world=torch.as_tensor(cam2world, dtype=torch.float64)[None],
-        focal=torch.tensor([float(focal)], dtype=torch.float64),
-        pix2cam=torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height])),
-        lossmult=torch.ones(1),
-        near=near,
-        far=far,
-        white_bkgd=False,
-        ndc=ndc,
+    c2w = torch.as_tensor(cam2world, dtype=torch.float64)[:3]
+    pix2cam = torch.from_numpy(pix2cam_matrices([float(focal)], [width], [height]))
+    matrix = (c2w[None, :, :3] @ pix2cam).numpy()  # as ImageSet's ray matrices
+    c2w = c2w.numpy()
+    local = np.arange(height * width, dtype=np.int64)
+    row = local // width
+    col = local - row * width
+    directions = matrix[..., 0] * (col + 0.5)[:, None] + matrix[..., 1] * (row + 0.5)[:, None] + matrix[..., 2]
+    count = height * width
+    ones = torch.ones(count, 1, dtype=torch.float32)
+    world = RayBundle(
+        origins=torch.from_numpy(np.broadcast_to(c2w[:, 3], (count, 3)).astype(np.float32)),
+        directions=torch.from_numpy(directions.astype(np.float32)),
+        viewdirs=torch.from_numpy((directions / np.linalg.norm(directions, axis=-1, keepdims=True)).astype(np.float32)),
+        radii=ones.clone(),
+        near=ones * near,
+        far=ones * far,
+        lossmult=ones.clone(),
     )
-    return camera.image_rays(0)[0]
+    size = np.array([width]), np.array([height])
+    return ndc_bundle(world, c2w[None, :, 3], matrix, col, row, np.array([float(focal)]), *size)
 
 
 def video_poses(
@@ -452,6 +470,76 @@ def split_indices(count: int, split: str, llffhold: int, where: Path) -> np.ndar
     return test
 
 
+@dataclasses.dataclass(eq=False)
+class LlffCameras(SplitCameras):
+    """The cameras of one split of a capture (:func:`llff_cameras`), with what the loader needs
+    besides: spherified (360°), render_poses (V, 3, 4) float64 or None, and per image None or the
+    cv2 maps that undistort it."""
+
+    spherified: bool = False
+    render_poses: torch.Tensor | None = None
+    undistort: list | None = None
+
+
+def llff_cameras(
+    path: Path,
+    split: str,
+    factor: int = 0,
+    spherify: bool | None = False,
+    llffhold: int = LLFFHOLD,
+    near: float | None = None,
+    far: float | None = None,
+    num_views: int = SPIRAL_VIEWS,
+) -> LlffCameras:
+    """The cameras of one split ("train", or "test" / "val": the held-out images) of a capture,
+    from its poses and the image headers (no pixels); the arguments as :func:`load_llff`'s."""
+    path = Path(path)
+    spherify = resolve_spherify(path, spherify)
+    capture = read_capture(path, factor, spherify, "train" if split == "train" else "test", num_views)
+    indices = split_indices(len(capture.files), split, llffhold, capture.source)
+    if len(indices) == 0:
+        raise MipNerfError(f"{path}: the {split} split is empty with llffhold {llffhold}; use a larger llffhold")
+    if near is None:
+        near = float(0.9 * capture.bounds.min()) if spherify else 0.0
+    if far is None:
+        far = float(capture.bounds.max()) if spherify else 1.0
+    height, width = capture.height, capture.width
+    count = len(indices)
+    focal = capture.focal
+    if capture.intrinsics is None:
+        focals = [focal] * count
+        pix2cam = pix2cam_matrices(focals, [width] * count, [height] * count)
+    else:
+        intrinsics = capture.intrinsics[indices]
+        if not spherify and not np.allclose(capture.intrinsics[:, 0], focal, rtol=1e-6, atol=0):
+            raise MipNerfError(
+                f"{capture.source}: the images have different focal lengths, which a forward-facing (NDC) scene "
+                "cannot take (NDC has one focal); use one shared camera, or --spherify for a 360° capture"
+            )
+        focals = intrinsics[:, 0].tolist()
+        pix2cam = pix2cam_from_intrinsics(intrinsics)
+    names = image_names(capture.files, path)
+    return LlffCameras(
+        names=[names[i] for i in indices],
+        files=[capture.files[i] for i in indices],
+        heights=[height] * count,
+        widths=[width] * count,
+        levels=[0] * count,
+        cam2world=torch.from_numpy(np.ascontiguousarray(capture.poses[indices, :3, :4], dtype=np.float64)),
+        focal=torch.tensor(focals, dtype=torch.float64),
+        pix2cam=torch.from_numpy(pix2cam),
+        lossmult=torch.ones(count, dtype=torch.float32),
+        near=near,
+        far=far,
+        multiscale=False,
+        spherified=spherify,
+        render_poses=None
+        if capture.render_poses is None
+        else torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64)),
+        undistort=None if capture.undistort is None else [capture.undistort[i] for i in indices],
+    )
+
+
 def load_llff(
     path: Path,
     split: str,
@@ -472,35 +560,11 @@ def load_llff(
     reproduces the reference exactly (whose config values are used as they are).
     spherify None: the scene's kind (``capture.resolve_spherify``).
     """
-    path = Path(path)
-    spherify = resolve_spherify(path, spherify)
-    capture = read_capture(path, factor, spherify, "train" if split == "train" else "test", num_views)
-    indices = split_indices(len(capture.files), split, llffhold, capture.source)
-    if len(indices) == 0:
-        raise MipNerfError(f"{path}: the {split} split is empty with llffhold {llffhold}; use a larger llffhold")
-    if near is None:
-        near = float(0.9 * capture.bounds.min()) if spherify else 0.0
-    if far is None:
-        far = float(capture.bounds.max()) if spherify else 1.0
-    height, width = capture.height, capture.width
-    files = [capture.files[i] for i in indices]
-    count = len(files)
-    focal = capture.focal
-    if capture.intrinsics is None:
-        focals = [focal] * count
-        pix2cam = pix2cam_matrices(focals, [width] * count, [height] * count)
-    else:
-        intrinsics = capture.intrinsics[indices]
-        if not spherify and not np.allclose(capture.intrinsics[:, 0], focal, rtol=1e-6, atol=0):
-            raise MipNerfError(
-                f"{capture.source}: the images have different focal lengths, which a forward-facing (NDC) scene "
-                "cannot take (NDC has one focal); use one shared camera, or --spherify for a 360° capture"
-            )
-        focals = intrinsics[:, 0].tolist()
-        pix2cam = pix2cam_from_intrinsics(intrinsics)
-    pixels = np.empty((len(files) * height * width, 4), dtype=np.uint8)
-
-    undistort = [None] * count if capture.undistort is None else [capture.undistort[i] for i in indices]
+    cameras = llff_cameras(path, split, factor, spherify, llffhold, near, far, num_views)
+    files, count = cameras.files, len(cameras.files)
+    height, width = cameras.heights[0], cameras.widths[0]
+    pixels = np.empty((count * height * width, 4), dtype=np.uint8)
+    undistort = cameras.undistort or [None] * count
 
     def decode(k: int) -> None:
         rgba = read_rgba(files[k])
@@ -510,26 +574,12 @@ def load_llff(
             rgba = undistort_image(rgba, undistort[k])
         pixels[k * height * width : (k + 1) * height * width] = rgba.reshape(-1, 4)
 
-    run_in_threads(decode, len(files), workers, progress)
-    pixels_t = torch.from_numpy(pixels)
-    return LlffImageSet(
-        names=[image_names(capture.files, path)[i] for i in indices],
-        images=[pixels_t[k * height * width : (k + 1) * height * width].view(height, width, 4) for k in range(count)],
-        heights=[height] * count,
-        widths=[width] * count,
-        levels=[0] * count,
-        cam2world=torch.from_numpy(np.ascontiguousarray(capture.poses[indices, :3, :4], dtype=np.float64)),
-        focal=torch.tensor(focals, dtype=torch.float64),
-        pix2cam=torch.from_numpy(pix2cam),
-        lossmult=torch.ones(count, dtype=torch.float32),
-        near=near,
-        far=far,
-        white_bkgd=white_bkgd,
-        multiscale=False,
-        pixels_rgba=pixels_t,
-        ndc=not spherify,
-        spherified=spherify,
-        render_poses=None
-        if capture.render_poses is None
-        else torch.from_numpy(np.asarray(capture.render_poses, dtype=np.float64)),
+    run_in_threads(decode, count, workers, progress)
+    return LlffImageSet.from_cameras(
+        cameras,
+        pixels,
+        white_bkgd,
+        ndc=uses_ndc("llff", cameras.spherified),
+        spherified=cameras.spherified,
+        render_poses=cameras.render_poses,
     )

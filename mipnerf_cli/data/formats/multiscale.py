@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mipnerf_cli.data.cameras import SplitCameras
 from mipnerf_cli.data.formats.transforms import check_matrix, is_number, read_json
 from mipnerf_cli.data.images import load_rgba_into, png_size
 from mipnerf_cli.data.imageset import ImageSet
@@ -69,15 +70,9 @@ def read_split(scene_dir: Path, split: str) -> dict[str, list]:
     return _check_split(read_json(path), path, split)
 
 
-def load_multiscale(
-    scene_dir: Path,
-    split: str,
-    white_bkgd: bool = True,
-    workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> ImageSet:
-    """One split of a converted multiscale scene as an ImageSet (per-image size, focal,
-    pix2cam and lossmult from metadata.json; ``levels`` from its labels)."""
+def multiscale_cameras(scene_dir: Path, split: str) -> SplitCameras:
+    """The cameras of one split of a converted multiscale scene (per-image size, focal, pix2cam
+    and lossmult from metadata.json, checked against the PNG headers; ``levels`` from its labels)."""
     path = Path(scene_dir) / METADATA
     entry = read_split(scene_dir, split)
     image_paths = [Path(scene_dir) / file_path for file_path in entry["file_path"]]
@@ -88,7 +83,6 @@ def load_multiscale(
             raise MipNerfError(
                 f"{image_path}: image is {found[0]}x{found[1]} (HxW) but {path.name} says {size[0]}x{size[1]}"
             )
-    pixels = torch.from_numpy(load_rgba_into(image_paths, sizes, 1, workers, progress))
     pix2cam = np.array(entry["pix2cam"], dtype=np.float64)
     if "focal" in entry:
         focal = np.array(entry["focal"], dtype=np.float64)
@@ -98,11 +92,9 @@ def load_multiscale(
         levels = list(entry["label"])
     else:  # lossmult is 4**level in converted data
         levels = [int(round(math.log(max(m, 1.0), 4))) for m in entry["lossmult"]]
-    offsets = np.concatenate([[0], np.cumsum([h * w for h, w in sizes])])
-    images = [pixels[offsets[i] : offsets[i + 1]].view(h, w, 4) for i, (h, w) in enumerate(sizes)]
-    return ImageSet(
+    return SplitCameras(
         names=[Path(p).stem for p in entry["file_path"]],
-        images=images,
+        files=image_paths,
         heights=[h for h, _ in sizes],
         widths=[w for _, w in sizes],
         levels=levels,
@@ -112,10 +104,21 @@ def load_multiscale(
         lossmult=torch.tensor(entry["lossmult"], dtype=torch.float32),
         near=float(entry["near"][0]),
         far=float(entry["far"][0]),
-        white_bkgd=white_bkgd,
         multiscale=True,
-        pixels_rgba=pixels,
     )
+
+
+def load_multiscale(
+    scene_dir: Path,
+    split: str,
+    white_bkgd: bool = True,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImageSet:
+    """One split of a converted multiscale scene as an ImageSet (its cameras: :func:`multiscale_cameras`)."""
+    cameras = multiscale_cameras(scene_dir, split)
+    pixels = load_rgba_into(cameras.files, cameras.sizes, 1, workers, progress)
+    return ImageSet.from_cameras(cameras, pixels, white_bkgd)
 
 
 def metadata_splits(scene_dir: Path) -> list[str]:
