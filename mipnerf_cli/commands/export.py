@@ -10,7 +10,13 @@ import typer
 from mipnerf_cli.commands.options import CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption
 from mipnerf_cli.console import ProgressBar, info
 
-STAGES = {"density": "density grid", "colours": "vertex colours", "views": "training views"}
+STAGES = {
+    "density": "density grid",
+    "colours": "vertex colours",
+    "views": "training views",
+    "surface": "surface depths",
+    "fusion": "depth fusion",
+}
 
 
 class StageBars:
@@ -57,6 +63,25 @@ def export_command(
     out: Annotated[
         Optional[Path], typer.Option("--out", help="The PLY file. Default: <run>/export/<what>.ply.")
     ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="fusion (the training views' surface depths, checked against each other and fused) "
+            "or density (a level set of the density; --threshold, --keep-all).",
+        ),
+    ] = "fusion",
+    surface_opacity: Annotated[
+        float,
+        typer.Option("--surface-opacity", help="fusion: accumulated opacity along a ray that marks its surface."),
+    ] = 0.2,
+    min_views: Annotated[
+        int, typer.Option("--min-views", help="fusion: views that must agree with a point or mesh piece to keep it.")
+    ] = 2,
+    min_size: Annotated[
+        float,
+        typer.Option("--min-size", help="fusion: smallest mesh piece kept, as a share of the scene box's diagonal."),
+    ] = 0.02,
     resolution: Annotated[
         int, typer.Option("--resolution", help="mesh: grid points per axis over the scene's bounds.")
     ] = 256,
@@ -97,6 +122,10 @@ def export_command(
         data=data,
         what=what,
         out=out,
+        method=method,
+        surface_opacity=surface_opacity,
+        min_views=min_views,
+        min_size=min_size,
         resolution=resolution,
         threshold=threshold,
         keep_all=keep_all,
@@ -109,7 +138,15 @@ def export_command(
     )
     with StageBars(progress) as bars:
         result = export_geometry(settings, progress=bars)
-    if result.what == "mesh":
+    if result.method == "fusion":
+        if result.what == "mesh":
+            info(
+                f"mesh: {result.num_vertices:,} vertices, {result.num_faces:,} faces; {result.pieces} pieces, "
+                f"{result.floaters} floaters dropped ({result.removed:,} vertices)"
+            )
+        else:
+            info(f"point cloud: {result.num_vertices:,} points ({result.floaters:,} floaters dropped)")
+    elif result.what == "mesh":
         low, high = result.density_range
         how = "chosen from the density histogram" if result.threshold_chosen else "given"
         info(f"density on the {resolution}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")

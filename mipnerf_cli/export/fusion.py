@@ -18,6 +18,7 @@ ray's rendered distance is (its direction has camera z = -1).
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -168,3 +169,39 @@ def world_from_ndc(points: torch.Tensor, focal: float, width: int, height: int, 
     x = -points[:, 0] * z / (2.0 * focal / width)
     y = -points[:, 1] * z / (2.0 * focal / height)
     return torch.stack([x, y, z], dim=-1)
+
+
+def first_hit_distance(
+    densities: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    near: float,
+    far: float,
+    step: float,
+    opacity: float,
+) -> torch.Tensor:
+    """Where the opacity accumulated along each ray through a density grid first reaches `opacity`.
+
+    densities: (X, Y, Z) float32 on the grid from `lower` to `upper` ((3,) corners; trilinear
+    in between, 0 outside);  origins, directions: (N, 3) rays (unnormalised);  near, far: the
+    rays' parameter range;  step: sample spacing in scene units;  opacity: in (0, 1).
+    Returns (N,) the ray parameter t of the first sample whose accumulated opacity
+    ``1 - exp(-sum sigma * delta)`` reaches `opacity`; +inf where none does.
+    """
+    import torch.nn.functional as F
+
+    longest = float(directions.norm(dim=-1).max()) if directions.numel() else 1.0
+    count = max(2, int(math.ceil((far - near) * longest / step)))
+    t = torch.linspace(near, far, count, dtype=torch.float32)
+    points = origins.float()[:, None, :] + t[None, :, None] * directions.float()[:, None, :]  # (N, S, 3)
+    scale = (upper - lower).float().clamp(min=1e-12)
+    coords = (points - lower.float()) / scale * 2 - 1  # grid_sample's (x, y, z) in [-1, 1]
+    volume = densities.float().permute(2, 1, 0)[None, None]  # (1, 1, Z, Y, X)
+    sigma = F.grid_sample(volume, coords[None, :, :, None, :], align_corners=True, padding_mode="zeros")
+    sigma = sigma.reshape(points.shape[:2]).clamp(min=0)
+    delta = (far - near) / (count - 1) * directions.float().norm(dim=-1, keepdim=True)
+    reached = (1 - torch.exp(-torch.cumsum(sigma * delta, dim=1))) >= opacity
+    first = reached.float().argmax(dim=1)
+    return torch.where(reached.any(dim=1), t[first], torch.full_like(t[first], math.inf))

@@ -129,3 +129,75 @@ def test_world_from_ndc_inverts_the_llff_ndc_projection():
     t = 1 - 1.0 / depth
     world = fusion.world_from_ndc(torch.tensor(ndc_o + t[:, None] * ndc_d), focal, width, height)
     assert np.allclose(world.numpy(), origins + depth[:, None] * directions, atol=1e-9)
+
+
+def demo_depth(cam2world: torch.Tensor, size: int, focal: float, floater=None) -> torch.Tensor:
+    """(size, size) depth along the view axis of the demo scene (demo.shade), +inf where empty;
+    `floater` (centre, radius) adds a sphere this view alone renders."""
+    from mipnerf_cli.demo import scenes as demo
+
+    rays = pinhole_rays(cam2world, size, size, focal, 0.0, 10.0)
+    directions = rays.directions.double().numpy()
+    norm = np.linalg.norm(directions, axis=1)
+    _, t = demo.shade(rays.origins[0].double().numpy(), directions / norm[:, None], demo.palette(0))
+    depth = torch.from_numpy(t / norm)
+    if floater is not None:
+        depth = torch.minimum(depth, sphere_depth_at(rays, *floater))
+    return depth.float().reshape(size, size)
+
+
+def sphere_depth_at(rays, centre, radius) -> torch.Tensor:
+    offset = rays.origins.double() - torch.tensor(centre)
+    direction = rays.directions.double()
+    a, b = (direction * direction).sum(-1), 2 * (offset * direction).sum(-1)
+    disc = b * b - 4 * a * ((offset * offset).sum(-1) - radius**2)
+    return torch.where(disc > 0, (-b - disc.clamp(min=0).sqrt()) / (2 * a), torch.full_like(b, math.inf))
+
+
+def test_demo_scene_fusion_keeps_every_object_and_drops_the_floaters():
+    """Exact depth maps of the demo scene from 24 cameras, plus two floaters: one that a single
+    view renders (carved by the others) and a speck every view renders (dropped by size).
+    All four objects are kept."""
+    from mipnerf_cli.demo import geometry as demo_geometry
+    from mipnerf_cli.demo import scenes as demo
+
+    size = 40
+    focal = 0.5 * size / math.tan(0.5 * demo.CAMERA_ANGLE_X)
+    cameras = torch.tensor(
+        np.stack([look_at(sphere_point(2 * math.pi * i / 12, e, 4.0))[:3] for i in range(12) for e in (0.3, 0.9)])
+    )
+    speck = (np.array([0.0, -1.2, 0.9]), 0.03)
+    lonely = (np.asarray(cameras[0, :, 3]) * 0.6, 0.06)  # between camera 0 and the scene
+    depths = [demo_depth(camera, size, focal, floater=speck) for camera in cameras]
+    depths[0] = torch.minimum(depths[0], demo_depth(cameras[0], size, focal, floater=lonely))
+    intrinsics = pix2cam(torch.full((24,), focal), torch.full((24,), size), torch.full((24,), size))
+    points, lower, spacing = grid(72, half=1.7)
+    tsdf, weight = fusion.tsdf_from_views(points.float(), depths, cameras, intrinsics, 0.12)
+    shape = (72,) * 3
+    vertices, faces = fusion.mesh_from_tsdf(tsdf.reshape(shape).numpy(), weight.reshape(shape).numpy(), lower, spacing)
+    views, _ = fusion.view_agreement(torch.from_numpy(vertices).double(), depths, None, cameras, intrinsics, 0.06)
+    kept, _, _, found = pieces.drop_floaters(
+        vertices, faces, views.numpy(), min_size=0.02 * 3.4 * math.sqrt(3), min_views=2
+    )
+    assert found.dropped >= 1  # the speck
+    assert np.linalg.norm(kept - speck[0], axis=1).min() > 0.1
+    assert np.linalg.norm(vertices - lonely[0], axis=1).min() > 0.1  # carved before meshing
+    for centre, radius in demo_geometry.SPHERES:
+        near = np.abs(np.linalg.norm(kept - centre, axis=1) - radius) < 0.05
+        assert near.sum() > 100, (centre, near.sum())
+    for centre, half, _ in demo_geometry.BOXES:
+        inside = (np.abs(kept - centre) <= half + 0.06).all(axis=1)
+        assert inside.sum() > 100, (centre, inside.sum())
+
+
+def test_first_hit_distance_finds_where_the_opacity_reaches_the_level():
+    """A slab of density 20 from x = 0.5 on: opacity 1 - exp(-20 s) reaches 0.2 after
+    s = ln(1.25) / 20 = 0.0112 inside it; a ray that misses the slab hits nothing."""
+    axis = torch.linspace(-1, 1, 81)
+    densities = (axis[:, None, None] >= 0.5).float().expand(81, 81, 81) * 20.0
+    lower, upper = torch.full((3,), -1.0), torch.full((3,), 1.0)
+    origins = torch.tensor([[-1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    directions = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # unnormalised: t is in units of 2
+    hit = fusion.first_hit_distance(densities, lower, upper, origins, directions, 0.0, 1.0, 0.001, 0.2)
+    assert float(hit[0]) * 2 - 1 == pytest.approx(0.5 + math.log(1.25) / 20, abs=0.03)  # grid cells are 0.025
+    assert math.isinf(float(hit[1]))
