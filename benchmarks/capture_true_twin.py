@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mipnerf_cli.convert.capture.alignment import pose_errors
-from mipnerf_cli.demo.llff import llff_pose_row
+from mipnerf_cli.data.formats.llff_poses import llff_pose_row
 
 
 def main() -> None:

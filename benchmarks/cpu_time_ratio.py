@@ -89,7 +89,7 @@ def main() -> None:
     step_counter = iter(range(1, 1 << 30))
 
     def ours_train():
-        generator = training.step_generator(0, next(step_counter), torch.device("cpu"))
+        generator = training.step_generator(0, next(step_counter), "noise")
         training.train_step(ours, ours_opt, rays, target, 5e-4, settings, generator)
 
     def ours_render():

@@ -1,15 +1,21 @@
 #!/usr/bin/env python
-"""The anchor (hjxwhy/mipnerf_pl) and `mipnerf bench` back to back on this machine: ratios.
+"""Ours (`mipnerf bench`), the anchor (hjxwhy/mipnerf_pl) and google/mipnerf's JAX reference
+back to back on this machine: ratios.
 
 Runs, interleaved, ROUNDS times: the anchor script (../shared/bench/anchor_mipnerf_pl.py, which
-reads mipnerf_pl's model from a git mirror at run time), then `mipnerf bench --json` with the
-same workload (paper config, 256-ray Adam steps, 2048-ray render chunks). Interleaving spreads
-a busy machine's load over both; the medians of the rounds and the median of the per-round
-ratios are printed, and with --markdown a row per phase goes into BENCHMARKS.md's table.
+reads mipnerf_pl's model from a git mirror at run time), the JAX reference when --jax-mirror
+is given (benchmarks/reference_jax.py under --jax-python, which reads google/mipnerf's model
+from its git mirror at run time), then `mipnerf bench --json`, all with the same workload
+(paper config, 256-ray Adam steps, 2048-ray render chunks). Interleaving spreads a busy
+machine's load over all of them; the medians of the rounds and the medians of the per-round
+ratios are printed, and with --markdown rows per phase go into BENCHMARKS.md's table.
 
-    python benchmarks/side_by_side.py --mirror /path/to/mipnerf_pl.git [--rounds 3] [--markdown BENCHMARKS.md]
+    python benchmarks/side_by_side.py --mirror /path/to/mipnerf_pl.git \
+        [--jax-mirror /path/to/google-mipnerf.git --jax-python /path/to/venv/bin/python] \
+        [--rounds 3] [--markdown BENCHMARKS.md]
 
-The anchor needs `einops` (pip install einops, or --anchor-pythonpath DIR holding it).
+The anchor needs `einops` (pip install einops, or --anchor-pythonpath DIR holding it); the
+JAX reference `pip install jax==0.10.2 flax optax gin-config` (a venv of its own is simplest).
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ def main() -> None:
     parser.add_argument(
         "--anchor-pythonpath", default="", help="extra PYTHONPATH for the anchor (e.g. a folder with einops)"
     )
+    parser.add_argument("--jax-mirror", help="git directory of a copy of google/mipnerf (times the JAX reference)")
+    parser.add_argument("--jax-python", default=sys.executable, help="a Python with jax, flax, optax, gin-config")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--steps", type=int, default=3, help="measured train steps of each side (the anchor's default is 3)"
@@ -84,39 +92,52 @@ def main() -> None:
     ours_cmd = [sys.executable, "-m", "mipnerf_cli", "bench", "--json", "--config", "paper", "--batch", str(args.batch),
                 "--chunk", str(args.chunk), "--steps", str(args.steps), "--warmup", "1", *shlex.split(args.bench_args)]  # fmt: skip
 
+    jax_cmd = None
+    if args.jax_mirror:
+        jax_cmd = [args.jax_python, str(REPO / "benchmarks" / "reference_jax.py"), args.jax_mirror, "--batch",
+                   str(args.batch), "--chunk", str(args.chunk), "--steps", str(args.steps)]  # fmt: skip
     rounds = []
     loads = [load()]
     for i in range(args.rounds):
         print(f"round {i + 1}/{args.rounds} (load {load()})", file=sys.stderr, flush=True)
-        anchor = run_json(anchor_cmd, anchor_env, "anchor")
+        entry = {"anchor": run_json(anchor_cmd, anchor_env, "anchor")}
+        if jax_cmd:
+            entry["jax"] = run_json(jax_cmd, env, "jax")
         # The matmul peak (for MFU) is measured once, in the first round.
-        ours = run_json(ours_cmd + ([] if i == 0 else ["--no-peak"]), env, "ours")
-        rounds.append({"anchor": anchor, "ours": ours, "load": load()})
+        entry["ours"] = run_json(ours_cmd + ([] if i == 0 else ["--no-peak"]), env, "ours")
+        entry["load"] = load()
+        rounds.append(entry)
         loads.append(load())
 
-    def medians(phase: str) -> tuple[float, float, float]:
-        anchor = [r["anchor"][f"{phase}_rays_per_s"] for r in rounds]
-        ours = [r["ours"][phase]["rays_per_s"] for r in rounds]
-        ratios = [o / a for o, a in zip(ours, anchor)]
-        return statistics.median(anchor), statistics.median(ours), statistics.median(ratios)
+    def rate(entry: dict, side: str, phase: str) -> float:
+        return entry["ours"][phase]["rays_per_s"] if side == "ours" else entry[side][f"{phase}_rays_per_s"]
 
     first = rounds[0]["ours"]
     print(f"\nmachine: {first['machine']}; torch {first['torch_version']}, {first['threads']} threads; "
           f"{args.rounds} interleaved rounds; load averages {' | '.join(loads)}")  # fmt: skip
-    print(f"{'phase':8s} {'anchor rays/s':>14s} {'ours rays/s':>12s} {'ratio':>7s}   per round (anchor / ours)")
+    print(f"fast path: {json.dumps(first['fast_path'])}")
+    others = ["anchor"] + (["jax"] if jax_cmd else [])
+    names = {"anchor": "hjxwhy/mipnerf_pl", "jax": "google/mipnerf (JAX)"}
     summary = {}
     for phase in ("train", "render"):
-        anchor, ours, ratio = medians(phase)
-        per_round = ", ".join(
-            f"{r['anchor'][f'{phase}_rays_per_s']:.1f}/{r['ours'][phase]['rays_per_s']:.1f}" for r in rounds
-        )
-        print(f"{phase:8s} {anchor:14.1f} {ours:12.1f} {ratio:6.2f}×   {per_round}")
-        summary[phase] = {"anchor": anchor, "ours": ours, "ratio": ratio}
+        ours_rates = [rate(r, "ours", phase) for r in rounds]
+        summary[phase] = {"ours": statistics.median(ours_rates), "ours_per_round": ours_rates}
+        for side in others:
+            rates = [rate(r, side, phase) for r in rounds]
+            ratios = [o / a for o, a in zip(ours_rates, rates)]
+            summary[phase][side] = statistics.median(rates)
+            summary[phase][f"{side}_per_round"] = rates
+            summary[phase][f"ratio_vs_{side}"] = statistics.median(ratios)
+            summary[phase][f"ratios_vs_{side}"] = ratios
+            per_round = ", ".join(f"{a:.1f}/{o:.1f}" for a, o in zip(rates, ours_rates))
+            print(f"{phase:7s} vs {names[side]:21s} {statistics.median(rates):9.1f} -> ours "
+                  f"{statistics.median(ours_rates):7.1f} rays/s: {statistics.median(ratios):5.2f}x   "
+                  f"per round (theirs/ours) {per_round}")  # fmt: skip
     peak = first.get("matmul_peak")
     if peak:
         mfu = {phase: first[phase]["mfu"] for phase in ("train", "render")}
-        print(f"fp32 matmul peak {peak['mlp_gflops']:.1f} GFLOP/s at {'x'.join(map(str, peak['mlp_shape']))}, "
-              f"{peak['square_gflops']:.1f} at {peak['square_side']}³; MFU (round 1) train {100 * mfu['train']:.0f}%, render {100 * mfu['render']:.0f}%")  # fmt: skip
+        print(f"peak for MFU {peak['best_gflops']:.1f} GFLOP/s ({peak['best_source']}); "
+              f"MFU (round 1) train {100 * mfu['train']:.0f}%, render {100 * mfu['render']:.0f}%")  # fmt: skip
 
     if args.json_out:
         args.json_out.write_text(json.dumps({"rounds": rounds, "summary": summary}, indent=2))
@@ -127,14 +148,17 @@ def main() -> None:
         command = "python benchmarks/side_by_side.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         date = datetime.date.today().isoformat()
         rows = ""
-        for phase in ("train", "render"):
-            s = summary[phase]
-            mfu = first[phase].get("mfu")
-            cells = [first["machine"], "paper", f"{phase} (median of {args.rounds})", f"{s['anchor']:.1f}", f"{s['ours']:.1f}",
-                     f"{s['ratio']:.2f}×", f"{100 * mfu:.0f}%" if mfu else "–", date, " | ".join(loads).replace("|", "/"), f"`{command}`"]  # fmt: skip
-            rows += "| " + " | ".join(cells) + " |\n"
+        for side in others:
+            for phase in ("train", "render"):
+                s = summary[phase]
+                mfu = first[phase].get("mfu")
+                what = f"{phase} vs {names[side]} (median of {args.rounds})"
+                cells = [first["machine"], "paper", what, f"{s[side]:.1f}", f"{s['ours']:.1f}",
+                         f"{s[f'ratio_vs_{side}']:.2f}×", f"{100 * mfu:.0f}%" if mfu else "–", date,
+                         " | ".join(loads).replace("|", "/"), f"`{command}`"]  # fmt: skip
+                rows += "| " + " | ".join(cells) + " |\n"
         append_markdown(args.markdown, rows)
-        print(f"appended 2 rows to {args.markdown}")
+        print(f"appended {rows.count(chr(10))} rows to {args.markdown}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import typer
 from mipnerf_cli import __version__
 from mipnerf_cli.commands import bench, convert, demo_scene, export, plot, render, train, view
 from mipnerf_cli.commands import eval as evaluate
+from mipnerf_cli.commands.options import with_settings_defaults
 from mipnerf_cli.errors import MipNerfError
 
 try:  # recent typer releases vendor click; older ones use the click package
@@ -72,12 +73,12 @@ def _interruptible(command):
 app.command("convert")(_interruptible(convert.convert_command))
 app.command("demo-scene")(_interruptible(demo_scene.demo_scene_command))
 app.command("train")(_interruptible(train.train_command))
-app.command("eval")(_interruptible(evaluate.eval_command))
-app.command("render")(_interruptible(render.render_command))
+app.command("eval", cls=with_settings_defaults("EvalSettings"))(_interruptible(evaluate.eval_command))
+app.command("render", cls=with_settings_defaults("RenderSettings"))(_interruptible(render.render_command))
 app.command("bench")(_interruptible(bench.bench_command))
-app.command("plot")(_interruptible(plot.plot_command))
-app.command("view")(_interruptible(view.view_command))
-app.command("export")(_interruptible(export.export_command))
+app.command("plot", cls=with_settings_defaults("PlotSettings"))(_interruptible(plot.plot_command))
+app.command("view", cls=with_settings_defaults("ViewSettings"))(_interruptible(view.view_command))
+app.command("export", cls=with_settings_defaults("ExportSettings"))(_interruptible(export.export_command))
 
 
 def format_validation_error(error) -> str:

@@ -49,6 +49,9 @@ class Runtime:
     # flag to skip a non-finite step, and the loss read back (and checked) one step late.
     sync_free_step: bool = False
     cpu_threads: Optional[int] = None  # torch's CPU thread count (None: torch's choice)
+    # The fast path's matmul kernel for the MLP: 'auto' (the faster of MKL and oneDNN at the
+    # model's shape, probed once per process: core/kernels.py), 'mkl' or 'onednn'.
+    cpu_kernel: str = "auto"
     # The fast path's worker threads, started on first use; joined by close().
     pool: WorkerPool = dataclasses.field(default_factory=WorkerPool, compare=False, repr=False)
 
@@ -82,11 +85,14 @@ class Runtime:
         """The keyword arguments of `core.render.render_rays` / `render_image` under this policy."""
         if not self.uses_fast_path(model):
             return {"device": self.device, "autocast_dtype": self.autocast_dtype, "fast_path": False}
-        return {"device": self.device, "autocast_dtype": None, "fast_path": True, "fast_pool": self.pool}
+        return {
+            "device": self.device, "autocast_dtype": None, "fast_path": True, "fast_pool": self.pool,
+            "fast_kernel": self.cpu_kernel,
+        }  # fmt: skip
 
     def fast_options(self, micro_batch: int, workers: int) -> FastOptions:
         """The CPU fast path's options for a training step, on this Runtime's worker threads."""
-        return FastOptions(micro_batch, workers, pool=self.pool)
+        return FastOptions(micro_batch, workers, pool=self.pool, kernel=self.cpu_kernel)
 
     def apply(self) -> None:
         """Set the process-wide switches to this policy: torch's CPU thread count (when
@@ -108,6 +114,7 @@ class Runtime:
             "tf32": self.tf32,
             "fast_path": self.fast_path and self.device.type == "cpu" and self.autocast_dtype is None,
             "sync_free_step": self.sync_free_step,
+            "cpu_kernel": self.cpu_kernel,
         }
 
 
@@ -146,6 +153,7 @@ def resolve(
     mixed_precision: bool = True,
     tf32: bool = True,
     fast_path: bool = True,
+    cpu_kernel: str = "auto",
 ) -> Runtime:
     """The policy of a command from its settings, applied (`Runtime.apply`: thread count, TF32).
 
@@ -160,6 +168,7 @@ def resolve(
         fast_path=fast_path,
         sync_free_step=on_cuda,
         cpu_threads=cpu_threads,
+        cpu_kernel=cpu_kernel,
     )
     runtime.apply()
     return runtime
@@ -167,7 +176,8 @@ def resolve(
 
 def from_settings(settings, device: Optional[torch.device] = None) -> Runtime:
     """The policy of a train / eval / render / bench command from its settings (fields
-    `device`, `cpu_threads`, `mixed_precision`, `tf32` and, for training, `fast_path`);
+    `device`, `cpu_threads`, `mixed_precision`, `tf32` and, for training and bench, `fast_path`
+    and `cpu_kernel`);
     `device` (a torchrun rank's GPU) overrides the settings' choice."""
     return resolve(
         device if device is not None else settings.device,
@@ -175,6 +185,7 @@ def from_settings(settings, device: Optional[torch.device] = None) -> Runtime:
         settings.mixed_precision,
         settings.tf32,
         getattr(settings, "fast_path", True),
+        getattr(settings, "cpu_kernel", "auto"),
     )
 
 

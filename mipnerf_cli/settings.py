@@ -1,4 +1,5 @@
-"""All settings of the commands: pydantic models, resolved in one place.
+"""All settings of the commands: pydantic models, resolved in one place (`resolve_settings`;
+reading and writing the yaml files: `mipnerf_cli.config_files`). Nothing here reads a scene.
 
 Precedence, lowest first: the defaults written here, a ``--config`` yaml file (a path or
 the name of a config shipped in ``mipnerf_cli/configs``), then the command-line flags.
@@ -11,44 +12,42 @@ shell-expanded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from importlib import resources
+import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, ClassVar, Literal, Mapping, Optional, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from mipnerf_cli.config_files import deep_merge, find_config, load_yaml_settings, path_fields
+from mipnerf_cli.core.models.mipnerf_config import ModelConfig
 from mipnerf_cli.errors import MipNerfError
 
 DATA_ROOT_ENV = "MIPNERF_DATA"
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 SIMPLE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
-class ModelSettings(BaseModel):
-    """The `model:` section: the fields of `core.model.ModelConfig`, with the reference defaults."""
+def _config_fields(config_type: type) -> dict[str, Any]:
+    """pydantic fields (type, Field) of a core model config dataclass: its defaults, bounds and
+    descriptions (``core.models.mipnerf_config.hyper``), in its order."""
+    types = typing.get_type_hints(config_type)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(config_type):
+        extra = dict(field.metadata)
+        description = extra.pop("help", None)
+        fields[field.name] = (types[field.name], Field(field.default, description=description, **extra))
+    return fields
+
+
+class ModelSettings(create_model("ModelFields", __module__=__name__, **_config_fields(ModelConfig))):
+    """The `model:` section: the fields of `core.models.mipnerf_config.ModelConfig` (declared there
+    once, with the reference defaults), and the rules that span fields."""
 
     model_config = ConfigDict(extra="forbid")
-
-    num_samples: int = Field(128, ge=1, description="samples per level")
-    num_levels: int = Field(2, ge=1, description="coarse + fine = 2")
-    resample_padding: float = Field(0.01, ge=0, description="added to the coarse weights before resampling")
-    stop_level_grad: bool = Field(True, description="no gradient from the fine level into the coarse weights")
-    use_viewdirs: bool = Field(True, description="condition colour on the view direction")
-    lindisp: bool = Field(False, description="sample linearly in disparity")
-    ray_shape: Literal["cone", "cylinder"] = "cone"
-    min_deg_point: int = Field(0, ge=0, description="lowest IPE frequency 2^min_deg")
-    max_deg_point: int = Field(16, ge=1, description="IPE uses frequencies below 2^max_deg")
-    deg_view: int = Field(4, ge=0, description="view-direction encoding degrees")
-    density_noise: float = Field(0.0, ge=0, description="std of noise added to raw density while training")
-    density_bias: float = Field(-1.0, description="shift of raw density before softplus")
-    rgb_padding: float = Field(0.001, ge=0, description="colour range widened to [-p, 1+p]")
-    disable_integration: bool = Field(False, description="NeRF mode: point samples, plain positional encoding")
-    netdepth: int = Field(8, ge=1, description="layers of the trunk MLP")
-    netwidth: int = Field(256, ge=1, description="width of the trunk MLP")
-    netdepth_condition: int = Field(1, ge=1, description="layers of the view-conditioned branch")
-    netwidth_condition: int = Field(128, ge=1, description="width of the view-conditioned branch")
-    skip_layer: int = Field(4, ge=1, description="the trunk input is concatenated again after this many layers")
+    config_type: ClassVar[type] = ModelConfig
 
     @model_validator(mode="after")
     def _degrees_ordered(self) -> "ModelSettings":
@@ -58,11 +57,9 @@ class ModelSettings(BaseModel):
             )
         return self
 
-    def to_model_config(self):
+    def to_model_config(self) -> ModelConfig:
         """The engine's frozen `ModelConfig` with these values."""
-        from mipnerf_cli.core.models.mipnerf import ModelConfig
-
-        return ModelConfig(**self.model_dump())
+        return self.config_type(**self.model_dump())
 
 
 def _default_data_root() -> Path:
@@ -134,6 +131,9 @@ class TrainSettings(BaseModel):
         description="CPU: each batch in cache-sized blocks of rays over worker threads (same results within float rounding)",
     )
     fast_micro_batch: int = Field(16, gt=0, description="rays per block of the CPU fast path")
+    cpu_kernel: Literal["auto", "mkl", "onednn"] = Field(
+        "auto", description="CPU fast path's matmul kernel: auto (the faster, probed at the MLP's shape), mkl or onednn"
+    )
     fast_workers: int = Field(0, ge=0, description="threads of the CPU fast path (0: one per torch CPU thread)")
     compile: bool = Field(
         False, description="torch.compile the model (for CUDA; on a CPU it gains ~1% for minutes of compiling)"
@@ -173,78 +173,6 @@ class TrainSettings(BaseModel):
 
 # ----------------------------------------------------------------------------- loading
 
-PATH_FIELDS = ("out_dir", "data", "data_root")
-
-
-def packaged_configs() -> list[str]:
-    """Names of the configs shipped with the package (`--config demo`)."""
-    folder = resources.files("mipnerf_cli") / "configs"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def find_config(name_or_path: str | Path) -> Path:
-    """A config file path from a path or a packaged config's name."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    text = str(name_or_path)
-    if "/" not in text and os.sep not in text:
-        stem = text[: -len(".yaml")] if text.endswith(".yaml") else text
-        packaged = resources.files("mipnerf_cli") / "configs" / f"{stem}.yaml"
-        if packaged.is_file():
-            return Path(str(packaged))
-    if path.exists():
-        raise MipNerfError(f"config {path} is not a file")
-    raise MipNerfError(
-        f"config {text} not found: give a yaml file or one of the packaged configs ({', '.join(packaged_configs())})"
-    )
-
-
-def load_yaml_settings(path: Path) -> dict[str, Any]:
-    """The mapping in a yaml config, with its relative paths anchored at the file's folder."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MipNerfError(f"cannot read config {path}: {error}") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(error, "problem", None) or "syntax error"
-        raise MipNerfError(f"config {path} is not valid yaml{line}: {problem}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise MipNerfError(f"config {path} must be a mapping of setting: value, not a {type(values).__name__}")
-    return anchor_paths(values, path.parent)
-
-
-def anchor_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Relative path settings (and a resume_path file) taken relative to `folder`."""
-    anchored = dict(values)
-    for key in PATH_FIELDS + ("resume_path",):
-        value = anchored.get(key)
-        if (
-            not isinstance(value, str)
-            or not value
-            or (key == "resume_path" and value in ("auto", "None", "none", "null"))
-        ):
-            continue
-        if not Path(value).is_absolute():
-            anchored[key] = str(folder / value)
-    return anchored
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
 
 def resolve_train_settings(
     config: str | Path | None = None, overrides: Mapping[str, Any] | None = None
@@ -252,19 +180,36 @@ def resolve_train_settings(
     """Defaults < `config` yaml < `overrides` (CLI flags; a nested dict for `model`).
 
     The result has a concrete `data` folder, `exp_name` and absolute paths.
-    Raises pydantic.ValidationError for bad values, MipNerfError for a bad file or scene.
+    Raises pydantic.ValidationError for bad values, MipNerfError for a bad file.
+    """
+    return finish_train_settings(resolve_settings(TrainSettings, config, overrides))
+
+
+def resolve_settings(
+    settings_type: type[SettingsT],
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    choices: tuple[tuple[str, ...], ...] = (),
+) -> SettingsT:
+    """Any command's settings: defaults < `config` yaml < `overrides` (None: not given).
+
+    choices: groups of keys that are one choice (``("run", "ckpt")``): an override of one of
+    them replaces the file's values of the whole group.
+    Raises pydantic.ValidationError for bad values, MipNerfError for a bad file.
     """
     values: dict[str, Any] = {}
     if config is not None:
-        values = load_yaml_settings(find_config(config))
-    values = deep_merge(values, {k: v for k, v in (overrides or {}).items() if v is not None})
-    settings = TrainSettings.model_validate(values)
-    return finish_train_settings(settings)
+        values = load_yaml_settings(find_config(config), path_fields(settings_type))
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for group in choices:
+        if any(key in given for key in group):
+            values = {key: value for key, value in values.items() if key not in group}
+    return settings_type.model_validate(deep_merge(values, given))
 
 
 def finish_train_settings(settings: TrainSettings) -> TrainSettings:
-    """Fill in the derived fields: the scene folder, the run name, absolute paths, and for a
-    capture the spherify its scene implies when the settings leave it open (so the run records it)."""
+    """Fill in the derived fields: the scene folder, the run name, absolute paths. Nothing is
+    read from the scene here: ``training.resolve_scene`` decides its kind and spherify once."""
     if settings.data is None:
         if settings.scene is None:
             raise MipNerfError("no scene given: pass --scene NAME (looked up under --data-root) or --data SCENE_DIR")
@@ -287,39 +232,8 @@ def finish_train_settings(settings: TrainSettings) -> TrainSettings:
             "out_dir": settings.out_dir.absolute(),
             "exp_name": exp_name,
             "resume_path": resume,
-            "spherify": _scene_spherify(data, settings.spherify),
         }
     )
-
-
-def _scene_spherify(data: Path, spherify: Optional[bool]) -> Optional[bool]:
-    """``spherify`` as given, else the scene's kind when ``data`` is a capture; None otherwise
-    (not a capture, or no folder yet: the scene check reports that)."""
-    if spherify is not None:
-        return spherify
-    from mipnerf_cli.data.formats.capture import resolve_spherify
-    from mipnerf_cli.data.scene import scene_kind
-
-    try:
-        if scene_kind(data) != "llff":
-            return None
-    except MipNerfError:
-        return None
-    return resolve_spherify(data, None)
-
-
-def settings_for_file(settings: BaseModel, folder: Path) -> dict[str, Any]:
-    """Plain data for a yaml file in `folder`, paths relative to it where possible."""
-    values = settings.model_dump(mode="json")
-    for key in PATH_FIELDS + ("resume_path",):
-        value = values.get(key)
-        if not value or (key == "resume_path" and value == "auto"):
-            continue
-        try:
-            values[key] = os.path.relpath(value, folder)
-        except ValueError:  # another drive on Windows: keep it absolute
-            pass
-    return values
 
 
 # ----------------------------------------------------------------------------- eval / render
@@ -415,6 +329,105 @@ class RenderSettings(BaseModel):
         return value
 
 
+# ----------------------------------------------------------------------------- view, plot
+
+
+class ViewSettings(BaseModel):
+    """What `mipnerf view` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = Field(None, description="run folder; its newest checkpoint is shown (and newer ones)")
+    ckpt: Optional[Path] = Field(None, description="a checkpoint file (instead of run)")
+    data: Optional[Path] = Field(None, description="scene folder whose training cameras start the view")
+    host: str = Field("127.0.0.1", description="address to listen on; other than 127.0.0.1 exposes the viewer")
+    port: int = Field(8080, description="port to listen on (checked, with the host, when the viewer opens)")
+    max_size: int = Field(256, ge=1, description="longer side of the refined image, in pixels")
+    watch: bool = Field(True, description="reload newer checkpoints of a run still training")
+    keyframes_out: Optional[Path] = Field(None, description="where the camera_path.json export goes (default: ./)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+
+class PlotSettings(BaseModel):
+    """What `mipnerf plot` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = Field(None, description="run folder (holds metrics.jsonl)")
+    ckpt: Optional[Path] = Field(None, description="a checkpoint file; its run folder is plotted")
+    out: Optional[Path] = Field(None, description="PNG to write (default: <run>/quality.png)")
+
+
+# ----------------------------------------------------------------------------- export
+
+
+class ExportSettings(BaseModel):
+    """What `mipnerf export` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Optional[Path] = None
+    ckpt: Optional[Path] = None
+    data: Optional[Path] = Field(None, description="scene folder whose training cameras are used")
+    what: Literal["mesh", "pointcloud"] = "mesh"
+    out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
+    method: Literal["fusion", "density"] = Field(
+        "fusion", description="fusion: the training views' surface depths fused (default); density: a density level set"
+    )
+    grid: int = Field(256, ge=8, description="grid points along the longest side of the scene's box")
+    threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
+    keep_all: bool = Field(False, description="mesh: keep every piece, not only the largest connected one")
+    surface_opacity: float = Field(
+        0.2, gt=0, lt=1, description="fusion: accumulated opacity along a ray that marks its surface"
+    )
+    min_views: int = Field(2, ge=1, description="fusion: views that must agree with a point or piece (else a floater)")
+    min_size: float = Field(
+        0.02, ge=0, lt=1, description="fusion: smallest mesh piece kept, as a share of the scene box's diagonal"
+    )
+    min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
+    neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
+    std_ratio: float = Field(
+        2.0, gt=0, description="outlier when the mean k-NN distance exceeds mean + std_ratio * std"
+    )
+    chunk: int = Field(65536, gt=0, description="points or rays per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------- convert (photos, video)
+
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
+DEFAULT_CAMERA_MODEL = "SIMPLE_RADIAL"
+
+
+@pydantic_dataclass(frozen=True)
+class SfmOptions:
+    """How to run SfM: camera model, one camera per image, threads, matching (None: by source).
+    Checked by ``convert.capture.sfm.check_options`` (messages naming the flags)."""
+
+    camera_model: str = DEFAULT_CAMERA_MODEL
+    per_image_cameras: bool = False
+    threads: Optional[int] = None
+    sequential: Optional[bool] = None  # None: sequential for a video, exhaustive for photos
+
+
+@pydantic_dataclass(frozen=True)
+class CaptureOptions:
+    """What `mipnerf convert` was asked for a photo or video source (checked, with messages
+    naming the flags, by ``convert.capture.pipeline.check_request``)."""
+
+    fps: Optional[float] = None
+    frames: Optional[int] = None
+    sfm: SfmOptions = SfmOptions()
+    scene_kind: Optional[str] = None  # None: detected from the camera layout
+    multiscale: bool = False
+    llffhold: int = 8
+    overwrite: bool = False
+    workers: Optional[int] = None
+
+
 # ----------------------------------------------------------------------------- bench
 
 
@@ -434,6 +447,9 @@ class BenchSettings(BaseModel):
     warmup: int = Field(1, ge=0, description="unmeasured iterations first")
     fast_path: bool = Field(True, description="the CPU fast path (blocks of rays over worker threads)")
     fast_micro_batch: int = Field(0, ge=0, description="rays per block of the fast path (0: its default)")
+    cpu_kernel: Literal["auto", "mkl", "onednn"] = Field(
+        "auto", description="the fast path's matmul kernel: auto (the faster, probed), mkl or onednn"
+    )
     fast_workers: int = Field(0, ge=0, description="threads of the fast path (0: one per torch CPU thread)")
     compile: bool = Field(False, description="torch.compile the model (the warm-up pays the compile time)")
     mixed_precision: bool = Field(True, description="CUDA only: bf16 autocast on GPUs with native bf16")

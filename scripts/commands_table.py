@@ -25,11 +25,28 @@ def cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
 
 
-def default_text(param) -> str:
+def settings_defaults(command_name: str) -> dict:
+    """The defaults of `<Command>Settings` in mipnerf_cli/settings.py (an option left at None
+    takes its setting's default there), or {} for a command without one."""
+    from mipnerf_cli import settings
+
+    model = getattr(settings, "".join(part.title() for part in command_name.split("-")) + "Settings", None)
+    if model is None:
+        return {}
+    return {
+        name: field.default
+        for name, field in model.model_fields.items()
+        if not field.is_required() and field.default_factory is None  # a factory may read the environment
+    }
+
+
+def default_text(param, defaults: dict) -> str:
     value = param.default
     if param.required:
         return "required"
-    if value is None or value == () or callable(value):
+    if value is None:
+        value = defaults.get(param.name)
+    if value is None or value == () or callable(value) or hasattr(value, "model_fields"):
         return "—"
     if isinstance(value, bool):
         if getattr(param, "secondary_opts", None):
@@ -40,16 +57,16 @@ def default_text(param) -> str:
     return f"`{value}`"
 
 
-def rows(command) -> list[str]:
+def rows(command, defaults: dict) -> list[str]:
     lines = ["| argument / flag | default | meaning |", "|---|---|---|"]
     for param in command.params:
         if getattr(param, "hidden", False):
             continue
         if param.param_type_name == "argument":
-            name = f"`{param.name.upper()}`"
+            name = f"`{param.metavar or param.name.upper()}`"
         else:
             name = " / ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
-        lines.append(f"| {name} | {default_text(param)} | {cell(getattr(param, 'help', '') or '')} |")
+        lines.append(f"| {name} | {default_text(param, defaults)} | {cell(getattr(param, 'help', '') or '')} |")
     return lines
 
 
@@ -59,7 +76,7 @@ def render() -> str:
     parts = [BEGIN, ""]
     for name, command in root.commands.items():
         summary = cell((command.help or "").split("\n\n")[0])
-        parts += [f"### `mipnerf {name}`", "", summary, "", *rows(command), ""]
+        parts += [f"### `mipnerf {name}`", "", summary, "", *rows(command, settings_defaults(name)), ""]
     parts.append(END)
     return "\n".join(parts)
 

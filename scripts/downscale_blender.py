@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from mipnerf_cli.data.formats.transforms import SPLITS, check_image_sizes, read_blender_split, transforms_path
 from mipnerf_cli.data.images import area_downscale, read_rgba, run_in_threads, write_png
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.io.staging import make_hidden_dir, remove_tree
+from mipnerf_cli.io.staging import StagedFolder
 
 
 def downscale_scene(source: Path, target: Path, factor: int, test_views: int | None, workers: int | None) -> int:
@@ -43,13 +42,12 @@ def downscale_scene(source: Path, target: Path, factor: int, test_views: int | N
         metas[split] = {**meta, "frames": [raw for raw, _ in frames]}
         jobs += [(parsed_frame.image_path, split, raw["file_path"]) for raw, parsed_frame in frames]
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_hidden_dir(target.parent, target.name)
+    staged = StagedFolder.create(target)
     try:
 
         def shrink(k: int) -> None:
             image_path, split, file_path = jobs[k]
-            out = staging / (file_path if file_path.endswith(".png") else file_path + ".png")
+            out = staged.path / (file_path if file_path.endswith(".png") else file_path + ".png")
             out.parent.mkdir(parents=True, exist_ok=True)
             write_png(out, area_downscale(read_rgba(image_path), factor))
 
@@ -59,17 +57,10 @@ def downscale_scene(source: Path, target: Path, factor: int, test_views: int | N
 
         run_in_threads(shrink, len(jobs), workers, report)
         for split, meta in metas.items():
-            (staging / f"transforms_{split}.json").write_text(json.dumps(meta, indent=4), encoding="utf-8")
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.rename(target, old)
-            os.rename(staging, target)
-            remove_tree(old)
-        else:
-            os.rename(staging, target)
-        staging = None
+            (staged.path / f"transforms_{split}.json").write_text(json.dumps(meta, indent=4), encoding="utf-8")
+        staged.commit()
     finally:
-        remove_tree(staging)
+        staged.discard()
     return len(jobs)
 
 

@@ -84,11 +84,11 @@ def bench_train(settings: BenchSettings, runtime: Runtime, progress: Progress) -
     def step() -> None:
         # As the trainer's loop runs it (step_batch): the sampling noise drawn up front (so a
         # compiled forward sees tensors, not a Generator), the loss read back a step late.
-        generator = training.step_generator(0, next(counter), device)
+        generator = training.step_generator(0, next(counter), "noise", device)
         noise = model.draw_noise((settings.batch,), generator, device=device)
         training.train_step(
             step_model, optimizer, rays, pixels, train_settings.lr_init, train_settings, None, runtime,
-            noise=noise, defer=runtime.sync_free_step,
+            noise=noise,
         )  # fmt: skip
 
     flops = model_flops(model.config)
@@ -149,15 +149,35 @@ def fast_path_description(settings: BenchSettings, runtime: Runtime) -> dict[str
 
     cpu_fast = runtime.describe()["fast_path"]
     workers = settings.fast_workers if settings.fast_workers > 0 else fast.default_workers()
+    micro_batch = settings.fast_micro_batch or fast.DEFAULT_MICRO_BATCH
     return {
         "enabled": cpu_fast,
-        "micro_batch": (settings.fast_micro_batch or fast.DEFAULT_MICRO_BATCH) if cpu_fast else None,
+        "micro_batch": micro_batch if cpu_fast else None,
         "render_micro_batch": fast.DEFAULT_RENDER_MICRO_BATCH if cpu_fast else None,
         "workers": workers if cpu_fast else None,
+        "kernel": _kernels(settings, runtime, micro_batch, workers) if cpu_fast else None,
         "compile": settings.compile,
         "mixed_precision": runtime.autocast_dtype is not None,
         "tf32": runtime.tf32,
     }
+
+
+def _kernels(settings: BenchSettings, runtime: Runtime, micro_batch: int, workers: int) -> dict[str, Any]:
+    """The fast path's matmul kernels for training and rendering: the setting, what it resolves
+    to (the same probe, answered once per process, that the phases then use) and the probe's
+    GFLOP/s of each kernel."""
+    from mipnerf_cli.core import fast, kernels
+
+    model = workload.build_model(settings, torch.device("cpu"))
+    out: dict[str, Any] = {"setting": runtime.cpu_kernel}
+    for phase, rays in (("train", micro_batch), ("render", fast.DEFAULT_RENDER_MICRO_BATCH)):
+        options = fast.FastOptions(micro_batch=rays, workers=workers, kernel=runtime.cpu_kernel)
+        chosen = fast.kernel_for(model, options, rays, workers, train=phase == "train").get("kernel")
+        out[phase] = chosen.name if chosen is not None else None
+        if runtime.cpu_kernel == "auto" and kernels.onednn_available():
+            threads = 1 if workers > 1 else torch.get_num_threads()
+            out[f"{phase}_probe"] = kernels.fastest(*model.matmul_shape(rays), threads=threads).describe()
+    return out
 
 
 def _maybe_compile(model: torch.nn.Module, settings: BenchSettings) -> torch.nn.Module:

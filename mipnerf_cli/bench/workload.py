@@ -58,5 +58,6 @@ def train_settings(settings: BenchSettings) -> TrainSettings:
         batch_size=settings.batch, lr_init=5e-4, lr_final=5e-4, lr_delay_steps=0, randomized=True,
         white_bkgd=True, coarse_loss_mult=0.1, device=settings.device, cpu_threads=settings.cpu_threads,
         mixed_precision=settings.mixed_precision, tf32=settings.tf32, fast_path=settings.fast_path,
-        fast_workers=settings.fast_workers, compile=settings.compile, model=settings.model, **extra,
+        fast_workers=settings.fast_workers, compile=settings.compile, model=settings.model,
+        cpu_kernel=settings.cpu_kernel, **extra,
     )  # fmt: skip

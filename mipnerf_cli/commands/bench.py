@@ -37,7 +37,7 @@ def _format_table(result) -> None:
         )
     console.print(table)
     console.print(
-        "median: of the per-iteration rates; MFU: of the best measured matmul rate; MLP%: of the rate at the MLP's shape; memory: peak",
+        "median: of the per-iteration rates; MFU: of the highest peak below; MLP%: of the rate at the MLP's shape; memory: peak",
         highlight=False,
     )
     flops = result.flops
@@ -49,9 +49,13 @@ def _format_table(result) -> None:
     if result.matmul_peak:
         peak = result.matmul_peak
         shape = "x".join(str(x) for x in peak["mlp_shape"])
+        kernels = ", ".join(f"{name} {rate:.1f}" for name, rate in peak["mlp_by_kernel"].items())
+        hardware = peak["hardware"]
         console.print(
-            f"{peak['dtype']} matmul peak: {peak['mlp_gflops']:.1f} GFLOP/s at the MLP shape {shape}, "
-            f"{peak['square_gflops']:.1f} at {peak['square_side']}³ (MFU is relative to the better one)",
+            f"{peak['dtype']} matmul peak: {kernels} GFLOP/s at the MLP shape {shape}, "
+            f"{peak['square_gflops']:.1f} at {peak['square_side']}³"
+            + (f", hardware {hardware['gflops']:.1f}" if hardware else "")
+            + f"; MFU is relative to the highest, {peak['best_gflops']:.1f} ({peak['best_source']})",
             highlight=False,
         )
     fast = result.fast_path
@@ -63,6 +67,9 @@ def _format_table(result) -> None:
     extras = [
         x for x, on in (("torch.compile", fast["compile"]), ("bf16 autocast + tf32", fast["mixed_precision"])) if on
     ]
+    kernel = fast.get("kernel")
+    if kernel:
+        extras.append(f"matmul kernel {kernel['setting']}: train {kernel['train']}, render {kernel['render']}")
     console.print(
         f"{path}{'; ' + ', '.join(extras) if extras else ''}; torch {result.torch_version}, {result.threads} threads",
         highlight=False,
@@ -102,6 +109,13 @@ def bench_command(
     workers: Annotated[
         int, typer.Option("--workers", help="Worker threads of the CPU fast path (0: one per torch thread).")
     ] = 0,
+    kernel: Annotated[
+        str,
+        typer.Option(
+            "--kernel",
+            help="The fast path's matmul kernel: auto (the faster, probed at the MLP's shape), mkl or onednn.",
+        ),
+    ] = "auto",
     cpu_threads: Annotated[
         Optional[int], typer.Option("--cpu-threads", help="torch CPU threads (default: torch's choice).")
     ] = None,
@@ -156,7 +170,7 @@ def bench_command(
     settings = BenchSettings(
         what=what, model=model_settings, config_name=config_name, device=device, cpu_threads=cpu_threads,
         batch=batch, chunk=chunk, steps=steps, warmup=warmup, fast_path=fast, fast_micro_batch=micro_batch,
-        fast_workers=workers, compile=compile, mixed_precision=mixed_precision, tf32=tf32, peak=peak,
+        fast_workers=workers, cpu_kernel=kernel, compile=compile, mixed_precision=mixed_precision, tf32=tf32, peak=peak,
         memory_sizes=memory_sizes,
     )  # fmt: skip
     result = _run_with_progress(settings, as_json)

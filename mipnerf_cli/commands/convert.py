@@ -13,7 +13,7 @@ from mipnerf_cli.console import ConsoleReporter, ProgressBar, info
 
 
 def convert_command(
-    blender_dir: Annotated[
+    source: Annotated[
         Path,
         typer.Argument(
             metavar="SRC",
@@ -99,7 +99,7 @@ def convert_command(
     """
     from mipnerf_cli.convert.capture.sources import source_kind
 
-    if source_kind(blender_dir) == "blender":
+    if source_kind(source) == "blender":
         capture_only = {
             "--fps": fps is not None,
             "--frames": frames is not None,
@@ -112,14 +112,12 @@ def convert_command(
         }
         given = [name for name, used in capture_only.items() if used]
         if given:
-            typer.echo(
-                f"error: {', '.join(given)}: for photos or a video only; {blender_dir} is a Blender scene", err=True
-            )
+            typer.echo(f"error: {', '.join(given)}: for photos or a video only; {source} is a Blender scene", err=True)
             raise typer.Exit(1)
-        convert_blender_scenes(blender_dir, out_dir, n_down, overwrite, workers)
+        convert_blender_scenes(source, out_dir, n_down, overwrite, workers)
         return
     convert_photos(
-        blender_dir,
+        source,
         out_dir,
         n_down=n_down,
         overwrite=overwrite,
@@ -162,8 +160,8 @@ def convert_blender_scenes(blender_dir: Path, out_dir: Path, n_down: int, overwr
 
 
 def convert_photos(source: Path, out_dir: Path, *, n_down: int, **options) -> None:
-    from mipnerf_cli.convert.capture.pipeline import CaptureOptions, convert_capture
-    from mipnerf_cli.convert.capture.sfm import SfmOptions
+    from mipnerf_cli.convert.capture.pipeline import convert_capture
+    from mipnerf_cli.settings import CaptureOptions, SfmOptions
 
     if n_down != 4:
         typer.echo("error: --n-down applies to Blender scenes only; drop it for photos or a video", err=True)

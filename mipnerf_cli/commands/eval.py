@@ -13,19 +13,22 @@ from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.options import (
     ChunkOption,
     CkptOption,
+    ConfigOption,
     CpuThreadsOption,
     DataOption,
     DeviceOption,
     ProgressOption,
+    RunArgument,
     RunOption,
+    run_settings,
 )
 from mipnerf_cli.console import ConsoleReporter, console, info
 
 
 def eval_command(
     ctx: typer.Context,
-    run: RunOption = None,
-    ckpt: CkptOption = None,
+    run_path: RunArgument = None,
+    config: ConfigOption = None,
     data: DataOption = None,
     scale: Annotated[
         Optional[int],
@@ -35,10 +38,11 @@ def eval_command(
             "multiscale scene. Default: every level in the data.",
         ),
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="Which split to score.")] = "test",
+    split: Annotated[Optional[str], typer.Option("--split", help="Which split to score: test, val or train.")] = None,
     save_image: Annotated[
-        bool, typer.Option("--save-image", help="Also write rendered RGB, depth, accumulation and ground truth PNGs.")
-    ] = False,
+        Optional[bool],
+        typer.Option("--save-image", help="Also write rendered RGB, depth, accumulation and ground truth PNGs."),
+    ] = None,
     limit: Annotated[
         Optional[int], typer.Option("--limit", help="Score only the first K images of each level.")
     ] = None,
@@ -50,32 +54,24 @@ def eval_command(
             "run's training downscale (a model trained at 1/8 is scored at 1/8).",
         ),
     ] = None,
-    chunk: ChunkOption = 8192,
-    device: DeviceOption = "auto",
+    chunk: ChunkOption = None,
+    device: DeviceOption = None,
     cpu_threads: CpuThreadsOption = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/eval/<step>.")] = None,
-    progress: ProgressOption = True,
+    progress: ProgressOption = None,
     nproc: NprocOption = None,
+    run: RunOption = None,
+    ckpt: CkptOption = None,
 ) -> None:
-    """Render the test images with a trained model and write <run>/eval/<step>/results.json."""
+    """Render the test images of RUN with its trained model and write <run>/eval/<step>/results.json."""
     from mipnerf_cli.evaluation import evaluate
     from mipnerf_cli.settings import EvalSettings
 
-    settings = EvalSettings(
-        run=run,
-        ckpt=ckpt,
-        data=data,
-        scale=scale,
-        split=split,
-        save_image=save_image,
-        limit=limit,
-        downscale=downscale,
-        chunk=chunk,
-        device=device,
-        cpu_threads=cpu_threads,
-        out=out,
-        progress=progress,
-    )
+    flags = dict(
+        data=data, scale=scale, split=split, save_image=save_image, limit=limit, downscale=downscale,
+        chunk=chunk, device=device, cpu_threads=cpu_threads, out=out, progress=progress,
+    )  # fmt: skip
+    settings = run_settings(EvalSettings, config, flags, run_path, run, ckpt)
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device)
     results, folder = launch.in_process_group(
@@ -85,6 +81,7 @@ def eval_command(
     if results is None:
         return  # another rank than 0: rank 0 reports
     console.print(results_table(results))
+    info(nerfbaselines_line(results))
     if not results.lpips_available:
         info(f"LPIPS not computed: {results.lpips_note}")
     info(f"{results.rays_per_second:,.0f} rays/s on {results.device}; results in {folder / 'results.json'}")
@@ -96,6 +93,15 @@ def _fmt(value: Optional[float], digits: int) -> str:
 
 def _fmt_spread(mean: Optional[float], std: Optional[float], digits: int) -> str:
     return _fmt(mean, digits) if mean is None or std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def nerfbaselines_line(results) -> str:
+    """The scores nerfbaselines' protocol gives the same renders (8-bit truncated images), per scale."""
+    parts = [
+        f"{'' if len(results.scales) == 1 else f'd{s.scale} '}PSNR {_fmt(s.psnr_uint8, 2)}, SSIM {_fmt(s.ssim_uint8, 4)}"
+        for s in results.scales
+    ]
+    return f"nerfbaselines protocol (images truncated to 8 bits): {'; '.join(parts)}"
 
 
 def results_table(results) -> Table:

@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from mipnerf_cli.commands.options import CkptOption, CpuThreadsOption, DataOption, DeviceOption, ProgressOption
+from mipnerf_cli.commands.options import (
+    CkptOption,
+    ConfigOption,
+    CpuThreadsOption,
+    DataOption,
+    DeviceOption,
+    ProgressOption,
+    RunArgument,
+    RunOption,
+    one_of,
+    run_settings,
+)
 from mipnerf_cli.console import ProgressBar, info
 
 STAGES = {
@@ -48,43 +59,45 @@ class StageBars:
 
 
 def export_command(
-    run: Annotated[
-        Optional[Path],
-        typer.Argument(help="Run folder written by `mipnerf train` (its newest checkpoint), or use --ckpt."),
-    ] = None,
-    ckpt: CkptOption = None,
+    run_path: RunArgument = None,
+    config: ConfigOption = None,
     data: DataOption = None,
     what: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            "--what", help="mesh (marching cubes of the density) or pointcloud (rendered depth of the training views)."
+            "--what", help="mesh (a coloured triangle mesh) or pointcloud (the training views' surface points)."
         ),
-    ] = "mesh",
+    ] = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="The PLY file. Default: <run>/export/<what>.ply.")
     ] = None,
     method: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--method",
             help="fusion (the training views' surface depths, checked against each other and fused) "
             "or density (a level set of the density; --threshold, --keep-all).",
         ),
-    ] = "fusion",
+    ] = None,
     surface_opacity: Annotated[
-        float,
+        Optional[float],
         typer.Option("--surface-opacity", help="fusion: accumulated opacity along a ray that marks its surface."),
-    ] = 0.2,
+    ] = None,
     min_views: Annotated[
-        int, typer.Option("--min-views", help="fusion: views that must agree with a point or mesh piece to keep it.")
-    ] = 2,
+        Optional[int],
+        typer.Option("--min-views", help="fusion: views that must agree with a point or mesh piece to keep it."),
+    ] = None,
     min_size: Annotated[
-        float,
+        Optional[float],
         typer.Option("--min-size", help="fusion: smallest mesh piece kept, as a share of the scene box's diagonal."),
-    ] = 0.02,
-    resolution: Annotated[
-        int, typer.Option("--resolution", help="mesh: grid points per axis over the scene's bounds.")
-    ] = 256,
+    ] = None,
+    grid: Annotated[
+        Optional[int],
+        typer.Option(
+            "--grid",
+            help="Grid points along the longest side of the scene's box (the older --resolution still works).",
+        ),
+    ] = None,
     threshold: Annotated[
         Optional[float],
         typer.Option(
@@ -92,51 +105,46 @@ def export_command(
         ),
     ] = None,
     keep_all: Annotated[
-        bool, typer.Option("--keep-all", help="mesh: keep every piece, not only the largest connected one.")
-    ] = False,
+        Optional[bool], typer.Option("--keep-all", help="mesh: keep every piece, not only the largest connected one.")
+    ] = None,
     min_acc: Annotated[
-        float, typer.Option("--min-acc", help="pointcloud: least accumulated opacity of a pixel that gives a point.")
-    ] = 0.95,
+        Optional[float],
+        typer.Option("--min-acc", help="pointcloud: least accumulated opacity of a pixel that gives a point."),
+    ] = None,
     neighbours: Annotated[
-        int, typer.Option("--neighbours", help="pointcloud: k nearest neighbours of the outlier removal.")
-    ] = 16,
+        Optional[int], typer.Option("--neighbours", help="pointcloud: k nearest neighbours of the outlier removal.")
+    ] = None,
     std_ratio: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             "--std-ratio", help="pointcloud: drop points whose mean k-NN distance is above mean + STD_RATIO std."
         ),
-    ] = 2.0,
+    ] = None,
     chunk: Annotated[
-        int, typer.Option("--chunk", help="Points or rays per forward pass; lower it if the device runs out of memory.")
-    ] = 65536,
-    device: DeviceOption = "auto",
+        Optional[int],
+        typer.Option("--chunk", help="Points or rays per forward pass; lower it if the device runs out of memory."),
+    ] = None,
+    device: DeviceOption = None,
     cpu_threads: CpuThreadsOption = None,
-    progress: ProgressOption = True,
+    progress: ProgressOption = None,
+    run: RunOption = None,
+    ckpt: CkptOption = None,
+    resolution: Annotated[
+        Optional[int], typer.Option("--resolution", hidden=True, help="The older spelling of --grid.")
+    ] = None,
 ) -> None:
-    """Export a trained model's geometry: a coloured mesh or point cloud as a PLY file."""
-    from mipnerf_cli.export.geometry import ExportSettings, export_geometry
+    """Export the geometry of RUN's trained model: a coloured mesh or point cloud as a PLY file."""
+    from mipnerf_cli.export.geometry import export_geometry
+    from mipnerf_cli.settings import ExportSettings
 
-    settings = ExportSettings(
-        run=run,
-        ckpt=ckpt,
-        data=data,
-        what=what,
-        out=out,
-        method=method,
-        surface_opacity=surface_opacity,
-        min_views=min_views,
-        min_size=min_size,
-        resolution=resolution,
-        threshold=threshold,
-        keep_all=keep_all,
-        min_acc=min_acc,
-        neighbours=neighbours,
-        std_ratio=std_ratio,
-        chunk=chunk,
-        device=device,
-        cpu_threads=cpu_threads,
-    )
-    with StageBars(progress) as bars:
+    flags = dict(
+        data=data, what=what, out=out, method=method, surface_opacity=surface_opacity,
+        min_views=min_views, min_size=min_size, grid=one_of(("--grid", grid), ("--resolution", resolution)),
+        threshold=threshold, keep_all=keep_all, min_acc=min_acc, neighbours=neighbours, std_ratio=std_ratio,
+        chunk=chunk, device=device, cpu_threads=cpu_threads, progress=progress,
+    )  # fmt: skip
+    settings = run_settings(ExportSettings, config, flags, run_path, run, ckpt)
+    with StageBars(settings.progress) as bars:
         result = export_geometry(settings, progress=bars)
     if result.method == "fusion":
         if result.what == "mesh":
@@ -149,9 +157,11 @@ def export_command(
     elif result.what == "mesh":
         low, high = result.density_range
         how = "chosen from the density histogram" if result.threshold_chosen else "given"
-        info(f"density on the {resolution}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")
+        info(f"density on the {settings.grid}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")
         pieces = f"{result.pieces} pieces" + (
-            "" if keep_all or result.pieces <= 1 else f", kept the largest ({result.removed:,} vertices dropped)"
+            ""
+            if settings.keep_all or result.pieces <= 1
+            else f", kept the largest ({result.removed:,} vertices dropped)"
         )
         info(f"mesh: {result.num_vertices:,} vertices, {result.num_faces:,} faces ({pieces})")
     else:

@@ -70,6 +70,9 @@ def torchrun_argv(ctx: typer.Context, nproc: int) -> list[str]:
         if name == "nproc" or ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
             continue
         value = ctx.params[name]
+        if getattr(param, "param_type_name", "") == "argument":  # a positional (RUN)
+            args.append(str(value))
+            continue
         if getattr(param, "is_flag", False):
             if value:
                 args.append(param.opts[0])

@@ -12,22 +12,25 @@ from mipnerf_cli.commands.launch import NprocOption
 from mipnerf_cli.commands.options import (
     ChunkOption,
     CkptOption,
+    ConfigOption,
     CpuThreadsOption,
     DataOption,
     DeviceOption,
     ProgressOption,
+    RunArgument,
     RunOption,
+    run_settings,
 )
 from mipnerf_cli.console import ConsoleReporter, info
 
 
 def render_command(
     ctx: typer.Context,
-    run: RunOption = None,
-    ckpt: CkptOption = None,
+    run_path: RunArgument = None,
+    config: ConfigOption = None,
     data: DataOption = None,
     path: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--path",
             help="Camera path: auto (spiral for forward-facing LLFF scenes, spheric otherwise), spheric (a circle "
@@ -35,64 +38,59 @@ def render_command(
             "spiral of a forward-facing LLFF scene), interpolate (a smooth path through the --split cameras in capture "
             "order), or FILE.json (nerfstudio's camera_path.json, a render's cameras.json, or a nerfbaselines trajectory).",
         ),
-    ] = "auto",
+    ] = None,
     split: Annotated[
-        str, typer.Option("--split", help="train or test: the cameras interpolate goes through (and spheric's radius).")
-    ] = "train",
+        Optional[str],
+        typer.Option("--split", help="train or test: the cameras interpolate goes through (and spheric's radius)."),
+    ] = None,
     frames: Annotated[
-        int,
-        typer.Option("--frames", help="Number of frames of spheric / spiral / interpolate (a FILE.json has its own)."),
-    ] = 120,
+        Optional[int],
+        typer.Option(
+            "--frames",
+            help="Number of frames of spheric / spiral / interpolate (a FILE.json has its own).",
+        ),
+    ] = None,
     fps: Annotated[
-        float, typer.Option("--fps", help="Frames per second of the video (a FILE.json's fps wins).")
-    ] = 30.0,
+        Optional[float], typer.Option("--fps", help="Frames per second of the video (a FILE.json's fps wins).")
+    ] = None,
     scale: Annotated[
-        float, typer.Option("--scale", help="Render at 1/SCALE of the training resolution (focal / SCALE).")
-    ] = 1.0,
+        Optional[float],
+        typer.Option("--scale", help="Render at 1/SCALE of the training resolution (focal / SCALE)."),
+    ] = None,
     radius: Annotated[
         Optional[float],
         typer.Option(
             "--radius", help="Camera distance from the origin. Default: mean distance of the training cameras."
         ),
     ] = None,
-    elevation: Annotated[float, typer.Option("--elevation", help="Degrees above the horizon.")] = 36.0,
+    elevation: Annotated[Optional[float], typer.Option("--elevation", help="Degrees above the horizon.")] = None,
     resolution: Annotated[
         Optional[str],
         typer.Option("--resolution", help="WIDTHxHEIGHT, e.g. 200x200 for a quick preview (the field of view stays)."),
     ] = None,
-    format: Annotated[str, typer.Option("--format", help="mp4, gif, or png (frames only).")] = "mp4",
-    keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the PNG frames next to the videos.")] = False,
-    chunk: ChunkOption = 8192,
-    device: DeviceOption = "auto",
+    format: Annotated[Optional[str], typer.Option("--format", help="mp4, gif, or png (frames only).")] = None,
+    keep_frames: Annotated[
+        Optional[bool], typer.Option("--keep-frames", help="Keep the PNG frames next to the videos.")
+    ] = None,
+    chunk: ChunkOption = None,
+    device: DeviceOption = None,
     cpu_threads: CpuThreadsOption = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: <run>/render/<path>.")] = None,
-    progress: ProgressOption = True,
+    progress: ProgressOption = None,
     nproc: NprocOption = None,
+    run: RunOption = None,
+    ckpt: CkptOption = None,
 ) -> None:
-    """Render rgb, depth and accumulation videos along a camera path into <run>/render/<path>/."""
+    """Render rgb, depth and accumulation videos of RUN along a camera path into <run>/render/<path>/."""
     from mipnerf_cli.rendering.video import render_path
     from mipnerf_cli.settings import RenderSettings
 
-    settings = RenderSettings(
-        run=run,
-        ckpt=ckpt,
-        data=data,
-        path=path,
-        split=split,
-        frames=frames,
-        fps=fps,
-        scale=scale,
-        radius=radius,
-        elevation=elevation,
-        resolution=resolution,
-        format=format,
-        keep_frames=keep_frames,
-        chunk=chunk,
-        device=device,
-        cpu_threads=cpu_threads,
-        out=out,
-        progress=progress,
-    )
+    flags = dict(
+        data=data, path=path, split=split, frames=frames, fps=fps, scale=scale, radius=radius, elevation=elevation,
+        resolution=resolution, format=format, keep_frames=keep_frames, chunk=chunk, device=device,
+        cpu_threads=cpu_threads, out=out, progress=progress,
+    )  # fmt: skip
+    settings = run_settings(RenderSettings, config, flags, run_path, run, ckpt)
     if nproc is not None and nproc > 1:
         launch.start_torchrun(ctx, nproc, settings.device)
     result = launch.in_process_group(

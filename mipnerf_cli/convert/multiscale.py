@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +35,7 @@ from mipnerf_cli.data.formats.transforms import (
 )
 from mipnerf_cli.data.images import read_rgba, run_in_threads, write_png
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.io.staging import cannot_write, create_parents, make_hidden_dir, remove_empty, remove_tree
+from mipnerf_cli.io.staging import StagedFolder, cannot_write
 
 MULTISCALE_NEAR = 2.0
 MULTISCALE_FAR = 6.0
@@ -164,48 +163,22 @@ def level_metadata(
     return meta
 
 
-class _Staging:
-    """The hidden folder the conversion writes into, and moving its scenes into place.
-
-    If OUT_DIR does not exist, the hidden folder is made next to it and renamed to OUT_DIR
-    at the end; otherwise it is made inside OUT_DIR and each scene folder is renamed into
-    place (replacing the old one only with --overwrite).
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.created_parents: list[Path] = []
-        self.root: Path | None = None
-        self.out_existed = out_dir.exists()
-        try:
-            if self.out_existed:
-                self.root = make_hidden_dir(out_dir, "mipnerf-convert")
-            else:
-                self.created_parents = create_parents(out_dir)
-                self.root = make_hidden_dir(out_dir.parent, out_dir.name)
-        except OSError as error:
-            self.remove()
-            raise cannot_write(out_dir, error) from None
-
-    def finish(self, scene_names: list[str]) -> list[Path]:
-        if not self.out_existed:
-            os.rename(self.root, self.out_dir)
-            self.root = None
-            self.created_parents = []
-        else:
-            for name in scene_names:
-                target = self.out_dir / name
-                if target.exists() or target.is_symlink():
-                    os.rename(target, self.root / f".replaced-{name}")
-                os.rename(self.root / name, target)
-            self.remove()
-        return [self.out_dir / name for name in scene_names]
-
-    def remove(self) -> None:
-        remove_tree(self.root)
-        self.root = None
-        remove_empty(self.created_parents)
-        self.created_parents = []
+def stage_scenes(out_dir: Path, names: list[str]) -> tuple[list[StagedFolder], list[Path]]:
+    """Staged folders for the scenes ``names`` under ``out_dir`` and the folder each scene is
+    written to: one staged OUT_DIR holding every scene when OUT_DIR does not exist yet (it then
+    appears whole), else one staged folder per scene inside it (each replaces its old scene)."""
+    if not out_dir.exists():
+        staged = StagedFolder.create(out_dir)
+        return [staged], [staged.path / name for name in names]
+    stages: list[StagedFolder] = []
+    try:
+        for name in names:
+            stages.append(StagedFolder.create(out_dir / name))
+    except BaseException:
+        for stage in stages:
+            stage.discard()
+        raise
+    return stages, [stage.path for stage in stages]
 
 
 def convert_blender(
@@ -226,13 +199,13 @@ def convert_blender(
     out_dir = Path(out_dir)
     if scenes is None:
         scenes = plan_conversion(blender_dir, out_dir, n_down, overwrite)
-    staging = _Staging(out_dir)
+    stages: list[StagedFolder] = []
     try:
+        stages, folders = stage_scenes(out_dir, [scene.name for scene in scenes])
         jobs = []
-        for scene in scenes:
+        for scene, scene_dir in zip(scenes, folders):
             for split_name, split in scene.splits.items():
-                folder = f"images_{split_name}"
-                split_dir = staging.root / scene.name / folder
+                split_dir = scene_dir / f"images_{split_name}"
                 split_dir.mkdir(parents=True)
                 for i, frame in enumerate(split.frames):
                     jobs.append((frame.image_path, scene.sizes[split_name], split_dir, i))
@@ -246,18 +219,21 @@ def convert_blender(
                 write_png(split_dir / f"{i:03d}_d{level}.png", pixels)
 
         run_in_threads(convert_image, len(jobs), workers, progress)
-        for scene in scenes:
+        for scene, scene_dir in zip(scenes, folders):
             metadata = {
                 name: split_metadata(split, scene.sizes[name], n_down, f"images_{name}")
                 for name, split in scene.splits.items()
             }
-            with open(staging.root / scene.name / "metadata.json", "w", encoding="utf-8") as file:
+            with open(scene_dir / "metadata.json", "w", encoding="utf-8") as file:
                 json.dump(metadata, file, ensure_ascii=False, indent=4)
-        return staging.finish([scene.name for scene in scenes])
+        for stage in stages:
+            stage.commit()
+        return [out_dir / scene.name for scene in scenes]
     except OSError as error:
         raise cannot_write(out_dir, error) from None
     finally:
-        staging.remove()
+        for stage in stages:
+            stage.discard()
 
 
 def plan_conversion(blender_dir: Path | str, out_dir: Path | str, n_down: int, overwrite: bool) -> list[SceneToConvert]:

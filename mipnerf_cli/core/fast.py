@@ -17,7 +17,9 @@ rays' slice.
 Nothing here is process-wide state: the worker threads belong to a `WorkerPool` that the
 caller owns (`runtime.Runtime` holds one per command and closes it; without one, a call starts
 and joins its own threads), and glibc's allocator is tuned by `keep_freed_memory` only when
-`runtime.Runtime.apply()` asks for it.
+`runtime.Runtime.apply()` asks for it. The one exception is the MLP's matmul kernel (MKL or
+oneDNN, `FastOptions.kernel`): 'auto' is probed once per process and shape (`core.kernels`),
+so a process never switches kernels midway.
 
 Shapes: N rays; every function here takes flat (N,) ray batches.
 """
@@ -34,11 +36,14 @@ from typing import Callable, Sequence
 
 import torch
 
-from mipnerf_cli.core import losses
+from mipnerf_cli.core import kernels, losses
 from mipnerf_cli.core.models.base import LevelOutput, RadianceField
 from mipnerf_cli.core.rays import RayBundle
 
-__all__ = ["FastOptions", "WorkerPool", "forward_backward", "render_last_level", "keep_freed_memory", "default_workers"]
+__all__ = [
+    "FastOptions", "WorkerPool", "forward_backward", "render_last_level", "keep_freed_memory", "default_workers",
+    "kernel_for",
+]  # fmt: skip
 
 DEFAULT_MICRO_BATCH = 16  # rays per block when training: 2048 samples per level at 128 samples
 DEFAULT_RENDER_MICRO_BATCH = 32  # no activations are kept for a backward pass, so twice as many
@@ -78,11 +83,13 @@ class WorkerPool:
 @dataclasses.dataclass(frozen=True)
 class FastOptions:
     """How the fast path splits a batch. workers 0: one per torch CPU thread. pool: the threads
-    to use (None: each call starts and joins its own)."""
+    to use (None: each call starts and joins its own). kernel: the MLP's matmul kernel, 'mkl',
+    'onednn' or 'auto' (the faster at the model's shape, probed once per process: `core.kernels`)."""
 
     micro_batch: int = DEFAULT_MICRO_BATCH
     workers: int = 0
     pool: WorkerPool | None = dataclasses.field(default=None, compare=False)
+    kernel: str = "auto"
 
     def resolved_workers(self) -> int:
         return self.workers if self.workers > 0 else default_workers()
@@ -122,6 +129,17 @@ def _single_threaded_kernels(workers: int):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def kernel_for(model: RadianceField, options: FastOptions, rays_per_block: int, workers: int, train: bool) -> dict:
+    """The `kernel=` keyword of the model's calls on this path ({} for a family without a choice
+    of kernel): options.kernel, 'auto' resolved by a probe at the model's matmul shape on the
+    threads each worker runs (one with several workers)."""
+    shape = model.matmul_shape(rays_per_block)
+    if shape is None:
+        return {}
+    threads = 1 if workers > 1 else torch.get_num_threads()
+    return {"kernel": kernels.resolve(options.kernel, lambda: shape, threads, train)}
 
 
 def _blocks(num_rays: int, micro_batch: int, workers: int) -> list[list[tuple[int, int]]]:
@@ -191,6 +209,7 @@ def forward_backward(
     mask_sum = lossmult.sum()
     workers = options.resolved_workers()
     plan = _blocks(num_rays, max(1, options.micro_batch), workers)
+    kernel = kernel_for(model, options, max(1, options.micro_batch), len(plan), train=True)
 
     def job(blocks: list[tuple[int, int]]):
         grads: list[torch.Tensor | None] = [None] * len(params)
@@ -198,7 +217,7 @@ def forward_backward(
         for start, stop in blocks:
             outputs = model(
                 rays[start:stop], randomized=randomized, white_bkgd=white_bkgd,
-                noise=_slice_noise(noise, start, stop),
+                noise=_slice_noise(noise, start, stop), **kernel,
             )  # fmt: skip
             # The loss is a sum over rays over the whole batch's lossmult sum: a block's share is
             # its own loss (normalised by its own sum) times its fraction of the batch's sum.
@@ -246,12 +265,13 @@ def render_last_level(
     distance = torch.empty(num_rays, dtype=torch.float32, device=device)
     acc = torch.empty(num_rays, dtype=torch.float32, device=device)
     plan = _blocks(num_rays, max(1, options.micro_batch), options.resolved_workers())
+    kernel = kernel_for(model, options, max(1, options.micro_batch), len(plan), train=False) if num_rays else {}
 
     def job(blocks: Sequence[tuple[int, int]]) -> None:
         # Inference mode is per thread: each worker enters it itself.
         with torch.inference_mode():
             for start, stop in blocks:
-                out = model.render_last_level(rays[start:stop], white_bkgd)
+                out = model.render_last_level(rays[start:stop], white_bkgd, **kernel)
                 rgb[start:stop] = out.rgb
                 distance[start:stop] = out.distance
                 acc[start:stop] = out.acc

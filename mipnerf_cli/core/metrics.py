@@ -1,4 +1,5 @@
-"""Image quality metrics of the mip-NeRF paper: PSNR and SSIM, in pure torch.
+"""Image quality metrics of the mip-NeRF paper: PSNR and SSIM, in pure torch; and the
+8-bit images nerfbaselines' protocol scores them on (`truncated_to_uint8`).
 
 Both follow google/mipnerf (`internal/math.py`): PSNR assumes a peak value of 1, and SSIM
 is the tf.image.ssim formulation with a separable 11x11 Gaussian (sigma 1.5), 'valid'
@@ -12,6 +13,16 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+
+def truncated_to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """The image nerfbaselines' protocol scores: 8-bit levels truncated, not rounded.
+
+    image: (..., H, W, C) float32 values (a prediction, or a target composited on its
+    background). Returns float32 of the same shape: ``trunc(clip(image * 255, 0, 255)) / 255``,
+    nerfbaselines' ``convert_image_dtype`` to uint8 and back (its ``image_to_srgb``)."""
+    levels = (image.to(torch.float32) * 255.0).clamp(0.0, 255.0).to(torch.uint8)
+    return levels.to(torch.float32) / 255.0
 
 
 def mse(img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:

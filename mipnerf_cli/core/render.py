@@ -23,11 +23,14 @@ class RenderStopped(Exception):
     """`should_stop` answered True between two chunks: the render was abandoned (no result)."""
 
 
-def _last_level(model: RadianceField, rays: RayBundle, white_bkgd: bool, fast_path: bool, fast_pool=None):
+def _last_level(
+    model: RadianceField, rays: RayBundle, white_bkgd: bool, fast_path: bool, fast_pool=None, fast_kernel="auto"
+):
     """The model's last level for a chunk; with `fast_path` (and a family it pays for) through
-    core/fast.py (blocks of rays over CPU worker threads, those of `fast_pool` when given)."""
+    core/fast.py (blocks of rays over CPU worker threads, those of `fast_pool` when given, the
+    MLP on `fast_kernel`)."""
     if fast_path and model.supports_fast_path:
-        options = fast.FastOptions(micro_batch=fast.DEFAULT_RENDER_MICRO_BATCH, pool=fast_pool)
+        options = fast.FastOptions(micro_batch=fast.DEFAULT_RENDER_MICRO_BATCH, pool=fast_pool, kernel=fast_kernel)
         return fast.render_last_level(model, rays, white_bkgd, options)
     return model.render_last_level(rays, white_bkgd)
 
@@ -43,6 +46,7 @@ def render_rays(
     fast_path: Optional[bool] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     fast_pool: Optional[WorkerPool] = None,
+    fast_kernel: str = "auto",
 ) -> dict[str, torch.Tensor]:
     """Render N rays deterministically (randomized=False) with the model's last level.
 
@@ -59,6 +63,7 @@ def render_rays(
         result for a whole one), e.g. a stop request (Ctrl+C, SIGTERM) during validation.
     fast_pool: the fast path's worker threads (`runtime.Runtime.pool`; None: each chunk starts
         and joins its own).
+    fast_kernel: the fast path's matmul kernel ('auto', 'mkl', 'onednn': `core.kernels`).
     Returns float32 CPU tensors {"rgb": (N, 3), "distance": (N,), "acc": (N,)}.
     """
     if chunk <= 0:
@@ -88,7 +93,7 @@ def render_rays(
             stop = min(start + chunk, num_rays)
             batch = rays[start:stop].to(device=device, dtype=torch.float32)
             with autocast:
-                fine = _last_level(model, batch, white_bkgd, fast_path, fast_pool)
+                fine = _last_level(model, batch, white_bkgd, fast_path, fast_pool, fast_kernel)
             out["rgb"][start:stop] = fine.rgb.float().cpu()
             out["distance"][start:stop] = fine.distance.float().cpu()
             out["acc"][start:stop] = fine.acc.float().cpu()
@@ -109,6 +114,7 @@ def render_image(
     fast_path: Optional[bool] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     fast_pool: Optional[WorkerPool] = None,
+    fast_kernel: str = "auto",
 ) -> dict[str, torch.Tensor]:
     """`render_rays` for the H*W rays of one image (row-major), reshaped to the image.
 
@@ -126,6 +132,7 @@ def render_image(
         fast_path=fast_path,
         should_stop=should_stop,
         fast_pool=fast_pool,
+        fast_kernel=fast_kernel,
     )
     return {
         "rgb": out["rgb"].view(height, width, 3),

@@ -118,6 +118,7 @@ def load_scene(
     llffhold: int = LLFFHOLD,
     near: float | None = None,
     far: float | None = None,
+    kind: str | None = None,
 ) -> ImageSet:
     """One split ("train", "val" or "test") of the scene at ``path`` as an ImageSet.
 
@@ -126,9 +127,10 @@ def load_scene(
     progress(done, total) is called after each image is decoded.
     factor, spherify, llffhold: captures only (see ``mipnerf_cli.data.formats.llff``; "val" is
     their test split; spherify None: the scene's kind); near, far override a capture's ray bounds.
+    kind: ``scene_kind(path)`` when the caller has decided it already (training does, once).
     """
     path = Path(path)
-    kind = _checked_kind(path, split, multiscale, downscale, factor, spherify)
+    kind = _checked_kind(path, split, multiscale, downscale, factor, spherify, kind)
     if kind == "llff":
         return load_llff(
             path,
@@ -171,12 +173,19 @@ def load_cameras(
 
 
 def _checked_kind(
-    path: Path, split: str, multiscale: bool | None, downscale: int, factor: int, spherify: bool | None
+    path: Path,
+    split: str,
+    multiscale: bool | None,
+    downscale: int,
+    factor: int,
+    spherify: bool | None,
+    kind: str | None = None,
 ) -> str:
-    """The kind of scene `path` is loaded as, after the checks of ``load_scene``."""
+    """The kind of scene `path` is loaded as, after the checks of ``load_scene`` (kind: as the
+    caller decided it, else ``scene_kind(path)``)."""
     if split not in SPLITS:
         raise MipNerfError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    kind = scene_kind(path)
+    kind = kind or scene_kind(path)
     if multiscale is False and kind == "multiscale" and transforms_path(path, split).is_file():
         kind = "blender"  # a folder holding both: the caller asked for the Blender files
     check_scene_kind(path, kind, multiscale, downscale, factor, spherify)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mipnerf_cli.data.formats.llff import POSES_BOUNDS
+from mipnerf_cli.data.formats.capture_cameras import POSES_BOUNDS
+from mipnerf_cli.data.formats.llff_poses import llff_pose_row
 from mipnerf_cli.data.images import area_downscale, run_in_threads, write_png
 from mipnerf_cli.demo.scenes import checker, look_at, mix, palette, shade, transform
 from mipnerf_cli.errors import MipNerfError
@@ -93,14 +94,6 @@ def render_forward_view(
     rgb = rgb.reshape(height, s, width, s, 3).mean(axis=(1, 3))
     image = np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
     return image, float(depth.min()), float(depth.max())
-
-
-def llff_pose_row(cam2world: np.ndarray, height: int, width: int, focal: float, near: float, far: float) -> np.ndarray:
-    """One poses_bounds.npy row: the 3x5 ``[down, right, back, position, (H, W, focal)]`` matrix
-    flattened, then near and far."""
-    right, up, back, position = (cam2world[:3, k] for k in range(4))
-    matrix = np.stack([-up, right, back, position, np.array([height, width, focal])], 1)
-    return np.concatenate([matrix.reshape(-1), [near, far]])
 
 
 def write_forward_facing_scene(

@@ -30,6 +30,12 @@ class ScaleResult(BaseModel):
     ssim: Optional[float] = Field(description="mean SSIM (null when the images are smaller than the 11x11 window)")
     ssim_std: Optional[float]
     lpips: Optional[float] = Field(description="mean LPIPS (null when LPIPS is unavailable)")
+    psnr_uint8: Optional[float] = Field(
+        None, description="mean PSNR of nerfbaselines' protocol (8-bit truncated images)"
+    )
+    ssim_uint8: Optional[float] = Field(
+        None, description="mean SSIM of nerfbaselines' protocol (8-bit truncated images)"
+    )
 
 
 class AverageResult(BaseModel):
@@ -40,6 +46,8 @@ class AverageResult(BaseModel):
     psnr: Optional[float]
     ssim: Optional[float]
     lpips: Optional[float]
+    psnr_uint8: Optional[float] = None
+    ssim_uint8: Optional[float] = None
 
 
 class ImageResult(BaseModel):
@@ -50,6 +58,8 @@ class ImageResult(BaseModel):
     psnr: Optional[float]
     ssim: Optional[float]
     lpips: Optional[float]
+    psnr_uint8: Optional[float] = Field(None, description="PSNR of nerfbaselines' protocol (8-bit truncated images)")
+    ssim_uint8: Optional[float] = Field(None, description="SSIM of nerfbaselines' protocol (8-bit truncated images)")
 
 
 class EvalResults(BaseModel):
@@ -102,6 +112,8 @@ def scale_result(level: int, height: int, width: int, rows: list[ImageResult]) -
         ssim=mean_or_none([r.ssim for r in rows]),
         ssim_std=std_or_none([r.ssim for r in rows]),
         lpips=mean_or_none([r.lpips for r in rows]),
+        psnr_uint8=mean_or_none([r.psnr_uint8 for r in rows]),
+        ssim_uint8=mean_or_none([r.ssim_uint8 for r in rows]),
     )
 
 

@@ -31,7 +31,7 @@ from mipnerf_cli.evaluation.results import (
     write_results,
 )
 from mipnerf_cli.evaluation.scoring import ScoringJob, image_stem, lpips_scorer, save_images, score_image
-from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.io.staging import StagedFolder
 from mipnerf_cli.reporting import QuietProgress, ReportArg, Reporter, as_reporter
 from mipnerf_cli.runs.trained import load_trained_model_on_ranks
 from mipnerf_cli.runtime import Runtime, from_settings
@@ -122,7 +122,7 @@ class _Scored:
                 rows.extend(self.level_rows[level])
         seconds = max(self.rank_seconds)
         average = AverageResult(
-            **{key: mean_or_none([getattr(s, key) for s in scales]) for key in ("psnr", "ssim", "lpips")}
+            **{key: mean_or_none([getattr(s, key) for s in scales]) for key in AverageResult.model_fields}
         )
         return {
             "scales": scales, "average": average, "num_rays": self.num_rays, "render_seconds": seconds,

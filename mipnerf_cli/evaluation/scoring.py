@@ -1,6 +1,7 @@
 """One test image rendered and scored: PSNR and SSIM of the fine level (google/mipnerf eval.py),
 LPIPS only when the ``lpips`` package and its network weights are already on disk (nothing is
-downloaded)."""
+downloaded); beside them PSNR and SSIM as nerfbaselines' protocol computes them, on both
+images truncated to 8 bits (`core.metrics.truncated_to_uint8`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 
 from mipnerf_cli.core.metrics import psnr as psnr_of
 from mipnerf_cli.core.metrics import ssim as ssim_of
+from mipnerf_cli.core.metrics import truncated_to_uint8
 from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.evaluation.results import ImageResult
@@ -82,12 +84,16 @@ def score_image(job: ScoringJob, level: int, i: int, should_stop: Optional[Calla
         raise KeyboardInterrupt("stop requested during the render") from None
     seconds = time.perf_counter() - start
     rgb = out["rgb"].clamp(0.0, 1.0)
+    rgb8, target8 = truncated_to_uint8(rgb), truncated_to_uint8(target)  # nerfbaselines' protocol
+    has_ssim = min(height, width) >= SSIM_WINDOW
     row = ImageResult(
         file=job.images.names[i],
         scale=level,
         psnr=psnr_of(rgb, target),
-        ssim=ssim_of(rgb, target) if min(height, width) >= SSIM_WINDOW else None,
+        ssim=ssim_of(rgb, target) if has_ssim else None,
         lpips=job.lpips(rgb, target) if job.lpips is not None else None,
+        psnr_uint8=psnr_of(rgb8, target8),
+        ssim_uint8=ssim_of(rgb8, target8) if has_ssim else None,
     )
     return row, seconds, (out if job.keep_renders else None)
 

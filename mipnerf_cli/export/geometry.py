@@ -23,11 +23,10 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from mipnerf_cli.core import geometry
 from mipnerf_cli.core.rays import RayBundle
@@ -35,45 +34,13 @@ from mipnerf_cli.core.render import render_rays
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.ply import write_ply
 from mipnerf_cli.runs.trained import SceneCameras
+from mipnerf_cli.settings import ExportSettings
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Writer = Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], None]  # (vertices, colours, faces)
 BYTES_PER_VOXEL = 16  # float32 densities, marching cubes' float64 copy and its edge tables
 MEMORY_SHARE = 0.8  # of the memory available now, the most a grid may take
 WINDOW_SHARE = 0.05  # half-length of the colour ray segment, as a share of the grid's half-size
-
-
-class ExportSettings(BaseModel):
-    """What `mipnerf export` needs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run: Optional[Path] = None
-    ckpt: Optional[Path] = None
-    data: Optional[Path] = Field(None, description="scene folder whose training cameras are used")
-    what: Literal["mesh", "pointcloud"] = "mesh"
-    method: Literal["fusion", "density"] = Field(
-        "fusion", description="fusion: the training views' depths fused (default); density: a density level set"
-    )
-    out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
-    resolution: int = Field(256, ge=8, description="grid points per axis (mesh)")
-    threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
-    keep_all: bool = False
-    surface_opacity: float = Field(
-        0.2, gt=0, lt=1, description="fusion: accumulated opacity along a ray that marks its surface"
-    )
-    min_views: int = Field(2, ge=1, description="fusion: views that must agree with a point or piece (else a floater)")
-    min_size: float = Field(
-        0.02, ge=0, lt=1, description="fusion: smallest mesh piece kept, as a share of the scene box's diagonal"
-    )
-    min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
-    neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
-    std_ratio: float = Field(
-        2.0, gt=0, description="outlier when the mean k-NN distance exceeds mean + std_ratio * std"
-    )
-    chunk: int = Field(65536, gt=0, description="points or rays per forward pass")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: Optional[int] = Field(None, ge=1)
 
 
 @dataclasses.dataclass
@@ -294,9 +261,7 @@ def export_mesh(
     """Density grid -> threshold -> marching cubes -> largest piece -> vertex colours -> `write`."""
     lower, upper = scene_bounds(cameras)
     variance = geometry.footprint_variance(float(cameras.centres.norm(dim=-1).mean()), cameras.focal)
-    densities = density_grid(
-        trained.model, lower, upper, settings.resolution, variance, settings.chunk, device, progress
-    )
+    densities = density_grid(trained.model, lower, upper, settings.grid, variance, settings.chunk, device, progress)
     chosen = settings.threshold is None
     threshold = choose_threshold(densities) if chosen else settings.threshold
     vertices, faces = marching_cubes(densities, threshold, lower, upper)
@@ -402,7 +367,7 @@ def export_geometry(settings: ExportSettings, progress: Optional[Progress] = Non
 
     check_method(settings)
     if settings.what == "mesh" or settings.method == "fusion":  # before anything is loaded
-        check_grid_fits(settings.resolution, available_memory())
+        check_grid_fits(settings.grid, available_memory())
     _, run_dir = resolve_checkpoint(settings.run, settings.ckpt)
     out = settings.out if settings.out is not None else run_dir / "export" / f"{settings.what}.ply"
     check_output(out, default=settings.out is None)
@@ -445,7 +410,7 @@ def export_fused(
     from mipnerf_cli.export import surface
 
     options = surface.FusionOptions(
-        resolution=settings.resolution,
+        resolution=settings.grid,
         surface_opacity=settings.surface_opacity,
         min_views=settings.min_views,
         min_size=settings.min_size,

@@ -19,7 +19,7 @@ import torch
 
 from mipnerf_cli.data.images import write_png  # noqa: F401  (one PNG writer, atomic; imported from here too)
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.io.files import temporary_path
+from mipnerf_cli.io.files import write_atomically
 
 VIDEO_FORMATS = ("mp4", "gif")
 
@@ -81,16 +81,15 @@ def pad_to_even(frame: np.ndarray) -> np.ndarray:
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float) -> None:
     """Encode uint8 (H, W, 3) frames as mp4 (H.264, yuv420p) or gif, chosen by the suffix.
 
-    Odd mp4 sizes are padded by one pixel to even ones. Written to a temporary file and
-    moved into place, so a failed encode leaves nothing behind; failures are raised as
-    MipNerfError naming the file.
+    Odd mp4 sizes are padded by one pixel to even ones. Written atomically (`io.files`), so a
+    failed encode leaves nothing behind; failures are raised as MipNerfError naming the file.
     """
     path = Path(path)
     kind = path.suffix.lstrip(".").lower()
     if kind not in VIDEO_FORMATS:
         raise MipNerfError(f"{path}: unknown video format '{kind}' (use one of {', '.join(VIDEO_FORMATS)})")
-    tmp = temporary_path(path)
-    try:
+
+    def encode(tmp: Path) -> None:
         if kind == "mp4":
             writer = imageio_v2.get_writer(
                 tmp,
@@ -111,11 +110,5 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         else:
             stack = np.stack([np.ascontiguousarray(frame) for frame in frames])
             iio.imwrite(tmp, stack, extension=".gif", duration=1000.0 / fps, loop=0)
-        os.replace(tmp, path)
-    except MipNerfError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except Exception as error:  # ffmpeg missing or failing, disk full, ...
-        tmp.unlink(missing_ok=True)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MipNerfError(f"could not write {path}: {first_line}") from error
+
+    write_atomically(path, encode, failures=(Exception,))  # ffmpeg missing or failing, disk full, ...

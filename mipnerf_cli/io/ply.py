@@ -12,14 +12,13 @@ with os.replace, so a failed or interrupted export leaves no half-written PLY.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from mipnerf_cli.errors import MipNerfError
+from mipnerf_cli.io.files import WriteError, write_bytes_atomically
 
 VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 FACE = np.dtype([("count", "u1"), ("v0", "<i4"), ("v1", "<i4"), ("v2", "<i4")])
@@ -60,25 +59,12 @@ def ply_bytes(vertices: np.ndarray, colours: np.ndarray, faces: Optional[np.ndar
 
 
 def write_ply(path: Path, vertices: np.ndarray, colours: np.ndarray, faces: Optional[np.ndarray] = None) -> None:
-    """Write the PLY atomically (temp file in the same folder, then os.replace); MipNerfError if impossible."""
+    """Write the PLY atomically and durably (`io.files`); MipNerfError if impossible."""
     data = ply_bytes(vertices, colours, faces)
-    path = Path(path)
-    temp = None
     try:
-        descriptor, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-        temp = None
-    except OSError as error:
-        raise MipNerfError(
-            f"{path}: cannot write there ({error.strerror or error}); choose an --out you can write to"
-        ) from None
-    finally:
-        if temp is not None and os.path.exists(temp):
-            os.unlink(temp)
+        write_bytes_atomically(Path(path), data, durable=True)
+    except WriteError as error:
+        raise MipNerfError(f"{path}: cannot write there ({error.reason}); choose an --out you can write to") from None
 
 
 def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:

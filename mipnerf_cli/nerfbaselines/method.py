@@ -22,10 +22,11 @@ from typing import Any, Optional
 import numpy as np
 from nerfbaselines import Method
 
+from mipnerf_cli.config_files import deep_merge, find_config, load_yaml_settings
 from mipnerf_cli.distributed import SINGLE
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.nerfbaselines import cameras as nb_cameras
-from mipnerf_cli.settings import TrainSettings, deep_merge, find_config, load_yaml_settings
+from mipnerf_cli.settings import TrainSettings
 
 CHECKPOINT_FILE = "mipnerf.pt"
 METHOD_ID = "mipnerf"
@@ -165,7 +166,6 @@ class MipNerfMethod(Method):
     def train_iteration(self, step: int) -> dict[str, float]:
         """nerfbaselines' step ``step`` (from 0) = the project's step ``step + 1``."""
         from mipnerf_cli.training import (
-            PendingStats,
             learning_rate,
             psnr_from_level_mse,
             step_batch,
@@ -180,10 +180,11 @@ class MipNerfMethod(Method):
         number = step + 1
         rays, pixels, noise, _ = step_batch(settings, number, self.train_set, self.model, device, SINGLE)
         lr = learning_rate(number, settings)
-        generator = step_generator(settings.seed, number, device) if noise is None else None
-        stats = train_step(self.model, self.optimizer, rays, pixels, lr, settings, generator, self.runtime, noise=noise)
-        if isinstance(stats, PendingStats):
-            stats = stats.get()
+        generator = step_generator(settings.seed, number, "noise", device) if noise is None else None
+        pending = train_step(
+            self.model, self.optimizer, rays, pixels, lr, settings, generator, self.runtime, noise=noise
+        )
+        stats = pending.get()
         if not stats.finite:
             raise MipNerfError(f"the loss became {stats.loss} at step {number} (lr {lr:.3g})")
         self.step = number

@@ -91,9 +91,13 @@ def path_name(path: str, cameras: SceneCameras) -> str:
     return auto_path(cameras) if path == "auto" else path
 
 
-def path_frames(settings: RenderSettings, cameras: SceneCameras) -> PathFrames:
-    """The frames of ``settings.path`` at the size asked for (--scale / --resolution)."""
-    if is_path_file(settings.path):
+def path_frames(settings: RenderSettings, cameras: SceneCameras, from_file: Optional[PathFrames] = None) -> PathFrames:
+    """The frames of ``settings.path`` at the size asked for (--scale / --resolution).
+
+    from_file: the path file's frames when the caller has read it already (read here otherwise)."""
+    if from_file is not None:
+        frames = from_file
+    elif is_path_file(settings.path):
         frames = read_path_file(Path(settings.path))
     else:
         generator = PATH_GENERATORS.get(settings.path)

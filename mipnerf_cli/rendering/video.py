@@ -28,7 +28,7 @@ from mipnerf_cli.core.render import RenderStopped, render_image
 from mipnerf_cli.distributed import SINGLE, Context, round_robin
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.io.images import colorize_acc, colorize_depth, depth_range, to_uint8, write_png, write_video
-from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.io.staging import StagedFolder
 from mipnerf_cli.rendering.frames import PathFrames, write_camera_path
 from mipnerf_cli.rendering.paths import is_path_file, path_frames, path_name
 from mipnerf_cli.rendering.trajectory import read_path_file
@@ -72,12 +72,12 @@ def render_path(
     def prepare():
         # Rank 0 alone reads the checkpoint and the scene's cameras and hands them out.
         cpu = torch.device("cpu") if context.distributed else device
-        if is_path_file(settings.path):
-            read_path_file(Path(settings.path))  # a bad path file is refused before anything is loaded
+        # A path file is read once, first: a bad one is refused before anything is loaded.
+        from_file = read_path_file(Path(settings.path)) if is_path_file(settings.path) else None
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
         # The cameras decide the rays: NDC for a forward-facing capture's model, whatever the path.
         cameras = trained.scene(settings.data).cameras(settings.split).full_resolution()
-        frames = path_frames(settings, cameras)
+        frames = path_frames(settings, cameras, from_file)
         return trained, cameras, frames, path_name(settings.path, cameras)
 
     trained, cameras, frames, name = context.broadcast(context.on_main(prepare))

@@ -4,9 +4,9 @@ File format: a regular ``torch.save`` zip archive followed by a 40-byte trailer,
 ``MIPNERF\\x01`` and the sha256 of the archive bytes. ``torch.load(path, weights_only=True)``
 still reads such a file directly (zip readers look for the directory at the end and skip
 the trailer); :func:`load_checkpoint` first checks the trailer, so a truncated or bit-flipped
-file is reported instead of half-loaded. Writes go to a temporary file in the same folder,
-are fsynced, and replace the target with ``os.replace``: a kill at any moment leaves either
-the old file or the new one, never a mixture.
+file is reported instead of half-loaded. Writes are atomic and durable
+(``io.files.write_bytes_atomically``: a temporary file in the same folder, fsynced, replaces
+the target): a kill at any moment leaves either the old file or the new one, never a mixture.
 
 Folder ``<run>/ckpt/``: ``step-NNNNNNN.pt`` (the newest `keep_checkpoints`) and ``last.pt``
 (a hard link to the newest step file where the file system allows). What a checkpoint
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from mipnerf_cli.errors import MipNerfError, first_line
+from mipnerf_cli.io.files import link_atomically, write_bytes_atomically
 from mipnerf_cli.reporting import ReportArg, as_reporter
 from mipnerf_cli.runs import payload as schema
 
@@ -68,30 +69,9 @@ def _interned(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old or the new file, never a mixture.
-
-    On an OSError (disk full, permissions) the temporary file is removed, the previous
-    file is untouched, and a MipNerfError naming the file is raised.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        _remove_quietly(tmp)
-        previous = "the previous file is intact" if path.exists() else "nothing was written"
-        raise MipNerfError(f"could not write {path}: {error.strerror or error}; {previous}") from None
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` atomically to `path` (see module docstring for the format)."""
-    write_atomic(Path(path), serialize(payload))
+    write_bytes_atomically(Path(path), serialize(payload), durable=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -206,12 +186,12 @@ def save_step(folder: Path, payload: dict[str, Any], keep: int) -> Path:
     data = serialize(payload)
     last = folder / LAST
     if keep == 0:
-        write_atomic(last, data)
+        write_bytes_atomically(last, data, durable=True)
         return last
     target = folder / step_file_name(schema.step_of(payload))
-    write_atomic(target, data)
-    if not _link_atomic(target, last):
-        write_atomic(last, data)
+    write_bytes_atomically(target, data, durable=True)
+    if not link_atomically(target, last):
+        write_bytes_atomically(last, data, durable=True)
     for _, old in step_checkpoints(folder)[:-keep]:
         _remove_quietly(old)
     return target
@@ -223,33 +203,6 @@ def remove_stale_temporaries(folder: Path) -> None:
         for entry in folder.iterdir():
             if entry.name.startswith(".") and ".tmp-" in entry.name:
                 _remove_quietly(entry)
-
-
-def _link_atomic(source: Path, target: Path) -> bool:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    _remove_quietly(tmp)
-    try:
-        os.link(source, tmp)
-        os.replace(tmp, target)
-    except OSError:
-        _remove_quietly(tmp)
-        return False
-    _fsync_dir(target.parent)
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform/file system.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(path: Path) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
+from mipnerf_cli.config_files import settings_for_file
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.runs import checkpoints
-from mipnerf_cli.settings import TrainSettings, settings_for_file
+from mipnerf_cli.io.files import write_text_atomically
+from mipnerf_cli.settings import TrainSettings
 
 
 class RunFiles:
@@ -34,7 +35,7 @@ class RunFiles:
     def write_config(self, settings: TrainSettings) -> None:
         header = "# Resolved settings of this run (mipnerf train). Relative paths are relative to this folder.\n"
         body = yaml.safe_dump(settings_for_file(settings, self.dir), sort_keys=False)
-        checkpoints.write_atomic(self.config, (header + body).encode())
+        write_text_atomically(self.config, header + body, durable=True)
 
     def open_metrics(self, keep_until_step: int) -> None:
         """Start metrics.jsonl afresh, or keep the lines up to the resumed step."""
@@ -46,7 +47,7 @@ class RunFiles:
                         kept.append(line + "\n")
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by a kill
-        checkpoints.write_atomic(self.metrics, "".join(kept).encode())
+        write_text_atomically(self.metrics, "".join(kept), durable=True)
         self._metrics_handle = open(self.metrics, "a", encoding="utf-8")
 
     def open_tensorboard(self) -> None:

@@ -1,10 +1,10 @@
 """Training (`mipnerf train`): one module per job, the loop reading top to bottom.
 
-step.py        train_step(model, optimizer, rays, pixels, lr, ...) -> StepStats; the lr schedule;
-               the per-step noise generator (a pure function of (seed, step))
+step.py        train_step(model, optimizer, rays, pixels, lr, ...) -> PendingStats (.get(): StepStats);
+               the lr schedule (the per-step generators: data/sampler.py)
 batch.py       a step's rays, pixels and noise from (seed, step), on the device in one copy
 shards.py      several ranks sharing one step (rank_rows, Shard, wrap_for_ranks)
-setup.py       the scene check, the model, the optimizer, torch.compile
+setup.py       the scene, decided once (resolve_scene), the model, the optimizer, torch.compile
 resume.py      where a run starts (Start, find_start) and the checkpoints set aside
 validation.py  the validation images (within a CPU's budget) and their PSNR
 stop.py        StopRequest: Ctrl+C / SIGTERM finish the step, save and stop
@@ -13,18 +13,25 @@ loop.py        train(): set up a TrainRun, then step, log, save, validate
 The run folder it writes is :mod:`mipnerf_cli.runs`.
 """
 
+from mipnerf_cli.data.sampler import step_generator, step_seed
 from mipnerf_cli.training.batch import packed_copy, step_batch, to_device
 from mipnerf_cli.training.loop import TrainResult, TrainRun, train
 from mipnerf_cli.training.resume import Start, find_start
-from mipnerf_cli.training.setup import build_model, build_optimizer, check_scene, load_optimizer_state
+from mipnerf_cli.training.setup import (
+    SkippableAdam,
+    TrainScene,
+    build_model,
+    build_optimizer,
+    check_scene,
+    load_optimizer_state,
+    resolve_scene,
+)
 from mipnerf_cli.training.shards import Shard, rank_rows, rank_slice, wrap_for_ranks
 from mipnerf_cli.training.step import (
     PendingStats,
     StepStats,
     learning_rate,
     psnr_from_level_mse,
-    step_generator,
-    step_seed,
     train_step,
 )
 from mipnerf_cli.training.stop import STOP_SIGNALS, StopRequest
@@ -34,11 +41,13 @@ __all__ = [
     "STOP_SIGNALS",
     "PendingStats",
     "Shard",
+    "SkippableAdam",
     "Start",
     "StepStats",
     "StopRequest",
     "TrainResult",
     "TrainRun",
+    "TrainScene",
     "build_model",
     "build_optimizer",
     "check_scene",
@@ -51,6 +60,7 @@ __all__ = [
     "psnr_from_level_mse",
     "rank_rows",
     "rank_slice",
+    "resolve_scene",
     "step_batch",
     "step_generator",
     "step_seed",

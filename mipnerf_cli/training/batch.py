@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from mipnerf_cli.core.rays import RayBundle
+from mipnerf_cli.data.sampler import sample_batch, step_generator
 from mipnerf_cli.distributed import Context
 from mipnerf_cli.settings import TrainSettings
 from mipnerf_cli.training.shards import Shard, noise_rows, rank_rows
-from mipnerf_cli.training.step import step_generator
 from mipnerf_cli.training.stop import STOP_SIGNALS
 
 
@@ -32,14 +32,14 @@ def step_batch(
     rank keeps its rows, so the rays a rank sees, and their noise, are those a single
     process sees in the same rows. One process: the whole batch, shard None.
     """
-    from mipnerf_cli.data import sample_batch
-
     indices = sample_batch(settings.seed, step, train_set.num_pixels, settings.batch_size)
     rays, pixels = train_set.pixel_rays(indices)
     noise = None
     if settings.randomized:
         if hasattr(model, "draw_noise"):
-            noise = model.draw_noise((settings.batch_size,), step_generator(settings.seed, step, device), device=device)
+            noise = model.draw_noise(
+                (settings.batch_size,), step_generator(settings.seed, step, "noise", device), device=device
+            )
         elif context.distributed:
             raise ValueError(
                 f"{type(model).__name__} cannot draw its noise up front (draw_noise), which sharding needs"

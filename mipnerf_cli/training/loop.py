@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from torch import nn
 
+from mipnerf_cli.data.sampler import step_generator
 from mipnerf_cli.distributed import SINGLE, Context, PeerError, check_batch_split
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import SILENT, Progress, ReportArg, Reporter, as_reporter, quiet_progress
@@ -27,19 +28,18 @@ from mipnerf_cli.settings import TrainSettings
 from mipnerf_cli.training.batch import step_batch
 from mipnerf_cli.training.resume import Start, find_start, set_aside_later_checkpoints
 from mipnerf_cli.training.setup import (
+    TrainScene,
     build_model,
     build_optimizer,
-    check_scene,
     compile_for_training,
     load_optimizer_state,
+    resolve_scene,
 )
 from mipnerf_cli.training.shards import wrap_for_ranks
 from mipnerf_cli.training.step import (
-    PendingStats,
     StepStats,
     learning_rate,
     psnr_from_level_mse,
-    step_generator,
     train_step,
 )
 from mipnerf_cli.training.stop import STOP_SIGNALS, StopRequest
@@ -88,20 +88,21 @@ def train(
     lock = RunLock(files.dir) if is_main else None
     try:
 
-        def decide_start() -> tuple[str, Start]:
-            kind = check_scene(settings)
+        def decide_start() -> tuple[TrainSettings, TrainScene, Start]:
+            resolved, scene = resolve_scene(settings)
             if lock is not None and files.dir.is_dir():
                 _acquire(lock, report)
-            return kind, find_start(settings, files, report)
+            return resolved, scene, find_start(resolved, files, report)
 
-        # Rank 0 reads the checkpoint and hands it out: the other machines need no copy of the run folder.
-        kind, start = context.broadcast(context.on_main(decide_start))
+        # Rank 0 decides the scene and reads the checkpoint and hands them out: the other
+        # machines need no copy of the run folder.
+        settings, scene, start = context.broadcast(context.on_main(decide_start))
         if start.step >= settings.max_steps:
             report(
                 f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on"
             )
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
-        train_set, val_set, images = _load_splits(settings, runtime, is_main, report)
+        train_set, val_set, images = _load_splits(settings, scene, runtime, is_main, report)
         model, step_model, optimizer = _build_model(settings, start, runtime, context, report)
         context.on_main(lambda: _open_run_folder(files, lock, start, settings, report))
         bar = (
@@ -111,7 +112,7 @@ def train(
         )
         run = TrainRun(
             settings=settings, model=model, step_model=step_model, optimizer=optimizer, train_set=train_set,
-            val_set=val_set, val_images=images, files=files, kind=kind, runtime=runtime, context=context,
+            val_set=val_set, val_images=images, files=files, kind=scene.kind, runtime=runtime, context=context,
             reporter=reporter, bar=bar, start=start,
         )  # fmt: skip
         return _loop(run)
@@ -121,9 +122,9 @@ def train(
             lock.release()
 
 
-def _load_splits(settings: TrainSettings, runtime: Runtime, is_main: bool, report):
+def _load_splits(settings: TrainSettings, scene: TrainScene, runtime: Runtime, is_main: bool, report):
     """(the train split, the validation split or None, the validation images); rank 0 alone validates."""
-    from mipnerf_cli.data import llff_options, load_scene
+    from mipnerf_cli.data import load_scene
 
     train_set = load_scene(
         settings.data,
@@ -131,9 +132,9 @@ def _load_splits(settings: TrainSettings, runtime: Runtime, is_main: bool, repor
         multiscale=settings.multiscale,
         white_bkgd=settings.white_bkgd,
         downscale=settings.downscale,
-        **llff_options(settings.model_dump()),
+        **scene.load_options(),
     )
-    val_set = load_val_set(settings, report) if is_main else None
+    val_set = load_val_set(settings, scene, report) if is_main else None
     images = val_images(val_set, settings, runtime) if val_set is not None else []
     if images and (line := describe_budget(val_set, images, settings, runtime)) is not None:
         report(line)
@@ -305,20 +306,20 @@ def _loop(run: TrainRun) -> TrainResult:
                 stop_vote=STOP_SIGNALS.index(stop.signal_name),
             )
             lr = learning_rate(step, settings)
-            generator = step_generator(settings.seed, step, device) if noise is None else None
+            generator = step_generator(settings.seed, step, "noise", device) if noise is None else None
             stats = train_step(
                 run.step_model, run.optimizer, rays, pixels, lr, settings, generator, run.runtime,
-                noise=noise, shard=shard, defer=run.runtime.sync_free_step,
+                noise=noise, shard=shard,
             )  # fmt: skip
             if pending is not None:
                 last, pending = run.account(*pending[:3], pending[3].get()), None
             seconds = time.perf_counter() - tic
             logs = step % settings.log_interval == 0 or step == settings.max_steps
             checks = step % settings.check_interval == 0 or step == settings.max_steps
-            if isinstance(stats, PendingStats) and not (logs or checks):
+            if stats.deferred and not (logs or checks):
                 pending = (step, lr, seconds, stats)
             else:
-                last = run.account(step, lr, seconds, stats.get() if isinstance(stats, PendingStats) else stats)
+                last = run.account(step, lr, seconds, stats.get())
 
             if logs:
                 run.log_window(lr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -34,6 +35,36 @@ def check_scene(settings: TrainSettings) -> str:
     return kind
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainScene:
+    """What training needs to know about its scene, decided once (``resolve_scene``) and
+    handed to every load of it."""
+
+    kind: str  # "blender" | "multiscale" | "llff"
+    factor: int = 0  # LLFF: images_<factor>/ (0: images/)
+    spherify: bool = False  # LLFF: a 360° capture (spherified poses, no NDC)
+    llffhold: int = 8  # LLFF: every llffhold-th image is a test image
+
+    def load_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``data.load_scene`` that this decides (kind and the LLFF options)."""
+        return {"kind": self.kind, "factor": self.factor, "spherify": self.spherify, "llffhold": self.llffhold}
+
+
+def resolve_scene(settings: TrainSettings) -> tuple[TrainSettings, TrainScene]:
+    """The scene's kind, checked against the settings (``check_scene``), and for a capture the
+    spherify its scene implies when the settings leave it open; the settings returned record
+    that spherify, so that config.yaml and the checkpoints hold what was trained with."""
+    from mipnerf_cli.data.formats.capture import resolve_spherify
+
+    kind = check_scene(settings)
+    spherify = settings.spherify
+    if kind == "llff" and spherify is None:
+        spherify = resolve_spherify(settings.data, None)
+        settings = settings.model_copy(update={"spherify": spherify})
+    scene = TrainScene(kind=kind, factor=settings.factor or 0, spherify=bool(spherify), llffhold=settings.llffhold)
+    return settings, scene
+
+
 def build_model(settings: TrainSettings) -> nn.Module:
     """A freshly initialised model; the initial weights depend on the seed only."""
     from mipnerf_cli.core.models.mipnerf import MipNerf
@@ -43,11 +74,34 @@ def build_model(settings: TrainSettings) -> nn.Module:
         return MipNerf(settings.model.to_model_config())
 
 
-def build_optimizer(model: nn.Module, settings: TrainSettings, runtime: Runtime | None = None) -> torch.optim.Optimizer:
+class SkippableAdam(torch.optim.Adam):
+    """torch's Adam whose step takes `found_inf`: a device tensor, 1.0 to skip the update
+    (moments and step counts included), which the fused implementation reads without the
+    host waiting for the device. torch's Adam.step reads it from the optimizer's attributes
+    (where torch's GradScaler puts it); this step argument keeps that inside the optimizer."""
+
+    @property
+    def fused(self) -> bool:
+        """Whether every parameter group runs the fused implementation (the one that reads `found_inf`)."""
+        return all(group.get("fused") for group in self.param_groups)
+
+    def step(self, closure=None, found_inf: torch.Tensor | None = None):
+        if found_inf is None:
+            return super().step(closure)
+        if not self.fused:
+            raise ValueError("found_inf needs the fused Adam (fused=True)")
+        self.found_inf = found_inf
+        try:
+            return super().step(closure)
+        finally:
+            del self.found_inf
+
+
+def build_optimizer(model: nn.Module, settings: TrainSettings, runtime: Runtime | None = None) -> SkippableAdam:
     """Adam; fused (one kernel for all parameters, a device flag to skip a step) under the
     sync-free step of CUDA (`runtime.sync_free_step`), torch's default implementation elsewhere."""
     fused = runtime is not None and runtime.sync_free_step
-    return torch.optim.Adam(
+    return SkippableAdam(
         model.parameters(),
         lr=settings.lr_init,
         betas=(settings.adam_beta1, settings.adam_beta2),

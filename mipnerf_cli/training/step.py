@@ -1,15 +1,16 @@
-"""One optimisation step: ``train_step(model, optimizer, rays, pixels, lr, ...) -> StepStats``.
+"""One optimisation step: ``train_step(model, optimizer, rays, pixels, lr, ...) -> PendingStats``,
+whose ``.get()`` is the step's StepStats.
 
 A step is a pure function of (seed, step, parameters, optimizer state): the batch comes from
 ``data.sample_batch(seed, step)`` (:mod:`mipnerf_cli.training.batch`) and the stratified
-sampling noise from :func:`step_generator`. That is why a checkpoint needs no sampler state
-and a run killed after any save and resumed ends bit-identical to an uninterrupted one.
+sampling noise from ``data.sampler.step_generator(seed, step, "noise")``. That is why a
+checkpoint needs no sampler state and a run killed after any save and resumed ends
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from typing import Optional
 
@@ -19,6 +20,7 @@ from torch import nn
 from mipnerf_cli.core.rays import RayBundle
 from mipnerf_cli.runtime import Runtime
 from mipnerf_cli.settings import TrainSettings
+from mipnerf_cli.training.setup import SkippableAdam
 from mipnerf_cli.training.shards import Shard, _sum_weighted_gradients
 
 
@@ -35,27 +37,31 @@ class StepStats:
 
 @dataclasses.dataclass
 class PendingStats:
-    """A step's loss terms on their way back from the device (`train_step(defer=True)`).
+    """A step's loss terms on their way back from the device: what `train_step` returns.
 
     terms: (1 + L + V,) the loss, the L level terms and V stop votes (one per STOP_SIGNALS
-    entry after None, summed over the ranks), in host memory that a non-blocking copy fills;
-    event: marks the end of that copy on CUDA (None: the values are there already).
+    entry after None, summed over the ranks), in host memory (which a non-blocking copy
+    fills for the sync-free step);
+    event: marks the end of that copy on CUDA (None: the values are there already);
+    deferred: a sync-free step (the host has not waited for the device): reading it waits,
+    so the loop reads it a step later, once the next step is queued.
     """
 
     terms: torch.Tensor
     levels: int
     event: Optional["torch.cuda.Event"] = None
+    deferred: bool = False
 
     @staticmethod
     def read_back(terms: torch.Tensor, levels: int) -> "PendingStats":
-        """Start copying `terms` to the host without waiting for the device."""
+        """Start copying `terms` to the host without waiting for the device (a deferred read)."""
         if terms.device.type != "cuda":
-            return PendingStats(terms.detach().cpu(), levels)
+            return PendingStats(terms.detach().cpu(), levels, deferred=True)
         host = torch.empty(terms.shape, dtype=terms.dtype, pin_memory=True)
         host.copy_(terms.detach(), non_blocking=True)
         event = torch.cuda.Event()
         event.record()
-        return PendingStats(host, levels, event)
+        return PendingStats(host, levels, event, deferred=True)
 
     def get(self) -> StepStats:
         """The step's stats (waits for the copy, so for the step, to finish)."""
@@ -91,20 +97,6 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
     )
 
 
-def step_seed(seed: int, step: int) -> int:
-    # A hash rather than seed * K + step, so that neighbouring seeds never share a stream.
-    # (The trailing ":0" keeps the streams of runs made when the noise was drawn per rank.)
-    digest = hashlib.sha256(f"mipnerf:{seed}:{step}:0".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """The sampling-noise generator of one step: a pure function of (seed, step)."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(step_seed(seed, step))
-    return generator
-
-
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -116,8 +108,7 @@ def train_step(
     runtime: Runtime | None = None,
     noise: list[dict[str, torch.Tensor]] | None = None,
     shard: Shard | None = None,
-    defer: bool = False,
-) -> StepStats | PendingStats:
+) -> PendingStats:
     """One optimisation step on a batch.
 
     rays: RayBundle of B rays; pixels: (B, 3) float32 targets, both on the model's device.
@@ -126,18 +117,20 @@ def train_step(
     and the step (gradient, loss, the finite check) is the global batch's on every rank.
     The optimizer is not stepped when the loss is not finite (StepStats.finite False), so
     the parameters stay as they were. `runtime` decides autocast and the CPU fast path
-    (default: float32 on the pixels' device, the fast path as `settings.fast_path` says).
+    (default: float32 on the pixels' device, the fast path and its kernel as `settings.fast_path`
+    and `settings.cpu_kernel` say).
 
-    With `runtime.sync_free_step` (CUDA) and a fused Adam (`build_optimizer(..., runtime)`)
-    the host never waits for the device: the optimizer gets the non-finite flag as a device
-    tensor and skips the update itself. `defer` then returns PendingStats, to be read a step
-    later (`.get()`). A Shard's stop votes come back summed in StepStats.stop_vote.
+    Returns the step's PendingStats; `.get()` reads its StepStats. With `runtime.sync_free_step`
+    (CUDA) and a fused Adam (`build_optimizer(..., runtime)`) the host never waits for the
+    device: the optimizer gets the non-finite flag as a device tensor and skips the update
+    itself, and the stats are `deferred` (reading them waits for the step). Otherwise they are
+    on the host already. A Shard's stop votes come back summed in StepStats.stop_vote.
     """
     from mipnerf_cli.core import fast
     from mipnerf_cli.core.losses import mipnerf_loss
 
     if runtime is None:
-        runtime = Runtime(device=pixels.device, fast_path=settings.fast_path)
+        runtime = Runtime(device=pixels.device, fast_path=settings.fast_path, cpu_kernel=settings.cpu_kernel)
 
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -176,38 +169,33 @@ def train_step(
         loss, level_mses, votes = totals[0], totals[1 : 1 + level_mses.numel()], totals[1 + level_mses.numel() :]
     else:
         votes = loss.new_zeros(0)
-    if runtime.sync_free_step and all(group.get("fused") for group in optimizer.param_groups):
-        return _step_on_device(model, optimizer, loss, level_mses, votes, settings, defer)
-    loss_value = float(loss.detach())
-    if not math.isfinite(loss_value):
-        return StepStats(loss=loss_value, level_mses=level_mses.detach().tolist(), finite=False)
+    terms = torch.cat([loss.detach()[None], level_mses.detach(), votes.to(loss.dtype)])
+    if runtime.sync_free_step and isinstance(optimizer, SkippableAdam) and optimizer.fused:
+        return _step_on_device(model, optimizer, terms.float(), level_mses.numel(), settings)
+    pending = PendingStats(terms.cpu(), level_mses.numel())
+    if not math.isfinite(float(pending.terms[0])):
+        return pending
+    _clip_gradients(model, settings)
+    optimizer.step()
+    return pending
+
+
+def _clip_gradients(model: nn.Module, settings: TrainSettings) -> None:
     parameters = [p for p in model.parameters() if p.grad is not None]
     if settings.grad_max_val > 0:
         torch.nn.utils.clip_grad_value_(parameters, settings.grad_max_val)
     if settings.grad_max_norm > 0:
         torch.nn.utils.clip_grad_norm_(parameters, settings.grad_max_norm)
-    optimizer.step()
-    return StepStats(
-        loss=loss_value, level_mses=level_mses.detach().tolist(), finite=True, stop_vote=_stop_vote(votes.tolist())
-    )
 
 
-def _step_on_device(model, optimizer, loss, level_mses, votes, settings, defer: bool) -> StepStats | PendingStats:
+def _step_on_device(
+    model: nn.Module, optimizer: "SkippableAdam", terms: torch.Tensor, levels: int, settings: TrainSettings
+) -> PendingStats:
     """Clip and step without reading anything back: the fused optimizer skips the update
     (moments and step count included) when told so by a device flag."""
-    terms = torch.cat([loss.detach().float()[None], level_mses.detach().float(), votes.float()])
-    parameters = [p for p in model.parameters() if p.grad is not None]
-    if settings.grad_max_val > 0:
-        torch.nn.utils.clip_grad_value_(parameters, settings.grad_max_val)
-    if settings.grad_max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(parameters, settings.grad_max_norm)
-    optimizer.found_inf = (~torch.isfinite(terms[0])).float()  # read by Adam.step (as GradScaler sets it)
-    try:
-        optimizer.step()
-    finally:
-        del optimizer.found_inf
-    pending = PendingStats.read_back(terms, level_mses.numel())
-    return pending if defer else pending.get()
+    _clip_gradients(model, settings)
+    optimizer.step(found_inf=(~torch.isfinite(terms[0])).float())
+    return PendingStats.read_back(terms, levels)
 
 
 def psnr_from_level_mse(level_mse: float) -> float:

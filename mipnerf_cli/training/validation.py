@@ -16,6 +16,7 @@ from torch import nn
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runtime import Runtime
 from mipnerf_cli.settings import TrainSettings
+from mipnerf_cli.training.setup import TrainScene
 
 # The least a CPU validation may always render: two default chunks (val_chunk), about the
 # cost of one training step of the paper model, or a few of the CPU configs' model.
@@ -43,15 +44,15 @@ def pick_val_views(levels: list[int], count: int) -> list[int]:
     return picked
 
 
-def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
+def load_val_set(settings: TrainSettings, scene: TrainScene, report: Callable[[str], None]):
     """The test split (else val) at val_downscale, or None when validation is off/impossible."""
-    from mipnerf_cli.data import llff_options, load_scene, scene_kind
+    from mipnerf_cli.data import load_scene
 
     if settings.val_views == 0:
         return None
     problems = []
     # Multiscale data brings its own smaller levels, LLFF its factor; downscaling applies to Blender scenes.
-    blender = scene_kind(settings.data) == "blender"
+    blender = scene.kind == "blender"
     for split in ("test", "val"):
         try:
             downscale = settings.downscale * settings.val_downscale if blender else 1
@@ -61,7 +62,7 @@ def load_val_set(settings: TrainSettings, report: Callable[[str], None]):
                 multiscale=settings.multiscale,
                 white_bkgd=settings.white_bkgd,
                 downscale=downscale,
-                **llff_options(settings.model_dump()),
+                **scene.load_options(),
             )
         except MipNerfError as error:
             problems.append(str(error))

@@ -12,8 +12,9 @@ from tiny_runs import one_cpu_thread  # noqa: F401  (autouse)
 from typer.testing import CliRunner
 
 from mipnerf_cli.bench import flops as bench_flops
-from mipnerf_cli.bench import peaks, report, workload
+from mipnerf_cli.bench import hardware, peaks, report, workload
 from mipnerf_cli.cli import app
+from mipnerf_cli.core.kernels import onednn_available
 from mipnerf_cli.core.models.mipnerf import MipNerf, ModelConfig
 
 TINY = ModelConfig(
@@ -74,6 +75,8 @@ def test_image_rays_cover_the_image():
 
 
 def invoke(*args: str):
+    """`mipnerf bench ARGS` in this process (not the `mipnerf` fixture's): several tests below
+    monkeypatch what bench calls, which a separate process would not see."""
     return CliRunner().invoke(app, ["bench", *args], catch_exceptions=False)
 
 
@@ -100,6 +103,9 @@ def test_bench_json_has_every_field(tmp_path, fast):
     assert data["flops"]["forward_per_sample"] == 2 * (12 * 8 + 8 * 8 + 8 * 1 + 8 * 8 + 17 * 4 + 4 * 3)
     assert data["train"]["gflops"] == pytest.approx(data["train"]["rays_per_s"] * data["flops"]["train_per_ray"] / 1e9)
     assert data["fast_path"]["enabled"] is (fast == "--fast")
+    if fast == "--fast":
+        kernel = data["fast_path"]["kernel"]
+        assert kernel["setting"] == "auto" and {kernel["train"], kernel["render"]} <= {"mkl", "onednn"}
     assert [row["image"] for row in data["memory"]] == ["4x4", "8x8"]
     assert data["machine"] and data["config"] == "tiny.yaml" and data["date"]
 
@@ -173,6 +179,50 @@ def test_peak_memory_is_measured():
 
 def test_matmul_rate_is_positive():
     assert peaks.matmul_rate(64, 32, 16, torch.device("cpu"), min_seconds=0.01) > 0
+    if onednn_available():
+        assert peaks.matmul_rate(64, 32, 16, torch.device("cpu"), min_seconds=0.01, kernel="onednn") > 0
+        assert peaks.concurrent_matmul_rate(64, 32, 16, 2, min_seconds=0.01, kernel="onednn") > 0
+
+
+def cpuinfo(vendor: str, family: int, model_name: str, flags: str, siblings: int = 2, cores: int = 2) -> str:
+    block = (f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel name\t: {model_name}\n"
+             f"cpu MHz\t\t: 2793.438\nsiblings\t: {siblings}\ncpu cores\t: {cores}\nflags\t\t: fpu {flags} sse2\n")  # fmt: skip
+    return block + "\n" + block.replace("processor\t: 0", "processor\t: 1")
+
+
+def test_hardware_peak_is_cores_fma_units_lanes_and_clock():
+    intel = hardware.cpu_peak(
+        {"cpuinfo": cpuinfo("GenuineIntel", 6, "Intel(R) Xeon(R) Processor @ 2.80GHz", "avx2 fma avx512f"),
+         "lscpu": "", "max_khz": None, "cpus": "2"}
+    )  # fmt: skip
+    assert (intel.cores, intel.fma_units, intel.vector_bits, intel.ghz) == (2, 2, 512, 2.8)
+    assert intel.gflops == pytest.approx(2 * 2 * 16 * 2 * 2.8) and intel.clock_source == "model name"
+    # Zen 4 (family 25) runs 512-bit FMAs as two halves; cpufreq's maximum clock first; SMT siblings are not cores.
+    zen4 = hardware.cpu_peak(
+        {"cpuinfo": cpuinfo("AuthenticAMD", 25, "AMD EPYC 9454 48-Core Processor", "avx2 fma avx512f", 4, 2),
+         "lscpu": "CPU max MHz:  3810.0\n", "max_khz": "3700000\n", "cpus": "4"}
+    )  # fmt: skip
+    assert (zen4.cores, zen4.vector_bits, zen4.ghz, zen4.clock_source) == (2, 256, 3.7, "cpufreq cpuinfo_max_freq")
+    zen3 = hardware.cpu_peak(
+        {"cpuinfo": cpuinfo("AuthenticAMD", 25, "AMD EPYC 7B13", "avx2 fma"), "lscpu": "CPU max MHz:  3500.0\n",
+         "max_khz": None, "cpus": "2"}
+    )  # fmt: skip
+    assert (zen3.vector_bits, zen3.ghz, zen3.gflops) == (256, 3.5, pytest.approx(2 * 2 * 8 * 2 * 3.5))
+    no_clock = cpuinfo("AuthenticAMD", 25, "AMD EPYC 7B13", "avx2 fma").replace("cpu MHz\t\t: 2793.438\n", "")
+    assert hardware.cpu_peak({"cpuinfo": no_clock, "lscpu": None, "max_khz": None, "cpus": "2"}) is None
+    assert hardware.cpu_peak({"cpuinfo": None, "lscpu": None, "max_khz": None, "cpus": "2"}) is None
+
+
+def test_mfu_is_against_the_highest_peak():
+    chip = hardware.CpuPeak(cores=2, fma_units=2, vector_bits=256, ghz=2.0, clock_source="x", model="m")  # 128 GFLOP/s
+    measured = peaks.MatmulPeaks((2048, 256, 256), {"mkl": 150.0, "onednn": 236.0}, 200.0, 2048, chip)
+    assert measured.mlp_gflops == 236.0 and measured.mlp_kernel == "onednn"
+    assert measured.best_gflops == 236.0 and measured.best_source == "measured: onednn at 2048x256x256"
+    fast_chip = dataclasses.replace(chip, ghz=4.0)  # 256 GFLOP/s
+    above = peaks.MatmulPeaks((2048, 256, 256), {"mkl": 150.0, "onednn": 236.0}, 200.0, 2048, fast_chip)
+    assert above.best_gflops == 256.0 and above.best_source.startswith("hardware: 2 cores x 2 FMA x 8 lanes")
+    described = above.describe(torch.float32)
+    assert described["hardware"]["gflops"] == 256.0 and described["mlp_by_kernel"] == {"mkl": 150.0, "onednn": 236.0}
 
 
 @pytest.mark.parametrize(

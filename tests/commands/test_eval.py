@@ -19,7 +19,7 @@ from tiny_runs import (
 )
 
 from mipnerf_cli import evaluation
-from mipnerf_cli.core.metrics import psnr, ssim
+from mipnerf_cli.core.metrics import psnr, ssim, truncated_to_uint8
 from mipnerf_cli.core.render import render_image
 from mipnerf_cli.data import load_scene
 from mipnerf_cli.errors import MipNerfError
@@ -66,6 +66,12 @@ def test_blender_eval_writes_valid_results_and_images(runs):
     rgb = render_image(trained.model, rays, 64, 64, chunk=1000, white_bkgd=True)["rgb"].clamp(0, 1)
     assert results.images[0].psnr == pytest.approx(psnr(rgb, target), abs=1e-4)
     assert results.images[0].ssim == pytest.approx(ssim(rgb, target), abs=1e-4)
+    # Beside them, nerfbaselines' protocol: both images truncated to 8 bits (never above the float score here).
+    rgb8, target8 = truncated_to_uint8(rgb), truncated_to_uint8(target)
+    assert results.images[0].psnr_uint8 == pytest.approx(psnr(rgb8, target8), abs=1e-4)
+    assert results.images[0].ssim_uint8 == pytest.approx(ssim(rgb8, target8), abs=1e-4)
+    assert scale.psnr_uint8 == pytest.approx(sum(row.psnr_uint8 for row in results.images) / 4)
+    assert results.average.psnr_uint8 == scale.psnr_uint8 and results.average.ssim_uint8 == scale.ssim_uint8
 
     names = sorted(p.name for p in (folder / "images").iterdir())
     assert names == sorted(f"r_{i}_{kind}.png" for i in range(4) for kind in ("gt", "rgb", "depth", "acc"))

@@ -132,7 +132,7 @@ CASES = {
         ("--threshold 1e+09 gives no surface: the density on the grid ranges from",),
     ),
     "out-unwritable": (
-        lambda run, tmp: ["export", run, "--method", "density", "--resolution", 12, "--out", _unwritable(tmp)],
+        lambda run, tmp: ["export", run, "--method", "density", "--grid", 12, "--out", _unwritable(tmp)],
         ("cannot write there",),
     ),
     "out-folder-missing": (lambda run, tmp: ["export", run, "--out", tmp / "nowhere" / "m.ply"], ("does not exist",)),

@@ -227,6 +227,22 @@ def test_render_default_location_scale_and_frames(run_dir):
     assert frames == [f"{m}_{i:04d}.png" for m in ("acc", "depth", "rgb") for i in range(2)]
 
 
+def test_a_path_file_is_read_once(run_dir, tmp_path, monkeypatch):
+    from mipnerf_cli.rendering import paths, trajectory, video
+
+    first = _render(run_dir, frames=2, resolution="8x8", format="png", out=tmp_path / "first")
+    reads, read = [], trajectory.read_path_file
+
+    def counted(path):
+        reads.append(path)
+        return read(path)
+
+    for module in (video, paths, trajectory):
+        monkeypatch.setattr(module, "read_path_file", counted)
+    again = _render(run_dir, path=str(first.folder / "cameras.json"), format="png", out=tmp_path / "again")
+    assert reads == [first.folder / "cameras.json"] and (again.width, again.height) == (8, 8)
+
+
 def test_a_run_trained_at_a_downscale_renders_at_that_resolution(tmp_path):
     from tiny_runs import make_run
 

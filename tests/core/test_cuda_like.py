@@ -59,7 +59,7 @@ def _train_losses(settings, policy, steps: int) -> list[float]:
     losses = []
     for step in range(1, steps + 1):
         rays, pixels, noise, _ = training.step_batch(settings, step, images, model, CPU, distributed.SINGLE)
-        stats = training.train_step(model, optimizer, rays, pixels, 5e-3, settings, None, policy, noise=noise)
+        stats = training.train_step(model, optimizer, rays, pixels, 5e-3, settings, None, policy, noise=noise).get()
         assert stats.finite
         losses.append(stats.loss)
     return losses
@@ -204,12 +204,10 @@ def test_the_fused_step_skips_a_nonfinite_update_on_the_device(tmp_path):
     model = training.build_model(settings)
     optimizer = training.build_optimizer(model, settings, policy)
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
-    assert training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy).finite
+    assert training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy).get().finite
     before = [p.detach().clone() for p in model.parameters()]
     moments = {k: v.clone() for k, v in optimizer.state[next(model.parameters())].items()}
-    pending = training.train_step(
-        model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None, policy, defer=True
-    )
+    pending = training.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None, policy)
     assert isinstance(pending, training.PendingStats)
     stats = pending.get()
     assert not stats.finite and len(stats.level_mses) == 2

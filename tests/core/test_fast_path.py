@@ -12,9 +12,13 @@ from tiny_runs import one_cpu_thread  # noqa: F401  (autouse: tiny models run fa
 
 from mipnerf_cli import training
 from mipnerf_cli.core import fast
+from mipnerf_cli.core.kernels import kernel_named, onednn_available
 from mipnerf_cli.core.losses import mipnerf_loss
 from mipnerf_cli.core.models.mipnerf import MLP, MipNerf
 from mipnerf_cli.settings import ModelSettings, TrainSettings
+
+# The fast path's matmul kernels, each forced (the probe's choice is tested in test_kernels.py).
+KERNELS = ["mkl", pytest.param("onednn", marks=pytest.mark.skipif(not onednn_available(), reason="no oneDNN"))]
 
 
 def concatenating_mlp(mlp: MLP, x: torch.Tensor, condition: torch.Tensor | None):
@@ -43,7 +47,8 @@ def concatenating_mlp(mlp: MLP, x: torch.Tensor, condition: torch.Tensor | None)
         dataclasses.replace(TINY, netdepth_condition=2),
     ],
 )
-def test_fused_mlp_equals_the_concatenating_mlp(config):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_mlp_equals_the_concatenating_mlp(config, kernel):
     mlp = model_for(config).mlp
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(3, 5, config.point_features, generator=gen)
@@ -52,14 +57,14 @@ def test_fused_mlp_equals_the_concatenating_mlp(config):
     (want_rgb.square().sum() + want_density.square().sum()).backward()
     want_grads = [p.grad.clone() for p in mlp.parameters()]
     mlp.zero_grad()
-    rgb, density = mlp(x, condition)
+    rgb, density = mlp(x, condition, kernel=kernel_named(kernel))
     (rgb.square().sum() + density.square().sum()).backward()
     torch.testing.assert_close(rgb, want_rgb, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(density, want_density, atol=1e-6, rtol=1e-5)
     for got, want in zip((p.grad for p in mlp.parameters()), want_grads):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     assert rgb.shape == (3, 5, 3) and density.shape == (3, 5, 1)
-    assert mlp(x, condition, density_only=True)[0] is None
+    assert mlp(x, condition, density_only=True, kernel=kernel_named(kernel))[0] is None
 
 
 def test_drawn_noise_is_what_the_forward_pass_draws():
@@ -90,8 +95,9 @@ def test_last_level_only_gives_the_same_last_level():
         assert torch.equal(getattr(last[0], field), getattr(full[-1], field))
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("micro_batch,workers", [(4, 1), (5, 2), (3, 3), (64, 2)])
-def test_fast_gradients_equal_the_plain_gradients(micro_batch, workers):
+def test_fast_gradients_equal_the_plain_gradients(micro_batch, workers, kernel):
     config = dataclasses.replace(TINY, density_noise=0.3)
     model = model_for(config)
     rays, pixels = rays_and_pixels(13)
@@ -102,7 +108,7 @@ def test_fast_gradients_equal_the_plain_gradients(micro_batch, workers):
     model.zero_grad(set_to_none=True)
     loss, levels = fast.forward_backward(
         model, rays, pixels, rays.lossmult, randomized=True, white_bkgd=True, coarse_loss_mult=0.1,
-        generator=torch.Generator().manual_seed(9), options=fast.FastOptions(micro_batch, workers),
+        generator=torch.Generator().manual_seed(9), options=fast.FastOptions(micro_batch, workers, kernel=kernel),
     )  # fmt: skip
     assert not loss.requires_grad
     torch.testing.assert_close(loss, want_loss.detach(), atol=1e-6, rtol=1e-5)
@@ -111,7 +117,8 @@ def test_fast_gradients_equal_the_plain_gradients(micro_batch, workers):
         torch.testing.assert_close(p.grad, w, atol=1e-6, rtol=1e-4)
 
 
-def test_fast_path_is_deterministic():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fast_path_is_deterministic(kernel):
     model = model_for(TINY)
     rays, pixels = rays_and_pixels(11)
 
@@ -119,19 +126,21 @@ def test_fast_path_is_deterministic():
         model.zero_grad(set_to_none=True)
         fast.forward_backward(
             model, rays, pixels, rays.lossmult, randomized=True, white_bkgd=False, coarse_loss_mult=0.1,
-            generator=torch.Generator().manual_seed(2), options=fast.FastOptions(3, 2),
+            generator=torch.Generator().manual_seed(2), options=fast.FastOptions(3, 2, kernel=kernel),
         )  # fmt: skip
         return [p.grad.clone() for p in model.parameters()]
 
     assert all(torch.equal(a, b) for a, b in zip(grads(), grads()))
 
 
-def test_fast_render_equals_the_plain_forward():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fast_render_equals_the_plain_forward(kernel):
     model = model_for(TINY)
     rays, _ = rays_and_pixels(23)
     with torch.no_grad():
         want = model(rays, randomized=False, white_bkgd=True)[-1]
-    got = fast.render_last_level(model, rays, white_bkgd=True, options=fast.FastOptions(micro_batch=4, workers=2))
+    options = fast.FastOptions(micro_batch=4, workers=2, kernel=kernel)
+    got = fast.render_last_level(model, rays, white_bkgd=True, options=options)
     for field in ("rgb", "distance", "acc"):
         torch.testing.assert_close(getattr(got, field), getattr(want, field), atol=1e-6, rtol=0)
     assert not got.rgb.is_inference()  # callers may write into the results
@@ -145,10 +154,10 @@ def test_blocks_are_dealt_in_order_and_cover_the_batch():
     assert fast._blocks(4, 8, 4) == [[(0, 4)]]
 
 
-def _train_losses(fast_path: bool, steps: int = 20) -> list[float]:
+def _train_losses(fast_path: bool, steps: int = 20, kernel: str = "auto") -> list[float]:
     settings = TrainSettings(
         batch_size=24, lr_init=2e-3, lr_final=2e-3, lr_delay_steps=0, fast_path=fast_path, fast_micro_batch=5,
-        fast_workers=2, model=ModelSettings(**dataclasses.asdict(TINY)),
+        fast_workers=2, model=ModelSettings(**dataclasses.asdict(TINY)), cpu_kernel=kernel,
     )  # fmt: skip
     torch.manual_seed(0)
     model = MipNerf(TINY)
@@ -157,14 +166,15 @@ def _train_losses(fast_path: bool, steps: int = 20) -> list[float]:
     losses = []
     for step in range(1, steps + 1):
         batch = slice((step % 10) * 24, (step % 10 + 1) * 24)
-        generator = training.step_generator(0, step, torch.device("cpu"))
-        stats = training.train_step(model, optimizer, rays[batch], pixels[batch], 2e-3, settings, generator)
+        generator = training.step_generator(0, step, "noise", torch.device("cpu"))
+        stats = training.train_step(model, optimizer, rays[batch], pixels[batch], 2e-3, settings, generator).get()
         losses.append(stats.loss)
     return losses
 
 
-def test_fast_and_plain_training_give_the_same_loss_after_20_steps():
-    plain, fast_losses = _train_losses(False), _train_losses(True)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fast_and_plain_training_give_the_same_loss_after_20_steps(kernel):
+    plain, fast_losses = _train_losses(False), _train_losses(True, kernel=kernel)
     assert plain[-1] < plain[0]  # it trains
     assert abs(plain[-1] - fast_losses[-1]) <= 1e-4
     assert max(abs(a - b) for a, b in zip(plain, fast_losses)) <= 1e-4
@@ -185,8 +195,10 @@ def test_compiled_whole_batch_path_matches_eager():
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         run = [
             training.train_step(
-                model, optimizer, rays, pixels, 1e-3, settings, training.step_generator(0, step, torch.device("cpu"))
-            ).loss
+                model, optimizer, rays, pixels, 1e-3, settings, training.step_generator(0, step, "noise")
+            )
+            .get()
+            .loss
             for step in range(1, 4)
         ]
         losses.append(run)

@@ -8,7 +8,7 @@ import torch
 from golden import load_golden
 from skimage.metrics import structural_similarity
 
-from mipnerf_cli.core.metrics import gaussian_filter_1d, psnr, ssim
+from mipnerf_cli.core.metrics import gaussian_filter_1d, psnr, ssim, truncated_to_uint8
 
 GOLDEN = load_golden("ssim")
 PAIRS = range(6)
@@ -100,3 +100,12 @@ def test_ssim_rejects_images_smaller_than_the_window():
         ssim(torch.zeros(8, 8, 3), torch.zeros(8, 8, 3))
     with pytest.raises(ValueError, match="shapes differ"):
         ssim(torch.zeros(12, 12, 3), torch.zeros(12, 13, 3))
+
+
+def test_truncated_to_uint8_is_nerfbaselines_8_bit_conversion():
+    """nerfbaselines' convert_image_dtype: (x * 255).clip(0, 255).astype(uint8), i.e. truncation."""
+    image = torch.tensor([[[0.0, 0.5, 0.999, 1.0, 1.2, -0.1, 0.1 / 255, 254.9 / 255]]], dtype=torch.float32)
+    levels = truncated_to_uint8(image) * 255.0
+    assert levels.dtype == torch.float32
+    assert levels.round().tolist() == [[[0.0, 127.0, 254.0, 255.0, 255.0, 0.0, 0.0, 254.0]]]
+    torch.testing.assert_close(levels, levels.round(), rtol=0, atol=1e-4)

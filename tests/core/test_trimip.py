@@ -174,12 +174,12 @@ def _scene():
 
 def _train(model: TriMipRF, steps: range, optimizer, scene, batch: int = 256) -> None:
     from mipnerf_cli.data import sample_batch
-    from mipnerf_cli.training.step import step_generator
+    from mipnerf_cli.data.sampler import step_generator
 
     for step in steps:
         model.before_step(step)
         rays, pixels = scene.pixel_rays(sample_batch(0, step, scene.num_pixels, batch))
-        outputs = model(rays, randomized=True, white_bkgd=True, generator=step_generator(0, step, torch.device("cpu")))
+        outputs = model(rays, randomized=True, white_bkgd=True, generator=step_generator(0, step, "noise"))
         loss, _ = mipnerf_loss(outputs, pixels, rays.lossmult, coarse_loss_mult=0.1)
         optimizer.zero_grad()
         loss.backward()

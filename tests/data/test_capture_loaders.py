@@ -401,12 +401,16 @@ def test_spherify_follows_the_scene(ring, ff, tmp_path):
 def test_runs_record_the_resolved_spherify(ring, tmp_path):
     from mipnerf_cli.data.scene import llff_options
     from mipnerf_cli.settings import resolve_train_settings
+    from mipnerf_cli.training import resolve_scene
 
-    settings = resolve_train_settings(None, {"data": ring["nerfstudio"], "out_dir": tmp_path})
+    def resolved(values):  # the settings a run records: its scene decided once (training.resolve_scene)
+        return resolve_scene(resolve_train_settings(None, values))[0]
+
+    settings = resolved({"data": ring["nerfstudio"], "out_dir": tmp_path})
     assert settings.spherify is True and llff_options(settings.model_dump())["spherify"] is True
-    told = resolve_train_settings(None, {"data": ring["nerfstudio"], "out_dir": tmp_path, "spherify": False})
+    told = resolved({"data": ring["nerfstudio"], "out_dir": tmp_path, "spherify": False})
     assert told.spherify is False
-    plain = resolve_train_settings(None, {"data": ring["llff"], "out_dir": tmp_path})
+    plain = resolved({"data": ring["llff"], "out_dir": tmp_path})
     assert plain.spherify is False
     # A run without a recorded value gets its scene's kind.
     assert llff_options({"data": str(ring["nerfstudio"]), "spherify": None})["spherify"] is True

@@ -94,3 +94,40 @@ def test_a_multiscale_capture_is_never_spherified_by_its_poses_bounds(tmp_path):
     (tmp_path / "metadata.json").unlink()
     assert scene_kind(tmp_path) == "llff"
     assert llff_options({"data": str(tmp_path), "spherify": None})["spherify"] is True
+
+
+def test_training_decides_the_scene_once_and_records_its_spherify(tmp_path, monkeypatch):
+    """train works out the scene's kind (and a capture's spherify) once and hands it to the
+    training and validation loads; the run records the spherify it trained with."""
+    import yaml
+
+    from mipnerf_cli.data import scene as scene_module
+    from mipnerf_cli.data.formats import capture
+
+    asked = {"kind": 0, "spherify": 0}
+    kind_of, spherify_of = scene_module.scene_kind, capture.resolve_spherify
+
+    def count_kind(path):
+        asked["kind"] += 1
+        return kind_of(path)
+
+    def count_spherify(path, spherify):
+        asked["spherify"] += spherify is None  # a decision, not a given value passed through
+        return spherify_of(path, spherify)
+
+    monkeypatch.setattr(scene_module, "scene_kind", count_kind)
+    monkeypatch.setattr(capture, "resolve_spherify", count_spherify)
+    settings = resolve_train_settings(
+        None,
+        {
+            "data": LLFF, "out_dir": tmp_path, "exp_name": "once", "device": "cpu", "factor": 2, "batch_size": 32,
+            "max_steps": 1, "check_interval": 1, "val_views": 1, "tensorboard": False, "cpu_threads": 1,
+            "model": {"num_samples": 4, "netdepth": 1, "netwidth": 8, "netwidth_condition": 4, "max_deg_point": 2,
+                      "deg_view": 1},
+        },
+    )  # fmt: skip
+    assert settings.spherify is None and asked == {"kind": 0, "spherify": 0}  # settings read no scene
+    result = training.train(settings, report=lambda line: None, show_progress=False)
+    assert result.step == 1 and asked == {"kind": 1, "spherify": 1}
+    recorded = yaml.safe_load((tmp_path / "once" / "config.yaml").read_text())
+    assert recorded["spherify"] is False  # the golden LLFF scene is forward-facing

@@ -44,7 +44,7 @@ def gradients(spec: dict, context, out: Path) -> None:
         assert isinstance(step_model, torch.nn.parallel.DistributedDataParallel) == (device.type == "cuda" or not fast)
         rays, pixels, noise, shard = training.step_batch(s, spec["step"], train_set, model, device, context)
         # lr 0: the gradients stay in .grad and the weights as they were.
-        stats = training.train_step(step_model, optimizer, rays, pixels, 0.0, s, None, noise=noise, shard=shard)
+        stats = training.train_step(step_model, optimizer, rays, pixels, 0.0, s, None, noise=noise, shard=shard).get()
         torch.save(
             {
                 "grads": {name: p.grad.cpu() for name, p in model.named_parameters()},

@@ -31,17 +31,28 @@ from mipnerf_cli.nerfbaselines.method import CHECKPOINT_FILE, MipNerfMethod, set
 
 REPO = Path(__file__).resolve().parents[2]
 BLENDER_LOADER = "nerfbaselines.datasets.blender:load_blender_dataset"
-TINY = {"config": "demo", "batch_size": "64", "model.num_samples": "8", "model.netdepth": "2", "cpu_threads": "1"}
+TINY = {"config": "demo", "batch_size": "64", "model.num_samples": "8", "model.netdepth": "2"}
 
 
 def write_tiny_scene(out: Path, size: int = 16) -> Path:
     """A procedural Blender scene (4 train, 2 test views) nerfbaselines loads with its Blender loader."""
     make_demo_scene(out, DemoSceneSpec(height=size, width=size, num_train=4, num_val=1, num_test=2, supersample=1))
+    for split in ("train", "test"):  # the image size, which nerfbaselines' Blender loader reads (default 800)
+        transforms = out / f"transforms_{split}.json"
+        transforms.write_text(json.dumps({**json.loads(transforms.read_text()), "w": size, "h": size}))
     # No dataset id (so no public checkpoint is looked up); nerfbaselines' Blender loader and protocol.
     (out / "nb-info.json").write_text(
         json.dumps({"loader": BLENDER_LOADER, "evaluation_protocol": "nerf", "id": None, "scene": None})
     )
     return out
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """The demo config sets one torch thread for the process (Runtime.apply); later tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +246,11 @@ def test_renders_are_deterministic_and_checkpoints_resave_identically(tmp_path):
     np.testing.assert_array_equal(reloaded.render(camera)["color"], first["color"])
     with pytest.raises(MipNerfError, match="without a train dataset"):
         reloaded.train_iteration(2)
+    # Resumed with the train dataset, step 2 is the uninterrupted run's step 2.
+    resumed = MipNerfMethod(checkpoint=str(tmp_path / "a"), train_dataset=train, config_overrides=TINY)
+    assert resumed.train_iteration(2) == pytest.approx(method.train_iteration(2))
+    for name, value in method.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- mipnerf render / eval
@@ -269,3 +285,29 @@ def test_mipnerf_render_reads_a_nerfbaselines_trajectory_and_checkpoint(tmp_path
     for i in range(2):
         expected = np.round(method.render(cameras[i])["color"] * 255).astype(np.uint8)
         np.testing.assert_array_equal(iio.imread(tmp_path / "out" / "frames" / f"rgb_{i:04d}.png"), expected)
+
+
+def test_mipnerf_eval_reports_the_numbers_of_nerfbaselines_protocol(tmp_path, monkeypatch):
+    """`mipnerf eval` on the method's checkpoint: its 8-bit numbers are what nerfbaselines'
+    own protocol ("nerf", images truncated to uint8) gives the method's renders."""
+    from nerfbaselines.datasets import dataset_index_select
+    from nerfbaselines.evaluation import build_evaluation_protocol
+
+    from mipnerf_cli.evaluation import evaluate
+    from mipnerf_cli.settings import EvalSettings
+
+    stub_lpips(monkeypatch)
+    scene = write_tiny_scene(tmp_path / "scene", size=24)
+    train, test = load(scene, "train"), load(scene, "test")
+    method = MipNerfMethod(train_dataset=train, config_overrides=TINY)
+    for step in range(3):
+        method.train_iteration(step)
+    method.save(str(tmp_path / "ckpt"))
+    settings = EvalSettings(ckpt=tmp_path / "ckpt" / CHECKPOINT_FILE, device="cpu", progress=False, out=tmp_path / "e")
+    results, _ = evaluate(settings)
+    protocol = build_evaluation_protocol("nerf")
+    for i, row in enumerate(results.images):
+        theirs = protocol.evaluate(method.render(test["cameras"][i]), dataset_index_select(test, [i]))
+        assert row.psnr_uint8 == pytest.approx(theirs["psnr"], abs=1e-3)
+        assert row.ssim_uint8 == pytest.approx(theirs["ssim"], abs=1e-4)
+        assert row.psnr != pytest.approx(row.psnr_uint8, abs=1e-3)  # the two protocols differ

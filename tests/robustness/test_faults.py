@@ -37,6 +37,7 @@ from disk_faults import DiskFillsUp
 from processes import MIPNERF, start, wait_until
 from tiny import tiny_settings
 
+from mipnerf_cli.io import files
 from mipnerf_cli.runs import checkpoints
 
 TINY = tiny_settings(
@@ -196,7 +197,7 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, scene
                 return DiskFillsUp(handle)
         return handle
 
-    monkeypatch.setattr(checkpoints, "open", open_on_a_filling_disk, raising=False)
+    monkeypatch.setattr(files, "open", open_on_a_filling_disk, raising=False)  # the one atomic writer
     torch.set_num_threads(1)
     settings = resolve_train_settings(
         config(tmp_path, max_steps=6), {"data": scene, "out_dir": tmp_path / "out", "exp_name": "run"}
@@ -285,7 +286,7 @@ SLOW_SAVE = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from mipnerf_cli import cli
-    from mipnerf_cli.runs import checkpoints
+    from mipnerf_cli.io import files
 
     slow_write_number, marker = int(sys.argv[1]), Path(sys.argv[2])
     writes = []
@@ -315,7 +316,7 @@ SLOW_SAVE = textwrap.dedent(
                 return HalfThenWait(handle)
         return handle
 
-    checkpoints.open = open_slowly
+    files.open = open_slowly
     sys.argv = ["mipnerf", *sys.argv[3:]]
     cli.main()
     """
@@ -398,7 +399,7 @@ def test_ctrl_c_during_convert_says_interrupted_and_leaves_out_dir_alone(tmp_pat
     process = start(*MIPNERF, "convert", source, out, "--workers", "1")
 
     def converting() -> bool:  # PNGs are being written into the hidden staging folder
-        return any(out.glob(".mipnerf-convert.partial-*/many/images_train/*.png"))
+        return any(out.glob(".many.partial-*/images_train/*.png"))
 
     _, err = interrupt_when(process, converting)
     assert process.returncode == 130, err

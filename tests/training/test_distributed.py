@@ -25,7 +25,7 @@ import yaml
 from golden import MULTISCALE, TESTS
 from processes import MIPNERF, start, wait_until
 from tiny import WIDER, tiny_settings
-from typer.testing import CliRunner
+from typer.testing import CliRunner  # in-process, not the `mipnerf` fixture: these tests monkeypatch what it calls
 
 from mipnerf_cli import distributed, training
 from mipnerf_cli.errors import MipNerfError
@@ -181,7 +181,9 @@ def test_one_step_gradient_is_the_global_batch_gradient(two_ranks):
         model = training.build_model(s).to(device)
         rays, pixels, noise, shard = training.step_batch(s, GRAD_STEP, train_set, model, device, distributed.SINGLE)
         assert shard is None
-        stats = training.train_step(model, training.build_optimizer(model, s), rays, pixels, 0.0, s, None, noise=noise)
+        stats = training.train_step(
+            model, training.build_optimizer(model, s), rays, pixels, 0.0, s, None, noise=noise
+        ).get()
         for r in (0, 1):
             assert ranks[r]["loss"] == pytest.approx(stats.loss, rel=1e-5)
             assert ranks[r]["level_mses"] == pytest.approx(stats.level_mses, rel=1e-5)

@@ -9,16 +9,9 @@ import pydantic
 import pytest
 
 from mipnerf_cli.cli import format_validation_error
+from mipnerf_cli.config_files import find_config, load_yaml_settings, packaged_configs, settings_for_file
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.settings import (
-    ModelSettings,
-    TrainSettings,
-    find_config,
-    load_yaml_settings,
-    packaged_configs,
-    resolve_train_settings,
-    settings_for_file,
-)
+from mipnerf_cli.settings import ModelSettings, TrainSettings, resolve_train_settings
 
 
 def write(path: Path, text: str) -> Path:
@@ -43,6 +36,34 @@ def test_model_section_mirrors_model_config():
     reference = {f.name: f.default for f in dataclasses.fields(model.ModelConfig)}
     assert ModelSettings().model_dump() == reference
     assert ModelSettings(netwidth=64).to_model_config() == model.ModelConfig(netwidth=64)
+
+
+def test_the_model_config_is_declared_once():
+    """ModelSettings is derived from core's ModelConfig: same fields in the same order, same
+    defaults, descriptions and bounds, and settings.py names none of them itself."""
+    import inspect
+    import re
+    import subprocess
+    import sys
+
+    from mipnerf_cli import settings
+    from mipnerf_cli.core.models.mipnerf_config import ModelConfig
+
+    fields = dataclasses.fields(ModelConfig)
+    assert list(ModelSettings.model_fields) == [f.name for f in fields]
+    assert len(fields) == 19
+    for field in fields:
+        setting = ModelSettings.model_fields[field.name]
+        assert setting.default == field.default and setting.description == field.metadata["help"]
+    source = inspect.getsource(settings)
+    assert not [f.name for f in fields if re.search(rf"^\s+{f.name}\s*:", source, re.MULTILINE)]
+    with pytest.raises(pydantic.ValidationError, match="greater than or equal to 1"):
+        ModelSettings(netdepth_condition=0)  # a bound written in core, checked by the settings
+    with pytest.raises(pydantic.ValidationError, match="'cone' or 'cylinder'"):
+        ModelSettings(ray_shape="sphere")
+    # reading settings stays quick: core's model config imports no torch
+    code = "import sys, mipnerf_cli.settings; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_precedence_defaults_then_yaml_then_flags(tmp_path):

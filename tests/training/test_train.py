@@ -9,7 +9,7 @@ import pytest
 import torch
 from golden import BLENDER, MULTISCALE
 from tiny import tiny_run_settings as tiny
-from typer.testing import CliRunner
+from typer.testing import CliRunner  # in-process, not the `mipnerf` fixture: these tests monkeypatch what it calls
 
 from mipnerf_cli import training
 from mipnerf_cli.errors import MipNerfError
@@ -62,8 +62,8 @@ def test_train_step_is_a_pure_function_of_seed_step_and_state(tmp_path):
     def one_step(step):
         model = training.build_model(settings)
         optimizer = training.build_optimizer(model, settings)
-        generator = training.step_generator(settings.seed, step, torch.device("cpu"))
-        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, generator)
+        generator = training.step_generator(settings.seed, step, "noise", torch.device("cpu"))
+        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, generator).get()
         return model, stats
 
     (a, stats_a), (b, stats_b), (c, _) = one_step(5), one_step(5), one_step(6)
@@ -81,7 +81,7 @@ def test_nonfinite_loss_leaves_the_parameters_alone(tmp_path):
     from mipnerf_cli.data import load_scene
 
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
-    stats = training.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None)
+    stats = training.train_step(model, optimizer, rays, pixels * float("nan"), 1e-3, settings, None).get()
     assert not stats.finite
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
@@ -92,7 +92,7 @@ def test_helpers():
     assert training.pick_val_views([0, 1, 2, 0, 1, 2, 0, 1, 2], 2) == [0, 1, 2, 3, 4, 5]
     assert training.pick_val_views([0, 0], 0) == []
     assert training.psnr_from_level_mse(3 * 0.01) == pytest.approx(20.0)
-    assert training.step_seed(0, 1) != training.step_seed(1, 0)
+    assert training.step_seed(0, 1, "noise") != training.step_seed(1, 0, "noise")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -262,16 +262,16 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
 def test_failed_save_stops_with_the_last_good_checkpoint_named(tmp_path, monkeypatch):
     settings = tiny(tmp_path, max_steps=6, check_interval=3)
-    real = checkpoints.write_atomic
+    real = checkpoints.write_bytes_atomically
     calls = []
 
-    def full_disk_on_the_second_save(path, data):
+    def full_disk_on_the_second_save(path, data, **options):
         calls.append(path.name)
         if path.name == "step-0000006.pt":
             raise MipNerfError(f"could not write {path}: No space left on device; nothing was written")
-        real(path, data)
+        real(path, data, **options)
 
-    monkeypatch.setattr(checkpoints, "write_atomic", full_disk_on_the_second_save)
+    monkeypatch.setattr(checkpoints, "write_bytes_atomically", full_disk_on_the_second_save)
     with pytest.raises(
         MipNerfError, match=r"No space left.*stopped at step 6, the last good checkpoint is .*step-0000003\.pt"
     ):
@@ -418,6 +418,28 @@ def test_optimizer_state_moves_between_fused_and_plain_adam(tmp_path):
     assert back.param_groups[0]["fused"] is None
 
 
+def test_the_fused_adam_skips_a_step_when_its_found_inf_argument_says_so(tmp_path):
+    from mipnerf_cli.runtime import Runtime
+
+    settings = tiny(tmp_path)
+    model = training.build_model(settings)
+    optimizer = training.build_optimizer(model, settings, Runtime(device=torch.device("cpu"), sync_free_step=True))
+    first = next(model.parameters())
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step(found_inf=torch.tensor(0.0))  # an ordinary step
+    before = [p.detach().clone() for p in model.parameters()]
+    moments = {key: value.clone() for key, value in optimizer.state[first].items()}
+    optimizer.step(found_inf=torch.tensor(1.0))  # skipped: weights, moments and step count as they were
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+    assert all(torch.equal(moments[key], optimizer.state[first][key]) for key in moments)
+    assert optimizer.state[first]["step"].item() == 1 and not hasattr(optimizer, "found_inf")
+    optimizer.step(found_inf=torch.tensor(0.0))
+    assert optimizer.state[first]["step"].item() == 2 and not torch.equal(before[0], first)
+    with pytest.raises(ValueError, match="fused"):
+        training.build_optimizer(model, settings).step(found_inf=torch.tensor(1.0))
+
+
 def test_compile_covers_the_training_step_and_leaves_validation_eager(tmp_path, monkeypatch):
     """compile: true compiles what the steps run; validation renders the plain model (no
     recompiles for its flags and short last chunk), and checkpoints keep plain keys."""
@@ -460,6 +482,6 @@ def test_the_ranks_stop_votes_travel_with_the_loss_terms(tmp_path, sync_free):
     rays, pixels = load_scene(BLENDER, "train").pixel_rays(torch.arange(32))
     for votes, expected in (([0.0, 0.0], None), ([1.0, 0.0], "SIGINT"), ([1.0, 1.0], "SIGTERM")):
         shard = training.Shard(SINGLE, torch.tensor(1.0), torch.tensor(votes))
-        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard)
+        stats = training.train_step(model, optimizer, rays, pixels, 1e-3, settings, None, policy, shard=shard).get()
         assert stats.finite and len(stats.level_mses) == 2
         assert training.STOP_SIGNALS[stats.stop_vote] == expected

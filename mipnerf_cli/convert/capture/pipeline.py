@@ -15,27 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from mipnerf_cli.convert.capture.layout import opengl_cam2world, point_depths
-from mipnerf_cli.convert.capture.sfm import SfmOptions, SfmResult, check_options, import_pycolmap, run_sfm
+from mipnerf_cli.convert.capture.sfm import SfmResult, check_options, import_pycolmap, run_sfm
 from mipnerf_cli.convert.capture.sources import read_source, require_photo_files, source_kind
 from mipnerf_cli.convert.capture.writer import GENERATOR, TRANSFORMS, Frame, PinholeCamera, write_scene
 from mipnerf_cli.data.layout import SCENE_KINDS, depth_bounds, detect_scene_kind, layout_spread_deg, reliable_points
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.io.output_folder import StagedFolder
+from mipnerf_cli.io.staging import StagedFolder
 from mipnerf_cli.reporting import Reporter
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptureOptions:
-    """What `mipnerf convert` was asked for a photo or video source."""
-
-    fps: float | None = None
-    frames: int | None = None
-    sfm: SfmOptions = SfmOptions()
-    scene_kind: str | None = None  # None: detected from the camera layout
-    multiscale: bool = False
-    llffhold: int = 8
-    overwrite: bool = False
-    workers: int | None = None
+from mipnerf_cli.settings import CaptureOptions
 
 
 @dataclasses.dataclass(frozen=True)

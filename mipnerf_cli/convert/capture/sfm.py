@@ -18,9 +18,8 @@ from typing import Any, Callable
 from mipnerf_cli.convert.capture.sources import MIN_IMAGES, Photos
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import Reporter
+from mipnerf_cli.settings import CAMERA_MODELS, SfmOptions
 
-CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
-DEFAULT_CAMERA_MODEL = "SIMPLE_RADIAL"
 SEQUENTIAL_OVERLAP = 10  # a video frame is matched with the next 10 (and 2^k further ones)
 MAX_EXHAUSTIVE = 300  # above this many photos, exhaustive matching takes hours on a CPU
 
@@ -34,16 +33,6 @@ def import_pycolmap():
             'converting photos or a video needs pycolmap: pip install -e ".[capture]" (or pip install "pycolmap>=4.2,<5")'
         ) from None
     return pycolmap
-
-
-@dataclasses.dataclass(frozen=True)
-class SfmOptions:
-    """How to run SfM: camera model, one camera per image, threads, matching (None: by source)."""
-
-    camera_model: str = DEFAULT_CAMERA_MODEL
-    per_image_cameras: bool = False
-    threads: int | None = None
-    sequential: bool | None = None  # None: sequential for a video, exhaustive for photos
 
 
 @dataclasses.dataclass

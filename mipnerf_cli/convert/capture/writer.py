@@ -23,8 +23,8 @@ import numpy as np
 
 from mipnerf_cli.convert.multiscale import image_levels, level_metadata
 from mipnerf_cli.data.formats.llff import POSES_BOUNDS, read_capture, split_indices
+from mipnerf_cli.data.formats.llff_poses import llff_pose_row
 from mipnerf_cli.data.images import area_downscale, read_rgba, run_in_threads, write_png
-from mipnerf_cli.demo.llff import llff_pose_row
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.reporting import Reporter
 

@@ -1,24 +1,26 @@
 """The model families, behind one protocol (`base.RadianceField`).
 
-base.py     the protocol: render a batch of rays, the last level for display, densities for
-            export, the fast-path flag, a per-step hook, the config a checkpoint records
-mipnerf.py  the paper's model (google/mipnerf internal/models.py)
-trimip.py   mip-mapped tri-planes + a small MLP + an occupancy grid (Tri-MipRF; `--config fast`)
+base.py            the protocol: render a batch of rays, the last level for display, densities
+                   for export, the fast-path flag, a per-step hook, the config a checkpoint records
+mipnerf.py         the paper's model (google/mipnerf internal/models.py)
+mipnerf_config.py  its hyper-parameters (no torch: ``settings.ModelSettings`` is derived from them)
+trimip.py          mip-mapped tri-planes + a small MLP + an occupancy grid (Tri-MipRF; `--config fast`)
 
 A new family is one module here with a `RadianceField` subclass, added to ``FAMILIES``;
-`build` is how training and checkpoints make one.
+`build` is how training and checkpoints make one. The model classes are imported on first
+use, so that reading a family's hyper-parameters does not import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from mipnerf_cli.core.models.base import LevelOutput, RadianceField
-from mipnerf_cli.core.models.mipnerf import MipNerf, ModelConfig
-from mipnerf_cli.core.models.trimip import TriMipConfig, TriMipRF
+    from mipnerf_cli.core.models.base import RadianceField
 
 __all__ = [
     "FAMILIES",
@@ -33,8 +35,23 @@ __all__ = [
     "config_fields",
 ]
 
-FAMILIES: dict[str, type[RadianceField]] = {MipNerf.family: MipNerf, TriMipRF.family: TriMipRF}
-DEFAULT_FAMILY = MipNerf.family  # what checkpoints written before families existed hold
+_LAZY = {
+    "LevelOutput": "mipnerf_cli.core.models.base",
+    "RadianceField": "mipnerf_cli.core.models.base",
+    "MipNerf": "mipnerf_cli.core.models.mipnerf",
+    "ModelConfig": "mipnerf_cli.core.models.mipnerf_config",
+    "TriMipConfig": "mipnerf_cli.core.models.trimip",
+    "TriMipRF": "mipnerf_cli.core.models.trimip",
+}
+DEFAULT_FAMILY = "mipnerf"  # what checkpoints written before families existed hold
+
+
+def families() -> dict[str, type[RadianceField]]:
+    """Family name -> model class. A new family is one entry here."""
+    from mipnerf_cli.core.models.mipnerf import MipNerf
+    from mipnerf_cli.core.models.trimip import TriMipRF
+
+    return {MipNerf.family: MipNerf, TriMipRF.family: TriMipRF}
 
 
 def config_fields(family: str) -> set[str]:
@@ -53,6 +70,15 @@ def build(family: str, config: dict[str, Any], generator: torch.Generator | None
 
 
 def _family(family: str) -> type[RadianceField]:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r} (known: {', '.join(sorted(FAMILIES))})")
-    return FAMILIES[family]
+    known = families()
+    if family not in known:
+        raise ValueError(f"unknown model family {family!r} (known: {', '.join(sorted(known))})")
+    return known[family]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FAMILIES":
+        return families()
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mipnerf_cli.core.models' has no attribute {name!r}")

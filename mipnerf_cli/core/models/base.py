@@ -46,6 +46,8 @@ class RadianceField(nn.Module):
     config_type: ClassVar[type]
     # Whether the CPU fast path (core/fast.py: cache-sized blocks of rays over worker threads)
     # pays for this family; `runtime.Runtime.uses_fast_path` asks this and nothing else.
+    # A family that says so and returns a shape from `matmul_shape` also takes `kernel=`
+    # (a `core.kernels.DenseKernel`) in `forward` and `render_last_level`.
     supports_fast_path: ClassVar[bool] = False
     config: Any
 
@@ -77,6 +79,12 @@ class RadianceField(nn.Module):
         """The last level of a deterministic pass (what eval, render, the viewer and export
         show), in one plain pass. rays: N rays (flat). Returns rgb (N, 3), distance (N,), acc (N,)."""
         return self(rays, randomized=False, white_bkgd=white_bkgd, last_level_only=True)[-1]
+
+    def matmul_shape(self, rays: int) -> tuple[int, int, int] | None:
+        """The family's dominant matmul (M, K, N) for a block of `rays` rays, at which the fast
+        path picks the faster CPU kernel (`core.kernels`); None: no choice, `kernel=` is never
+        passed. Default: None."""
+        return None
 
     def density_at(self, points: torch.Tensor, variance: float) -> torch.Tensor:
         """The density the model gives isotropic Gaussians centred at `points` (export's query).

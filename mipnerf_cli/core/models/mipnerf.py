@@ -8,58 +8,16 @@ initialisation (Glorot-uniform kernels, zero biases).
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 
 from mipnerf_cli.core import mip
+from mipnerf_cli.core.kernels import MKL, DenseKernel
 from mipnerf_cli.core.models.base import LevelOutput, Noise, RadianceField
+from mipnerf_cli.core.models.mipnerf_config import ModelConfig
 from mipnerf_cli.core.rays import RayBundle
 
 __all__ = ["ModelConfig", "LevelOutput", "MLP", "MipNerf"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of MipNerf; the defaults are the reference's (paper) values."""
-
-    num_samples: int = 128  # intervals per ray at every level
-    num_levels: int = 2  # sampling levels: coarse, then resampled fine ones
-    resample_padding: float = 0.01  # added to the blurred weights before resampling
-    stop_level_grad: bool = True  # no gradient from a level's sample positions into the previous level
-    use_viewdirs: bool = True  # condition colour on the view direction
-    lindisp: bool = False  # coarse fenceposts linear in disparity instead of depth
-    ray_shape: str = "cone"  # 'cone' (mip-NeRF) or 'cylinder'
-    min_deg_point: int = 0  # lowest frequency 2**min_deg of the (integrated) encoding of positions
-    max_deg_point: int = 16  # one past the highest frequency degree for positions
-    deg_view: int = 4  # frequencies 2**0 .. 2**(deg_view-1) for view directions
-    density_noise: float = 0.0  # std of Gaussian noise added to raw density when randomized
-    density_bias: float = -1.0  # added to raw density before softplus
-    rgb_padding: float = 0.001  # colours span [-rgb_padding, 1 + rgb_padding]
-    disable_integration: bool = False  # NeRF mode: encode the Gaussian means only (zero covariance)
-    netdepth: int = 8  # layers of the trunk
-    netwidth: int = 256  # width of the trunk and of the bottleneck
-    netdepth_condition: int = 1  # layers of the view-conditioned branch
-    netwidth_condition: int = 128  # width of the view-conditioned branch
-    skip_layer: int = 4  # the trunk input is concatenated after every skip_layer-th layer
-
-    def __post_init__(self) -> None:
-        if self.ray_shape not in ("cone", "cylinder"):
-            raise ValueError(f"ray_shape must be 'cone' or 'cylinder', not {self.ray_shape!r}")
-        for name in ("num_samples", "num_levels", "netdepth", "netwidth", "skip_layer"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-
-    @property
-    def point_features(self) -> int:
-        """Width of the encoding of a sample: sin and cos of 3 axes at each degree."""
-        return 2 * 3 * (self.max_deg_point - self.min_deg_point)
-
-    @property
-    def view_features(self) -> int:
-        """Width of the view-direction encoding (the direction itself plus sin and cos), 0 if unused."""
-        return 3 + 2 * 3 * self.deg_view if self.use_viewdirs else 0
 
 
 def _dense(in_features: int, out_features: int, generator: torch.Generator | None = None) -> nn.Linear:
@@ -117,7 +75,11 @@ class MLP(nn.Module):
         return i % self.skip_layer == 0 and i > 0
 
     def forward(
-        self, x: torch.Tensor, condition: torch.Tensor | None = None, density_only: bool = False
+        self,
+        x: torch.Tensor,
+        condition: torch.Tensor | None = None,
+        density_only: bool = False,
+        kernel: DenseKernel = MKL,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Evaluate the MLP at every sample.
 
@@ -126,6 +88,8 @@ class MLP(nn.Module):
           condition: (..., Fc) per-ray condition (encoded view direction), shared by the S samples
             of its ray; None when the model was built without one.
           density_only: skip the colour branch (raw_rgb is None then).
+          kernel: the matmul kernel of the trunk, density head and bottleneck (`core.kernels`;
+            the activations stay in its layout from the first trunk layer to those heads).
         Returns:
           raw_rgb: (..., S, 3) or None;  raw_density: (..., S, 1).
 
@@ -136,18 +100,18 @@ class MLP(nn.Module):
         view-direction block of the condition layer is applied once per ray, not per sample.
         """
         sample_shape = x.shape[:-1]
-        inputs = x.reshape(-1, x.shape[-1])
+        inputs = kernel.enter(x.reshape(-1, x.shape[-1]))
         h, rejoin = inputs, None  # rejoin: the inputs concatenated after h, if the last layer skipped
         for i, layer in enumerate(self.trunk):
-            h = torch.relu_(_dense_on_concat(layer, h, rejoin))
+            h = kernel.relu_(kernel.dense(layer, h, rejoin))
             rejoin = inputs if self._skips_after(i) else None
-        raw_density = _dense_on_concat(self.density_head, h, rejoin).reshape(*sample_shape, -1)
+        raw_density = kernel.leave(kernel.dense(self.density_head, h, rejoin)).reshape(*sample_shape, -1)
         if density_only:
             return None, raw_density
         if self.bottleneck is not None:
             if condition is None:
                 raise ValueError("this MLP was built with a condition input; pass one")
-            bottleneck = _dense_on_concat(self.bottleneck, h, rejoin)
+            bottleneck = kernel.leave(kernel.dense(self.bottleneck, h, rejoin))
             layers = [*self.condition_layers, self.rgb_head]
             first, width = layers[0], bottleneck.shape[-1]
             # The condition's share of the first layer: once per ray, broadcast over its samples.
@@ -161,25 +125,10 @@ class MLP(nn.Module):
             for layer in layers[1:-1]:
                 h = torch.relu_(torch.addmm(layer.bias, h, layer.weight.t()))
         else:
-            h = _dense_on_concat(self.rgb_head, h, rejoin)
+            h = kernel.leave(kernel.dense(self.rgb_head, h, rejoin))
             return h.reshape(*sample_shape, -1), raw_density
         raw_rgb = torch.addmm(self.rgb_head.bias, h, self.rgb_head.weight.t())
         return raw_rgb.reshape(*sample_shape, -1), raw_density
-
-
-def _dense_on_concat(layer: nn.Linear, h: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
-    """layer(cat([h, extra], -1)) (or layer(h) when extra is None) without the concatenation.
-
-    h: (M, Fh);  extra: (M, Fe) or None;  returns (M, out). Two chained matmuls; the
-    gradient of `extra` is only formed if it requires one.
-    """
-    if extra is None:
-        return torch.addmm(layer.bias, h, layer.weight.t())
-    width = h.shape[-1]
-    # Out of place: autocast runs `addmm` in bf16 but not the in-place `addmm_`, so an in-place
-    # second product would meet a float32 weight with a bf16 buffer (issue 14's crash).
-    partial = torch.addmm(layer.bias, extra, layer.weight[:, width:].t())
-    return torch.addmm(partial, h, layer.weight[:, :width].t())
 
 
 def _softplus(x: torch.Tensor) -> torch.Tensor:
@@ -247,6 +196,7 @@ class MipNerf(RadianceField):
         generator: torch.Generator | None = None,
         noise: Noise | None = None,
         last_level_only: bool = False,
+        kernel: DenseKernel = MKL,
     ) -> list[LevelOutput]:
         """Render a batch of rays at every level.
 
@@ -260,6 +210,7 @@ class MipNerf(RadianceField):
             rays); the generator is then unused. Only read when randomized.
           last_level_only: return only the last level; the earlier ones then skip their colour
             branch (only their densities steer the resampling), which rendering never needs.
+          kernel: the MLP's matmul kernel (`core.kernels`; the fast path picks it).
         Returns:
           One LevelOutput per level, coarse first: rgb (N, 3), distance (N,), acc (N,).
         """
@@ -291,7 +242,7 @@ class MipNerf(RadianceField):
                 covs = torch.zeros_like(covs)
             samples_enc = mip.integrated_pos_enc((means, covs), cfg.min_deg_point, cfg.max_deg_point)
             colour_unused = last_level_only and level < cfg.num_levels - 1
-            raw_rgb, raw_density = self.mlp(samples_enc, viewdirs_enc, density_only=colour_unused)
+            raw_rgb, raw_density = self.mlp(samples_enc, viewdirs_enc, density_only=colour_unused, kernel=kernel)
 
             if randomized and cfg.density_noise > 0:
                 # Noise on the raw density regularises it (the reference's option; 0 by default).
@@ -311,6 +262,15 @@ class MipNerf(RadianceField):
             if not colour_unused:
                 outputs.append(LevelOutput(comp_rgb, distance, acc))
         return outputs
+
+    def render_last_level(self, rays: RayBundle, white_bkgd: bool, kernel: DenseKernel = MKL) -> LevelOutput:
+        """The last level of a deterministic pass, the earlier levels' colour branch skipped.
+        rays: N rays (flat). Returns rgb (N, 3), distance (N,), acc (N,)."""
+        return self(rays, randomized=False, white_bkgd=white_bkgd, last_level_only=True, kernel=kernel)[-1]
+
+    def matmul_shape(self, rays: int) -> tuple[int, int, int]:
+        """The MLP's dominant matmul for a block of `rays` rays: (samples, netwidth, netwidth)."""
+        return (rays * self.config.num_samples, self.config.netwidth, self.config.netwidth)
 
     def density_at(self, points: torch.Tensor, variance: float) -> torch.Tensor:
         """The density of isotropic Gaussians centred at `points` (the one MLP serves every

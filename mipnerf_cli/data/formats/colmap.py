@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mipnerf_cli.data.formats.capture import (
+from mipnerf_cli.data.formats.capture_cameras import (
     CaptureCameras,
     colmap_model_folder,
     distortion_or_none,

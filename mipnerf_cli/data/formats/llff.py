@@ -1,17 +1,19 @@
 """LLFF (forward-facing) and 360° captures as an ImageSet, as google/mipnerf's ``LLFF`` loader.
 
 The cameras come from ``poses_bounds.npy`` (below), or from a nerfstudio / instant-ngp
-``transforms.json`` or a COLMAP model, which ``data/capture.py`` turns into the same arrays
+``transforms.json`` or a COLMAP model, which ``formats/capture.py`` turns into the same arrays
 (their own pinhole intrinsics fx, fy, cx, cy are kept for the rays); from there one pipeline.
 
 A scene folder holds ``poses_bounds.npy`` (N x 17: per image a flattened 3x5 matrix
 ``[down, right, back, position, (H, W, focal)]`` and the near / far depth bounds) and
 ``images/`` (``images_<factor>/`` for a smaller copy). The loader, step by step as the
-reference (``internal/datasets.py``) does it, with the same float32 / float64 mix:
+reference (``internal/datasets.py``) does it, with the same float32 / float64 mix (the pose
+math is ``formats/llff_poses.py``):
 
 1. images sorted by file name (names ending in JPG, jpg or png); H, W from the images and
    focal / factor;
-2. axes reordered to ``[right, up, back]`` (camera looks down -z, as the Blender scenes);
+2. axes reordered to ``[right, up, back]`` (camera looks down -z, as the Blender scenes;
+   ``opengl_from_llff``);
 3. positions and bounds scaled by ``1 / (0.75 * min near)``;
 4. recentred on the average pose;
 5. with ``spherify``, recentred on the point closest to all optical axes and scaled to the
@@ -48,6 +50,14 @@ from mipnerf_cli.data.formats.capture import (
     read_capture_cameras,
     resolve_spherify,
 )
+from mipnerf_cli.data.formats.llff_poses import (
+    SPIRAL_VIEWS,
+    ndc_rays,
+    opengl_from_llff,
+    recenter_poses,
+    spherify_poses,
+    spiral_poses,
+)
 from mipnerf_cli.data.images import read_rgba, run_in_threads
 from mipnerf_cli.data.imageset import ImageSet
 from mipnerf_cli.data.undistort import pinhole_camera, undistort_image, undistortion_maps
@@ -55,111 +65,6 @@ from mipnerf_cli.errors import MipNerfError
 
 IMAGE_ENDINGS = ("JPG", "jpg", "png")  # what the reference accepts (case-sensitive)
 LLFFHOLD = 8
-SPIRAL_VIEWS = 120
-
-
-# ----------------------------------------------------------------------------- pose algebra
-# Ports of the reference's helpers; numpy, same dtypes (poses float32, mixed float64 steps).
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x)
-
-
-def view_matrix(z: np.ndarray, up: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """(3, 4) camera-to-world with back axis ``z``, roughly ``up``, at ``position``."""
-    back = _normalize(z)
-    right = _normalize(np.cross(up, back))
-    true_up = _normalize(np.cross(back, right))
-    return np.stack([right, true_up, back, position], 1)
-
-
-def average_pose(poses: np.ndarray) -> np.ndarray:
-    """(3, 5) mean pose of ``poses`` (N, 3, 5): mean centre, summed back and up axes; hwf of pose 0."""
-    hwf = poses[0, :3, -1:]
-    center = poses[:, :3, 3].mean(0)
-    back = _normalize(poses[:, :3, 2].sum(0))
-    up = poses[:, :3, 1].sum(0)
-    return np.concatenate([view_matrix(back, up, center), hwf], 1)
-
-
-def recenter_poses(poses: np.ndarray) -> np.ndarray:
-    """``poses`` (N, 3, 5) expressed in the frame of their average pose (the hwf column kept)."""
-    bottom = np.reshape([0, 0, 0, 1.0], [1, 4])
-    average = np.concatenate([average_pose(poses)[:3, :4], bottom], -2)
-    square = np.concatenate([poses[:, :3, :4], np.tile(bottom[None], [poses.shape[0], 1, 1])], -2)
-    out = poses.copy()
-    out[:, :3, :4] = (np.linalg.inv(average) @ square)[:, :3, :4]
-    return out
-
-
-def spiral_poses(poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS, turns: int = 2) -> np.ndarray:
-    """The reference's video path: ``num_views`` (3, 4) float32 poses on a ``turns``-turn spiral
-    around the average pose, looking at the focus depth 1/(0.25/(0.9 min near) + 0.75/(5 max far))."""
-    average = average_pose(poses)
-    up = _normalize(poses[:, :3, 1].sum(0))
-    close_depth, inf_depth = bounds.min() * 0.9, bounds.max() * 5.0
-    focus = 1.0 / ((1.0 - 0.75) / close_depth + 0.75 / inf_depth)
-    radii = np.array(list(np.percentile(np.abs(poses[:, :3, 3]), 90, 0)) + [1.0])
-    out = []
-    for theta in np.linspace(0.0, 2.0 * np.pi * turns, num_views + 1)[:-1]:
-        centre = np.dot(average[:3, :4], np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * 0.5), 1.0]) * radii)
-        back = _normalize(centre - np.dot(average[:3, :4], np.array([0, 0, -focus, 1.0])))
-        out.append(view_matrix(back, up, centre))
-    return np.array(out).astype(np.float32)
-
-
-def _homogeneous(p: np.ndarray) -> np.ndarray:
-    return np.concatenate([p, np.tile(np.eye(4)[-1][None, None], [p.shape[0], 1, 1])], 1)
-
-
-def spherify_poses(
-    poses: np.ndarray, bounds: np.ndarray, num_views: int = SPIRAL_VIEWS
-) -> tuple[np.ndarray, np.ndarray]:
-    """360° captures: poses (N, 3, 5) moved so the point nearest every optical axis is the
-    origin and scaled so the cameras lie on average on the unit sphere; ``bounds`` is scaled
-    in place. Returns the new (N, 3, 5) poses and the (num_views, 3, 4) circle path."""
-    axes, centres = poses[:, :3, 2:3], poses[:, :3, 3:4]
-    a = np.eye(3) - axes * np.transpose(axes, [0, 2, 1])
-    b = -a @ centres
-    centre = np.squeeze(-np.linalg.inv((np.transpose(a, [0, 2, 1]) @ a).mean(0)) @ b.mean(0))
-    up = _normalize((poses[:, :3, 3] - centre).mean(0))
-    right = _normalize(np.cross([0.1, 0.2, 0.3], up))
-    forward = _normalize(np.cross(up, right))
-    frame = np.stack([right, forward, up, centre], 1)
-    reset = np.linalg.inv(_homogeneous(frame[None])) @ _homogeneous(poses[:, :3, :4])
-    radius = np.sqrt(np.mean(np.sum(np.square(reset[:, :3, 3]), -1)))
-    scale = 1.0 / radius
-    reset[:, :3, 3] *= scale
-    bounds *= scale
-    radius *= scale
-    height = np.mean(reset[:, :3, 3], 0)[2]
-    circle = np.sqrt(radius**2 - height**2)
-    path = []
-    for theta in np.linspace(0.0, 2.0 * np.pi, num_views):
-        position = np.array([circle * np.cos(theta), circle * np.sin(theta), height])
-        back = _normalize(position)
-        right = _normalize(np.cross(back, np.array([0, 0, -1.0])))
-        path.append(np.stack([right, _normalize(np.cross(back, right)), back, position], 1))
-    hwf = np.broadcast_to(poses[0, :3, -1:], (poses.shape[0], 3, 1))
-    return np.concatenate([reset[:, :3, :4], hwf], -1), np.stack(path, 0)
-
-
-# ----------------------------------------------------------------------------- NDC rays
-
-
-def ndc_rays(origins: np.ndarray, directions: np.ndarray, focal, width, height, near: float = 1.0):
-    """World rays ``(..., 3)`` -> NDC origins and directions ``(..., 3)`` (the reference's
-    ``convert_to_ndc``): origins moved to z = -near, then the forward-facing projection.
-    focal, width, height broadcast against the leading dimensions."""
-    t = -(near + origins[..., 2]) / directions[..., 2]
-    origins = origins + t[..., None] * directions
-    dx, dy, dz = np.moveaxis(directions, -1, 0)
-    ox, oy, oz = np.moveaxis(origins, -1, 0)
-    fx, fy = 2 * focal / width, 2 * focal / height
-    ndc_origins = np.stack([-fx * (ox / oz), -fy * (oy / oz), 1 + 2 * near / oz], -1)
-    ndc_directions = np.stack([-fx * (dx / dz - ox / oz), -fy * (dy / dz - oy / oz), -2 * near / oz], -1)
-    return ndc_origins, ndc_directions
 
 
 @dataclasses.dataclass(eq=False)
@@ -349,7 +254,7 @@ class CameraArrays:
 
 
 def read_cameras(path: Path, factor: int) -> CameraArrays:
-    """The cameras of the capture at ``path`` in any of the formats of ``data/capture.py``."""
+    """The cameras of the capture at ``path`` in any of the formats of ``formats/capture.py``."""
     if capture_format(path) in ("nerfstudio", "colmap"):
         cameras = read_capture_cameras(path, factor)
         poses, bounds = llff_poses(cameras)
@@ -427,13 +332,10 @@ def read_capture(
         intrinsics, undistort = pinhole_intrinsics(
             cameras.intrinsics / max(factor, 1), cameras.distortion, height, width
         )
-    poses = poses.transpose([1, 2, 0])  # (3, 5, N), the reference's layout for these steps
-    bounds = bounds.transpose([1, 0])
-    poses[:2, 4, :] = np.array([height, width]).reshape([2, 1])
-    poses[2, 4, :] = poses[2, 4, :] * 1.0 / max(factor, 1)
-    poses = np.concatenate([poses[:, 1:2, :], -poses[:, 0:1, :], poses[:, 2:, :]], 1)
-    poses = np.moveaxis(poses, -1, 0).astype(np.float32)
-    bounds = np.moveaxis(bounds, -1, 0).astype(np.float32)
+    poses[:, :2, 4] = np.array([height, width])
+    poses[:, 2, 4] = poses[:, 2, 4] * 1.0 / max(factor, 1)
+    poses = opengl_from_llff(poses).astype(np.float32)
+    bounds = bounds.astype(np.float32)
     scale = 1.0 / (bounds.min() * 0.75)
     poses[:, :3, 3] *= scale
     bounds *= scale

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from mipnerf_cli.data.formats.capture import (
+from mipnerf_cli.data.formats.capture_cameras import (
     TRANSFORMS,
     CaptureCameras,
     check_bounds,
