@@ -64,7 +64,10 @@ METHOD_SPEC = {
         },
         "llff": {
             "@apply": [{"dataset": "llff"}],
-            "@description": "google/mipnerf configs/llff.gin: cylinders, density noise 1 (packaged config llff)",
+            "@description": (
+                "google/mipnerf configs/llff.gin model options: cylinders, density noise 1 (packaged config llff); "
+                "the rays stay in world space, not the paper's NDC (docs/nerfbaselines.md)"
+            ),
             "config": "llff",
         },
     },
