@@ -436,9 +436,19 @@ class ExportSettings(BaseModel):
     data: Optional[Path] = Field(None, description="scene folder whose training cameras are used")
     what: Literal["mesh", "pointcloud"] = "mesh"
     out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
-    grid: int = Field(256, ge=8, description="mesh: grid points per axis over the scene's bounds")
+    method: Literal["fusion", "density"] = Field(
+        "fusion", description="fusion: the training views' surface depths fused (default); density: a density level set"
+    )
+    grid: int = Field(256, ge=8, description="grid points along the longest side of the scene's box")
     threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
     keep_all: bool = Field(False, description="mesh: keep every piece, not only the largest connected one")
+    surface_opacity: float = Field(
+        0.2, gt=0, lt=1, description="fusion: accumulated opacity along a ray that marks its surface"
+    )
+    min_views: int = Field(2, ge=1, description="fusion: views that must agree with a point or piece (else a floater)")
+    min_size: float = Field(
+        0.02, ge=0, lt=1, description="fusion: smallest mesh piece kept, as a share of the scene box's diagonal"
+    )
     min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
     neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
     std_ratio: float = Field(
