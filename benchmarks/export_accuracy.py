@@ -130,9 +130,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         mesh, largest, cloud = Path(folder) / "mesh.ply", Path(folder) / "largest.ply", Path(folder) / "cloud.ply"
-        log = export(args.run, mesh, "--what", "mesh", "--resolution", str(args.resolution), "--keep-all")
+        log = export(args.run, mesh, "--what", "mesh", "--grid", str(args.resolution), "--keep-all")
         print(log.strip())
-        export(args.run, largest, "--what", "mesh", "--resolution", str(args.resolution))
+        export(args.run, largest, "--what", "mesh", "--grid", str(args.resolution))
         print(export(args.run, cloud, "--what", "pointcloud").strip())
         for name, ply in (
             ("mesh (--keep-all)", mesh),
