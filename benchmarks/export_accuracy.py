@@ -1,16 +1,15 @@
 """How accurate `mipnerf export` is on the demo scene, whose true geometry is known.
 
-Exports the mesh and the point cloud of a trained demo run through the CLI, samples points
-on the true surfaces (the ones the training cameras see: mipnerf_cli.demo.geometry)
-and prints Chamfer distance (scene units and % of the scene radius, demo.SCENE_RADIUS) and
-precision / recall / F-score at 1 % of the scene radius, as a Markdown table; --picture
-draws the mesh to a PNG.
+Exports the mesh and the point cloud of a trained demo run through the CLI with default flags
+(the fusion method), samples points on the true surfaces (the ones the training cameras see:
+mipnerf_cli.demo.geometry) and prints precision / recall / F-score at 3 % and 1 % of the
+scene radius (demo.SCENE_RADIUS) and the Chamfer distance, as a Markdown table; --density
+adds the density level set's rows (`--method density`, every piece and the largest);
+--picture draws the mesh to a PNG.
 
-    PYTHONPATH=$PWD python benchmarks/export_accuracy.py /tmp/exp/demo-run --resolution 256 \\
-        --picture docs/demo_mesh.png
-
-The demo's four objects are apart, so the mesh is exported with --keep-all (the largest
-piece alone would be one object); the row "mesh, largest piece" shows the default.
+    mipnerf demo-scene /tmp/exp/demo
+    mipnerf train --config demo --data /tmp/exp/demo --out-dir /tmp/exp --exp-name demo-run
+    PYTHONPATH=$PWD python benchmarks/export_accuracy.py /tmp/exp/demo-run --picture docs/demo_mesh.png
 """
 
 from __future__ import annotations
@@ -72,11 +71,11 @@ def export(run: Path, out: Path, *args: str) -> str:
 
 
 def scores(ply: Path, true_points: np.ndarray, tau: float) -> dict[str, float]:
-    """surface_scores at `tau`, plus the F-score at 3 tau (about one training pixel at the objects)."""
+    """surface_scores at 3 `tau` (about one training pixel at the objects), plus the F-score at `tau`."""
     vertices, _, faces = read_ply(ply)
     predicted = mesh_surface_points(vertices, faces, TRUTH_POINTS) if faces is not None else vertices.astype(np.float64)
-    result = surface_scores(predicted, true_points, tau)
-    result["fscore3"] = surface_scores(predicted, true_points, 3 * tau)["fscore"]
+    result = surface_scores(predicted, true_points, 3 * tau)
+    result["fscore1"] = surface_scores(predicted, true_points, tau)["fscore"]
     return result
 
 
@@ -121,39 +120,36 @@ def draw_mesh(ply: Path, picture: Path, size: int = 640) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a run trained on the demo scene (configs/demo)")
-    parser.add_argument("--resolution", type=int, default=256)
-    parser.add_argument("--picture", type=Path, help="draw the mesh to this PNG")
+    parser.add_argument("--density", action="store_true", help="also the density level set (--method density)")
+    parser.add_argument("--picture", type=Path, help="draw the default mesh to this PNG")
     args = parser.parse_args()
     true_points = truth(scene_of(args.run))
     radius = demo.SCENE_RADIUS
     tau = 0.01 * radius
+    exports = [("mesh (default: fusion)", "mesh.ply", ("--what", "mesh"))]
+    exports.append(("point cloud (default: fusion)", "cloud.ply", ("--what", "pointcloud")))
+    if args.density:
+        exports.append(("mesh, density, every piece", "dmesh.ply", ("--method", "density", "--keep-all")))
+        exports.append(("mesh, density, largest piece", "dlargest.ply", ("--method", "density")))
+        exports.append(("point cloud, density", "dcloud.ply", ("--method", "density", "--what", "pointcloud")))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        mesh, largest, cloud = Path(folder) / "mesh.ply", Path(folder) / "largest.ply", Path(folder) / "cloud.ply"
-        log = export(args.run, mesh, "--what", "mesh", "--grid", str(args.resolution), "--keep-all")
-        print(log.strip())
-        export(args.run, largest, "--what", "mesh", "--grid", str(args.resolution))
-        print(export(args.run, cloud, "--what", "pointcloud").strip())
-        for name, ply in (
-            ("mesh (--keep-all)", mesh),
-            ("mesh, largest piece (default)", largest),
-            ("point cloud", cloud),
-        ):
+        for name, file, flags in exports:
+            ply = Path(folder) / file
+            print(export(args.run, ply, *flags).strip())
             rows.append((name, scores(ply, true_points, tau)))
-        if args.picture is not None:
-            draw_mesh(mesh, args.picture)
+            if file == "mesh.ply" and args.picture is not None:
+                draw_mesh(ply, args.picture)
     print(
-        f"\n{len(true_points):,} true points on the visible surfaces; tau = 1 % of the scene radius {radius} = {tau:.4f}\n"
+        f"\n{len(true_points):,} true points on the visible surfaces; scene radius {radius}: "
+        f"3 % = {3 * tau:.4f}, 1 % = {tau:.4f}\n"
     )
-    print(
-        "| export | Chamfer (units) | Chamfer (% of radius) | accuracy | completeness | precision | recall "
-        "| F-score @ 1 % | F-score @ 3 % |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| export | precision @ 3 % | recall @ 3 % | F-score @ 3 % | F-score @ 1 % | Chamfer (units) |")
+    print("|---|---|---|---|---|---|")
     for name, s in rows:
         print(
-            f"| {name} | {s['chamfer']:.4f} | {100 * s['chamfer'] / radius:.2f} % | {s['accuracy']:.4f} | "
-            f"{s['completeness']:.4f} | {s['precision']:.3f} | {s['recall']:.3f} | {s['fscore']:.3f} | {s['fscore3']:.3f} |"
+            f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['fscore']:.3f} | {s['fscore1']:.3f} "
+            f"| {s['chamfer']:.4f} |"
         )
 
 

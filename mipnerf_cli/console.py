@@ -15,11 +15,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
+
+from mipnerf_cli.reporting import human_duration
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,6 +40,14 @@ def _format_fields(fields: dict[str, Any]) -> str:
             value = f"{value:.4g}"
         parts.append(f"{key} {value}")
     return "  ".join(parts)
+
+
+class _EtaColumn(ProgressColumn):
+    """The time left in human units ("2 h 13 min", "353 d"); "-" until the speed is known."""
+
+    def render(self, task) -> Text:
+        left = task.time_remaining
+        return Text("-" if left is None else human_duration(left), style="progress.remaining")
 
 
 class ProgressBar:
@@ -84,7 +95,7 @@ class ProgressBar:
                 TaskProgressColumn(),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
-                TimeRemainingColumn(),
+                _EtaColumn(),
                 TextColumn("{task.fields[status]}"),
                 console=console,
                 transient=False,
@@ -113,7 +124,7 @@ class ProgressBar:
         done = self.completed - self._start_completed
         eta = ""
         if done > 0 and self.completed < self.total:
-            eta = f"  eta {elapsed / done * (self.total - self.completed):.0f}s"
+            eta = f"  eta {human_duration(elapsed / done * (self.total - self.completed))}"
         status = _format_fields(self.fields)
         print(f"{self.description} {self.completed}/{self.total}{eta}  {status}".rstrip(), flush=True)
 

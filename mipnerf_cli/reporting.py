@@ -101,3 +101,20 @@ def as_reporter(report: ReportArg) -> Reporter:
 def quiet_progress(reporter: Reporter) -> QuietProgress:
     """No bar, but the bar's `log` lines still reach the user as `info` lines."""
     return QuietProgress(log_to=reporter.info)
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as people say it: "42 s", "12 min", "2 h 13 min", "3 d 4 h", "353 d"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    if days < 10:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    return f"{days} d"

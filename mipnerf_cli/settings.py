@@ -62,6 +62,53 @@ class ModelSettings(create_model("ModelFields", __module__=__name__, **_config_f
         return self.config_type(**self.model_dump())
 
 
+class TriMipSettings(BaseModel):
+    """The `trimip:` section: the fields of `core.models.trimip.TriMipConfig` (the grid model,
+    `model_family: trimip`, `--config fast`); a test keeps the two alike."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bound: float = Field(1.5, gt=0, description="the scene lies in [-bound, bound]^3 (Blender scenes: 1.5)")
+    plane_resolution: int = Field(128, ge=1, description="texels per side of each tri-plane (a power of two)")
+    plane_features: int = Field(16, ge=1, description="channels per plane")
+    hidden: int = Field(64, ge=1, description="width of the density and colour MLPs")
+    geo_features: int = Field(15, ge=1, description="features the density MLP hands to the colour MLP")
+    deg_view: int = Field(4, ge=0, description="frequencies of the view-direction encoding")
+    march_steps: int = Field(192, ge=1, description="marching steps across the scene cube's diagonal")
+    prefilter: bool = Field(
+        True, description="mip level from the cone's footprint (false: point samples, the ablation)"
+    )
+    density_bias: float = Field(-1.0, description="added to the raw density before exp")
+    rgb_padding: float = Field(0.001, ge=0, description="colour range widened to [-p, 1+p]")
+    occupancy_resolution: int = Field(
+        64, ge=0, description="occupancy grid cells per side (0: no empty-space skipping)"
+    )
+    occupancy_interval: int = Field(16, ge=1, description="training steps between occupancy grid updates")
+    occupancy_warmup: int = Field(256, ge=0, description="until this step every cell is evaluated at each update")
+    occupancy_threshold: float = Field(0.01, gt=0, description="a cell is occupied above this opacity per step")
+    occupancy_decay: float = Field(0.95, gt=0, le=1, description="decay of a cell's running opacity per update")
+    init_scale: float = Field(0.1, ge=0, description="plane features start uniform in [-s, s]")
+    early_stop: float = Field(
+        1e-3,
+        ge=0,
+        lt=1,
+        description="skip steps behind a transmittance below this (a gradient-free pass finds them; 0: off)",
+    )
+
+    @field_validator("plane_resolution")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (64, 128, 256, ...), not {value}")
+        return value
+
+    def to_model_config(self):
+        """The engine's frozen `TriMipConfig` with these values."""
+        from mipnerf_cli.core.models.trimip import TriMipConfig
+
+        return TriMipConfig(**self.model_dump())
+
+
 def _default_data_root() -> Path:
     return Path(os.environ.get(DATA_ROOT_ENV) or "data")
 
@@ -110,6 +157,13 @@ class TrainSettings(BaseModel):
     disable_multiscale_loss: bool = Field(False, description="ignore the 4^level loss weights of multiscale data")
     randomized: bool = Field(True, description="stratified sampling noise while training")
     max_steps: int = Field(1_000_000, gt=0)
+    max_minutes: Optional[float] = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="stop (and save) after this many minutes of training over all sessions of the run, "
+        "start-up and validation not counted; a larger value or --max-steps continues (null: no limit)",
+    )
 
     # -- bookkeeping
     check_interval: int = Field(10_000, gt=0, description="steps between checkpoints and validation")
@@ -154,7 +208,12 @@ class TrainSettings(BaseModel):
         description="on a CPU a validation renders at most this share of the rays trained between checks, the smallest scales first (null: every view at every scale)",
     )
 
+    model_family: Literal["mipnerf", "trimip"] = Field(
+        "mipnerf",
+        description="mipnerf: the paper's model (`model:`); trimip: the grid model (`trimip:`, `--config fast`)",
+    )
     model: ModelSettings = Field(default_factory=ModelSettings)
+    trimip: TriMipSettings = Field(default_factory=TriMipSettings)
 
     @field_validator("resume_path", mode="before")
     @classmethod
@@ -163,6 +222,11 @@ class TrainSettings(BaseModel):
         if isinstance(value, str) and value.strip() in ("", "None", "none", "null"):
             return None
         return value
+
+    def model_family_config(self):
+        """(the model family, its engine config) these settings train."""
+        section = self.trimip if self.model_family == "trimip" else self.model
+        return self.model_family, section.to_model_config()
 
     @property
     def run_dir(self) -> Path:
@@ -384,9 +448,19 @@ class ExportSettings(BaseModel):
     data: Optional[Path] = Field(None, description="scene folder whose training cameras are used")
     what: Literal["mesh", "pointcloud"] = "mesh"
     out: Optional[Path] = Field(None, description="the PLY file (default: <run>/export/<what>.ply)")
-    grid: int = Field(256, ge=8, description="mesh: grid points per axis over the scene's bounds")
+    method: Literal["fusion", "density"] = Field(
+        "fusion", description="fusion: the training views' surface depths fused (default); density: a density level set"
+    )
+    grid: int = Field(256, ge=8, description="grid points along the longest side of the scene's box")
     threshold: Optional[float] = Field(None, gt=0, description="density of the surface (default: from the histogram)")
     keep_all: bool = Field(False, description="mesh: keep every piece, not only the largest connected one")
+    surface_opacity: float = Field(
+        0.2, gt=0, lt=1, description="fusion: accumulated opacity along a ray that marks its surface"
+    )
+    min_views: int = Field(2, ge=1, description="fusion: views that must agree with a point or piece (else a floater)")
+    min_size: float = Field(
+        0.02, ge=0, lt=1, description="fusion: smallest mesh piece kept, as a share of the scene box's diagonal"
+    )
     min_acc: float = Field(0.95, gt=0, le=1, description="least accumulated opacity of a pixel that gives a point")
     neighbours: int = Field(16, ge=1, description="k of the statistical outlier removal (pointcloud)")
     std_ratio: float = Field(
@@ -471,6 +545,20 @@ class BenchSettings(BaseModel):
         if any(isinstance(size, int) and not 1 <= size <= 8000 for size in value or ()):
             raise ValueError("every side must be between 1 and 8000")
         return value
+
+
+def bench_grid_model(config: str) -> Optional[TriMipSettings]:
+    """The `trimip:` settings when bench's --config trains the grid model (`model_family: trimip`), else None."""
+    if config == "paper":
+        return None
+    path = find_config(config)
+    values = load_yaml_settings(path)
+    if values.get("model_family") != "trimip":
+        return None
+    section = values.get("trimip") or {}
+    if not isinstance(section, dict):
+        raise MipNerfError(f"config {path}: `trimip:` must be a mapping of setting: value")
+    return TriMipSettings.model_validate(section)
 
 
 def bench_model(config: str) -> tuple[str, ModelSettings]:

@@ -91,7 +91,8 @@ def bench_command(
         str,
         typer.Option(
             "--config",
-            help="paper (the reference model), a packaged config (demo, lego) or a yaml file; its `model:` section is used.",
+            help="paper (the reference model), a packaged config (demo, lego, fast: the grid model) or a yaml file; "
+            "its `model:` section is used (`model_family: trimip`: its `trimip:` section, with and without the occupancy grid).",
         ),
     ] = "paper",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
@@ -164,8 +165,15 @@ def bench_command(
     white background.
     """
     from mipnerf_cli.bench.report import append_markdown, markdown_rows
-    from mipnerf_cli.settings import BenchSettings, bench_model
+    from mipnerf_cli.settings import BenchSettings, bench_grid_model, bench_model
 
+    grid_model = bench_grid_model(config)
+    if grid_model is not None:
+        settings = BenchSettings(
+            what=what, device=device, cpu_threads=cpu_threads, batch=batch, chunk=chunk, steps=steps, warmup=warmup
+        )
+        _grid_bench(config, grid_model, settings, as_json)
+        return
     config_name, model_settings = bench_model(config)
     settings = BenchSettings(
         what=what, model=model_settings, config_name=config_name, device=device, cpu_threads=cpu_threads,
@@ -189,6 +197,48 @@ def bench_command(
             from mipnerf_cli.console import info
 
             info(f"appended {len(rows.splitlines())} row(s) to {markdown}")
+
+
+def _grid_bench(config: str, grid_model, settings, as_json: bool) -> None:
+    """The grid model's bench (bench/grid.py): rays/s and samples/s with the occupancy grid and without."""
+    from rich.table import Table
+
+    from mipnerf_cli.bench.grid import run_grid_bench
+    from mipnerf_cli.bench.peaks import load_average, machine_description
+    from mipnerf_cli.bench.run import bench_runtime
+    from mipnerf_cli.console import console
+
+    def report(phase: str, message: str) -> None:
+        sys.stderr.write(f"bench {phase} {message}\n")
+        sys.stderr.flush()
+
+    with bench_runtime(settings) as runtime:
+        rows = run_grid_bench(
+            grid_model, runtime, settings.batch, settings.chunk, settings.steps, settings.warmup, settings.what, report
+        )
+        machine = machine_description(runtime.device)
+    load = load_average()
+    if as_json:
+        payload = {"config": config, "machine": machine, "load_average": load, "phases": [r.to_dict() for r in rows]}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    table = Table(title=f"mipnerf bench: {config} (grid model) on {machine} ({settings.device})")
+    for column in ("", "occupancy grid", "rays/s", "samples/s", "samples/ray"):
+        table.add_column(column, justify="right" if column else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            row.phase,
+            row.grid,
+            f"{row.rays_per_s:,.0f}",
+            f"{row.samples_per_s / 1e3:,.0f}k",
+            f"{row.samples_per_ray:.1f}",
+        )
+    console.print(table)
+    console.print(
+        "grid 'ball of radius 1': a stand-in for a trained grid (16% of the cells occupied; lego's holds 15-20%); "
+        f"load average {load}",
+        highlight=False,
+    )
 
 
 def _run_with_progress(settings, as_json: bool):

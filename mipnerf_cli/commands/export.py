@@ -21,7 +21,13 @@ from mipnerf_cli.commands.options import (
 )
 from mipnerf_cli.console import ProgressBar, info
 
-STAGES = {"density": "density grid", "colours": "vertex colours", "views": "training views"}
+STAGES = {
+    "density": "density grid",
+    "colours": "vertex colours",
+    "views": "training views",
+    "surface": "surface depths",
+    "fusion": "depth fusion",
+}
 
 
 class StageBars:
@@ -59,16 +65,37 @@ def export_command(
     what: Annotated[
         Optional[str],
         typer.Option(
-            "--what", help="mesh (marching cubes of the density) or pointcloud (rendered depth of the training views)."
+            "--what", help="mesh (a coloured triangle mesh) or pointcloud (the training views' surface points)."
         ),
     ] = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="The PLY file. Default: <run>/export/<what>.ply.")
     ] = None,
+    method: Annotated[
+        Optional[str],
+        typer.Option(
+            "--method",
+            help="fusion (the training views' surface depths, checked against each other and fused) "
+            "or density (a level set of the density; --threshold, --keep-all).",
+        ),
+    ] = None,
+    surface_opacity: Annotated[
+        Optional[float],
+        typer.Option("--surface-opacity", help="fusion: accumulated opacity along a ray that marks its surface."),
+    ] = None,
+    min_views: Annotated[
+        Optional[int],
+        typer.Option("--min-views", help="fusion: views that must agree with a point or mesh piece to keep it."),
+    ] = None,
+    min_size: Annotated[
+        Optional[float],
+        typer.Option("--min-size", help="fusion: smallest mesh piece kept, as a share of the scene box's diagonal."),
+    ] = None,
     grid: Annotated[
         Optional[int],
         typer.Option(
-            "--grid", help="mesh: grid points per axis over the scene's bounds (the older --resolution still works)."
+            "--grid",
+            help="Grid points along the longest side of the scene's box (the older --resolution still works).",
         ),
     ] = None,
     threshold: Annotated[
@@ -111,7 +138,8 @@ def export_command(
     from mipnerf_cli.settings import ExportSettings
 
     flags = dict(
-        data=data, what=what, out=out, grid=one_of(("--grid", grid), ("--resolution", resolution)),
+        data=data, what=what, out=out, method=method, surface_opacity=surface_opacity,
+        min_views=min_views, min_size=min_size, grid=one_of(("--grid", grid), ("--resolution", resolution)),
         threshold=threshold, keep_all=keep_all, min_acc=min_acc, neighbours=neighbours, std_ratio=std_ratio,
         chunk=chunk, device=device, cpu_threads=cpu_threads, progress=progress,
     )  # fmt: skip
@@ -120,7 +148,15 @@ def export_command(
         result = export_geometry(
             settings, progress=bars, grid_flag="--resolution" if resolution is not None else "--grid"
         )  # messages name the spelling typed
-    if result.what == "mesh":
+    if result.method == "fusion":
+        if result.what == "mesh":
+            info(
+                f"mesh: {result.num_vertices:,} vertices, {result.num_faces:,} faces; {result.pieces} pieces, "
+                f"{result.floaters} floaters dropped ({result.removed:,} vertices)"
+            )
+        else:
+            info(f"point cloud: {result.num_vertices:,} points ({result.floaters:,} floaters dropped)")
+    elif result.what == "mesh":
         low, high = result.density_range
         how = "chosen from the density histogram" if result.threshold_chosen else "given"
         info(f"density on the {settings.grid}³ grid: {low:.4g} to {high:.4g}; threshold {result.threshold:.4g} ({how})")

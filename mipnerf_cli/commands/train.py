@@ -26,7 +26,8 @@ def train_command(
         Optional[str],
         typer.Option(
             "--config",
-            help="Settings yaml: a file, or a packaged config name (demo, lego, lego-multiscale). "
+            help="Settings yaml: a file, or a packaged config name (demo, lego, lego-multiscale, lego-cpu, fast: "
+            "the grid model). "
             "Flags override it; relative paths inside it are relative to the file.",
         ),
     ] = None,
@@ -61,6 +62,14 @@ def train_command(
     max_steps: Annotated[
         Optional[int], typer.Option("--max-steps", help="Train up to this step (default: 1,000,000).")
     ] = None,
+    max_minutes: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-minutes",
+            help="Stop after M minutes of training (all sessions of the run; start-up and validation not "
+            "counted), save and exit 0; run again with a larger M or with --max-steps to continue.",
+        ),
+    ] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rays per step (default: 4096).")] = None,
     check_interval: Annotated[
         Optional[int],
@@ -77,7 +86,11 @@ def train_command(
     device: DeviceOption = None,
     no_integration: Annotated[
         bool,
-        typer.Option("--no-integration", help="NeRF mode: point samples and plain positional encoding (the ablation)."),
+        typer.Option(
+            "--no-integration",
+            help="Point samples, the anti-aliasing ablation: NeRF mode (plain positional encoding) for the paper "
+            "model, level-0 lookups without footprint prefiltering for the grid model (--config fast).",
+        ),
     ] = False,
     seed: Annotated[
         Optional[int], typer.Option("--seed", help="Seed of the initial weights, batches and sampling noise.")
@@ -108,12 +121,14 @@ def train_command(
         "factor": factor,
         "spherify": spherify,
         "max_steps": max_steps,
+        "max_minutes": max_minutes,
         "batch_size": batch_size,
         "check_interval": check_interval,
         "resume_path": resume,
         "device": device,
         "seed": seed,
         "model": {"disable_integration": True} if no_integration else None,
+        "trimip": {"prefilter": False} if no_integration else None,
     }
     settings = resolve_train_settings(config, overrides)
     if nproc is not None and nproc > 1:

@@ -56,15 +56,19 @@ class ExportResult:
     removed: int  # points or vertices dropped (outliers, smaller pieces)
     lower: tuple[float, float, float]
     upper: tuple[float, float, float]
+    method: str = "density"
+    floaters: int = 0  # fusion: pieces (mesh) or points (point cloud) dropped as floaters
 
 
-def training_cameras(trained, data: Optional[Path]) -> SceneCameras:
+def training_cameras(trained, data: Optional[Path], ndc: bool = False) -> SceneCameras:
     """The full-resolution training cameras of the scene `trained` was trained on (or `data`),
     through the door (`runs.trained`: the scene's kind checked against the checkpoint's), in
-    float32 as export computes; a forward-facing capture (rays in NDC) is refused."""
+    float32 as export computes; a forward-facing capture (rays in NDC) is refused unless `ndc`."""
     scene = trained.scene(data)
-    if scene.ndc:
-        raise MipNerfError(f"{scene.folder} is a forward-facing LLFF scene (rays in NDC); export needs a 360° scene")
+    if scene.ndc and not ndc:
+        raise MipNerfError(
+            f"{scene.folder} is a forward-facing LLFF scene (rays in NDC); the density method needs a 360° scene; use --method fusion"
+        )
     cameras = scene.cameras("train").full_resolution()
     return dataclasses.replace(cameras, cam2world=cameras.cam2world.float())
 
@@ -368,7 +372,8 @@ def export_geometry(
     from mipnerf_cli.runs.trained import load_trained_model, resolve_checkpoint
     from mipnerf_cli.runtime import resolve
 
-    if settings.what == "mesh":  # before anything is loaded
+    check_method(settings)
+    if settings.what == "mesh" or settings.method == "fusion":  # before anything is loaded
         check_grid_fits(settings.grid, available_memory(), grid_flag)
     _, run_dir = resolve_checkpoint(settings.run, settings.ckpt)
     out = settings.out if settings.out is not None else run_dir / "export" / f"{settings.what}.ply"
@@ -376,7 +381,7 @@ def export_geometry(
     # Export renders in float32 (no autocast, no TF32) whatever the device.
     device = resolve(settings.device, settings.cpu_threads, mixed_precision=False, tf32=False).device
     trained = load_trained_model(settings.run, settings.ckpt, device)
-    cameras = training_cameras(trained, settings.data)
+    cameras = training_cameras(trained, settings.data, ndc=settings.method == "fusion")
 
     def write(vertices: np.ndarray, colours: np.ndarray, faces: Optional[np.ndarray]) -> None:
         try:
@@ -387,5 +392,64 @@ def export_geometry(
             ) from None
         write_ply(out, vertices, colours, faces)
 
+    if settings.method == "fusion":
+        return export_fused(settings, trained, cameras, device, progress, out, write)
     export = export_mesh if settings.what == "mesh" else export_pointcloud
     return export(settings, trained, cameras, device, progress, out, write)
+
+
+DENSITY_FLAGS = {"threshold": "--threshold", "keep_all": "--keep-all"}
+
+
+def check_method(settings: ExportSettings) -> None:
+    """MipNerfError when a flag of the density method is given with the fusion method."""
+    if settings.method != "fusion":
+        return
+    for field, flag in DENSITY_FLAGS.items():
+        if getattr(settings, field) not in (None, False):
+            raise MipNerfError(f"{flag} belongs to the density level set; add --method density to use it")
+
+
+def export_fused(
+    settings: ExportSettings, trained, cameras: SceneCameras, device, progress, out: Path, write: Writer
+) -> ExportResult:
+    """The fusion method (export/surface.py) -> `write`."""
+    from mipnerf_cli.export import surface
+
+    options = surface.FusionOptions(
+        resolution=settings.grid,
+        surface_opacity=settings.surface_opacity,
+        min_views=settings.min_views,
+        min_size=settings.min_size,
+        chunk=settings.chunk,
+    )
+    default_box = None if cameras.ndc else scene_bounds(cameras)
+    surfaces = surface.training_surfaces(trained.model, cameras, options, default_box, device, progress)
+    if settings.what == "pointcloud":
+        points, colours, dropped = surface.pointcloud(surfaces, settings.min_views)
+        if len(points) == 0:
+            raise MipNerfError(
+                f"no surface point is seen by {settings.min_views} views; lower --min-views or train longer"
+            )
+        write(points, colours, None)
+        lower, upper = points.min(axis=0), points.max(axis=0)
+        counts = (len(points), 0, 0, dropped, dropped)
+    else:
+        vertices, colours, faces, found, lower, upper = surface.mesh(surfaces, options, progress)
+        write(vertices, colours, faces)
+        counts = (len(vertices), len(faces), found.total, found.dropped_vertices, found.dropped)
+    return ExportResult(
+        path=out,
+        what=settings.what,
+        num_vertices=counts[0],
+        num_faces=counts[1],
+        threshold=None,
+        threshold_chosen=False,
+        density_range=None,
+        pieces=counts[2],
+        removed=counts[3],
+        lower=tuple(float(v) for v in lower),
+        upper=tuple(float(v) for v in upper),
+        method="fusion",
+        floaters=counts[4],
+    )

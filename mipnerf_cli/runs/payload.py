@@ -30,8 +30,8 @@ REQUIRED = ("step", "model", "model_config", "settings")
 
 
 def model_config_dict(settings) -> dict[str, Any]:
-    """The ``model_config`` entry of a run with these TrainSettings."""
-    return dataclasses.asdict(settings.model.to_model_config())
+    """The ``model_config`` entry of a run with these TrainSettings (of its model family)."""
+    return dataclasses.asdict(settings.model_family_config()[1])
 
 
 def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> dict[str, Any]:
@@ -91,6 +91,7 @@ class Recorded:
     step: int
     elapsed_s: float
     model_config: dict[str, Any]
+    model_family: str
     settings: dict[str, Any]
     kind: Optional[str]
     white_bkgd: bool
@@ -120,6 +121,7 @@ def read(payload: dict[str, Any]) -> Recorded:
         step=int(payload.get("step", 0)),
         elapsed_s=float(payload.get("elapsed_s", 0.0)),
         model_config=payload["model_config"],
+        model_family=payload.get("model_family", "mipnerf"),
         settings=settings,
         kind=kind,
         white_bkgd=bool(scene.get("white_bkgd", settings.get("white_bkgd", True))),

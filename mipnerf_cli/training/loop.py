@@ -18,7 +18,15 @@ from torch import nn
 from mipnerf_cli.data.sampler import step_generator
 from mipnerf_cli.distributed import SINGLE, Context, PeerError, check_batch_split
 from mipnerf_cli.errors import MipNerfError
-from mipnerf_cli.reporting import SILENT, Progress, ReportArg, Reporter, as_reporter, quiet_progress
+from mipnerf_cli.reporting import (
+    SILENT,
+    Progress,
+    ReportArg,
+    Reporter,
+    as_reporter,
+    human_duration,
+    quiet_progress,
+)
 from mipnerf_cli.runs import checkpoints
 from mipnerf_cli.runs.folder import RunFiles
 from mipnerf_cli.runs.lock import RunLock
@@ -100,6 +108,12 @@ def train(
         if start.step >= settings.max_steps:
             report(
                 f"{files.dir} is already at step {start.step} (max_steps {settings.max_steps}); raise --max-steps to go on"
+            )
+            return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
+        if settings.max_minutes is not None and start.elapsed_s >= settings.max_minutes * 60:
+            report(
+                f"{files.dir} has trained {human_duration(start.elapsed_s)} already (--max-minutes "
+                f"{settings.max_minutes:g}); raise --max-minutes or leave it out to go on"
             )
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
         train_set, val_set, images = _load_splits(settings, scene, runtime, is_main, report)
@@ -232,18 +246,37 @@ class TrainRun:
         )
         return stats
 
+    def out_of_time(self) -> bool:
+        """Whether --max-minutes of training (all sessions, validation excluded) are spent; every rank agrees."""
+        budget = self.settings.max_minutes
+        if budget is None:
+            return False
+        spent = self.elapsed() >= budget * 60
+        if self.context.distributed:
+            spent = bool(self.context.max(int(spent)))
+        return spent
+
+    def warn_long_schedule(self) -> None:
+        """Once, after the first steps of a session: say so when the schedule would take more than a day."""
+        steps = self.step - self.start.step
+        seconds = self.elapsed() - self.start.elapsed_s
+        line = long_schedule_warning(steps, seconds, self.settings.max_steps - self.step, self.settings.max_minutes)
+        if line is not None:
+            self.bar.log(f"warning: {line}")
+
     def log_window(self, lr: float) -> None:
         """One "train" line of metrics.jsonl: the means since the previous one."""
         self.files.log(self.window.record(self.step, lr, self.settings.batch_size, self.elapsed()))
         self.window = Window()
 
-    def save(self) -> None:
-        """Checkpoint the current step (once); the other ranks wait, so a failed save stops every rank."""
-        self.context.on_main(self._save_on_main)
+    def save(self, again: bool = False) -> None:
+        """Checkpoint the current step (once; `again`: rewrite it, e.g. with the time spent since);
+        the other ranks wait, so a failed save stops every rank."""
+        self.context.on_main(lambda: self._save_on_main(again))
         self.saved_step = self.step
 
-    def _save_on_main(self) -> None:
-        if self.saved_step == self.step:
+    def _save_on_main(self, again: bool = False) -> None:
+        if self.saved_step == self.step and not again:
             return
         payload = make_payload(
             self.step, self.model, self.optimizer, self.settings, self.kind, self.files.dir, self.elapsed()
@@ -291,11 +324,13 @@ def _loop(run: TrainRun) -> TrainResult:
     # k+1 is queued, so the GPU never idles waiting for the host. A step that logs, saves,
     # validates or ends the run is read at once, so nothing is written before it is checked.
     pending, last = None, None  # (step, lr, seconds, PendingStats) not yet read; the latest read StepStats
+    out_of_time = False
     with StopRequest(run.reporter) as stop, run.bar:
-        while run.step < settings.max_steps and stopped_by is None:
+        while run.step < settings.max_steps and stopped_by is None and not out_of_time:
             run.step += 1
             step = run.step
             tic = time.perf_counter()
+            run.model.before_step(step)  # e.g. the grid model's occupancy grid; deterministic in step
             rays, pixels, noise, shard = step_batch(
                 settings,
                 step,
@@ -327,8 +362,19 @@ def _loop(run: TrainRun) -> TrainResult:
                 run.save()
                 run.validate(stop.requested)
             stopped_by = run.agreed_stop(stop, last)
+            if step == run.start.step + WARN_AFTER_STEPS:
+                run.warn_long_schedule()
+            out_of_time = run.out_of_time()
         if pending is not None:
             run.account(*pending[:3], pending[3].get())
+
+        if out_of_time and stopped_by is None:
+            # Again if this step was saved already: the checkpoint then records the spent budget.
+            run.save(again=True)
+            run.bar.log(
+                f"time budget spent ({settings.max_minutes:g} min of training) at step {run.step}; saved "
+                f"{run.last_checkpoint}; continue with a larger --max-minutes or with --max-steps"
+            )
 
         if stopped_by is not None:
             run.save()
@@ -342,6 +388,27 @@ def _loop(run: TrainRun) -> TrainResult:
     # Nobody leaves before rank 0 has validated and closed its files (torchrun reads an early exit as the end).
     context.barrier()
     return TrainResult(step=run.step, run_dir=run.files.dir, last_checkpoint=run.last_checkpoint)
+
+
+WARN_AFTER_STEPS = 20  # steps of a session timed before judging the schedule's length
+LONG_SCHEDULE_S = 86400.0
+
+
+def long_schedule_warning(steps: int, seconds: float, steps_left: int, max_minutes: Optional[float]) -> Optional[str]:
+    """The warning for a schedule that would take more than a day at the measured speed
+    (`steps` done in `seconds`), or None. A --max-minutes budget bounds the time."""
+    if steps <= 0 or seconds <= 0:
+        return None
+    remaining = seconds / steps * steps_left
+    if max_minutes is not None:
+        remaining = min(remaining, max_minutes * 60)
+    if remaining <= LONG_SCHEDULE_S:
+        return None
+    return (
+        f"at {steps / seconds:.3g} steps/s the remaining {steps_left} steps take about {human_duration(remaining)} "
+        "here; for a CPU use --config lego-cpu (mip-NeRF sized for a CPU, about an hour on lego at 1/4) or "
+        "--config fast (the grid model, minutes), or bound the run with --max-minutes M"
+    )
 
 
 class Window:

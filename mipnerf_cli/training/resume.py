@@ -57,6 +57,11 @@ def find_start(settings: TrainSettings, files: RunFiles, report: Callable[[str],
                 "pick another --exp-name (or --resume auto to continue this run)"
             )
     recorded = payload.read(loaded)
+    if recorded.model_family != settings.model_family:
+        raise MipNerfError(
+            f"cannot resume from {source}: it holds a {recorded.model_family} model, these settings train "
+            f"{settings.model_family}; start a new run with another --exp-name"
+        )
     refuse_model_change(recorded.model_config, payload.model_config_dict(settings), source)
     changes = changed_settings(recorded.settings, settings.model_dump(mode="json"))
     if changes:
@@ -103,7 +108,7 @@ def refuse_model_change(recorded: dict[str, Any], wanted: dict[str, Any], source
 
 
 def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    ignore = {"model", "resume_path"}
+    ignore = {"model", "trimip", "resume_path", "max_minutes"}
     return [
         f"{key} {recorded[key]!r} -> {current[key]!r}"
         for key in current

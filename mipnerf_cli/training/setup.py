@@ -24,6 +24,11 @@ def check_scene(settings: TrainSettings) -> str:
         )
         raise MipNerfError(f"scene folder {data} not found{hint}; pass --data SCENE_DIR or set {DATA_ROOT_ENV}")
     kind = scene_kind(data)
+    if settings.model_family == "trimip" and kind not in ("blender", "multiscale"):
+        raise MipNerfError(
+            f"the grid model (model_family trimip, --config fast) takes Blender and multiscale scenes; "
+            f"{data} is a capture: train it with --config llff-cpu (or llff)"
+        )
     check_scene_kind(
         data,
         kind,
@@ -66,12 +71,15 @@ def resolve_scene(settings: TrainSettings) -> tuple[TrainSettings, TrainScene]:
 
 
 def build_model(settings: TrainSettings) -> nn.Module:
-    """A freshly initialised model; the initial weights depend on the seed only."""
-    from mipnerf_cli.core.models.mipnerf import MipNerf
+    """A freshly initialised model of the settings' family; the initial weights depend on the seed only."""
+    import dataclasses
 
+    from mipnerf_cli.core import models
+
+    family, config = settings.model_family_config()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        return MipNerf(settings.model.to_model_config())
+        return models.build(family, dataclasses.asdict(config))
 
 
 class SkippableAdam(torch.optim.Adam):

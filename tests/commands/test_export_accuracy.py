@@ -91,10 +91,12 @@ model:
 """
 MESH_FLOOR, CLOUD_FLOOR = 0.04, 0.02  # 300 steps measured 0.10 and 0.056; 1500 steps 0.41 and 0.22 (README)
 FAST_MESH_FLOOR, FAST_CLOUD_FLOOR3 = 0.025, 0.035  # 150 steps at 32 px measured 0.065 (1 %) and 0.105 (3 %)
+FAST_FUSED_FLOOR3 = 0.35  # the default (fusion) mesh and point cloud at 3 %: measured 0.49 and 0.51
 
 
 def _export_scores(mipnerf, run, scene, folder, mesh_args, taus):
-    """{what: [surface_scores at each tau]} of the mesh (--keep-all) and point cloud of `run`."""
+    """{what: [surface_scores at each tau]} of the density method's mesh (--keep-all) and point
+    cloud and the default (fusion) method's mesh and point cloud of `run`."""
     from mipnerf_cli.io.ply import read_ply
 
     frames = json.loads((scene / "transforms_train.json").read_text())["frames"]
@@ -102,19 +104,26 @@ def _export_scores(mipnerf, run, scene, folder, mesh_args, taus):
     truth = demo_geometry.surface_points(60000)
     truth = truth[demo_geometry.visible_mask(truth, poses)]
     scores = {}
-    for what, extra in (("mesh", [*mesh_args, "--keep-all"]), ("pointcloud", [])):
-        out = folder / f"{what}.ply"
+    exports = {
+        "mesh": ("mesh", [*mesh_args, "--method", "density", "--keep-all"]),
+        "pointcloud": ("pointcloud", ["--method", "density"]),
+        "fused mesh": ("mesh", mesh_args),
+        "fused pointcloud": ("pointcloud", mesh_args),
+    }
+    for name, (what, extra) in exports.items():
+        out = folder / f"{name.replace(' ', '-')}.ply"
         result = mipnerf("export", run, "--what", what, "--out", out, "--cpu-threads", 1, "--no-progress", *extra)
         assert result.returncode == 0, result.stderr
         vertices, _, faces = read_ply(out)
         predicted = mesh_surface_points(vertices, faces, 60000) if faces is not None else vertices.astype(np.float64)
-        scores[what] = [surface_scores(predicted, truth, tau) for tau in taus]
+        scores[name] = [surface_scores(predicted, truth, tau) for tau in taus]
     return scores
 
 
 def test_fast_training_exports_geometry_above_a_floor(tmp_path, mipnerf):
-    """150 steps on a 32 px demo scene (about 30 s): the mesh's F-score at 1 % of the scene radius
-    and the point cloud's at 3 % (its few thousand points cannot cover the surface at 1 %)."""
+    """150 steps on a 32 px demo scene (about 30 s): the density mesh's F-score at 1 % of the scene
+    radius and its point cloud's at 3 % (its few thousand points cannot cover the surface at 1 %);
+    the default (fusion) mesh's and point cloud's at 3 %."""
     scene = tmp_path / "demo"
     assert mipnerf("demo-scene", scene, "--size", 32, "--train", 20, "--val", 1, "--test", 1).returncode == 0
     config = tmp_path / "fast.yaml"
@@ -128,6 +137,8 @@ def test_fast_training_exports_geometry_above_a_floor(tmp_path, mipnerf):
     print({what: [round(s["fscore"], 4) for s in values] for what, values in scores.items()})
     assert scores["mesh"][0]["fscore"] > FAST_MESH_FLOOR, scores
     assert scores["pointcloud"][1]["fscore"] > FAST_CLOUD_FLOOR3, scores
+    assert scores["fused mesh"][1]["fscore"] > FAST_FUSED_FLOOR3, scores
+    assert scores["fused pointcloud"][1]["fscore"] > FAST_FUSED_FLOOR3, scores
 
 
 @pytest.mark.slow

@@ -29,7 +29,19 @@ def test_mesh_export_writes_a_coloured_mesh(run, tmp_path, mipnerf):
 
     out = tmp_path / "mesh.ply"
     result = mipnerf(
-        "export", run, "--what", "mesh", "--resolution", 24, "--out", out, "--cpu-threads", 1, "--no-progress"
+        "export",
+        run,
+        "--what",
+        "mesh",
+        "--method",
+        "density",
+        "--resolution",
+        24,
+        "--out",
+        out,
+        "--cpu-threads",
+        1,
+        "--no-progress",
     )
     assert result.returncode == 0, result.stderr
     assert "chosen from the density histogram" in result.stdout and f"wrote {out}" in result.stdout
@@ -41,7 +53,18 @@ def test_mesh_export_writes_a_coloured_mesh(run, tmp_path, mipnerf):
     # --keep-all keeps at least as much
     everything = tmp_path / "all.ply"
     result = mipnerf(
-        "export", run, "--resolution", 24, "--keep-all", "--out", everything, "--cpu-threads", 1, "--no-progress"
+        "export",
+        run,
+        "--method",
+        "density",
+        "--resolution",
+        24,
+        "--keep-all",
+        "--out",
+        everything,
+        "--cpu-threads",
+        1,
+        "--no-progress",
     )
     assert result.returncode == 0, result.stderr
     assert len(read_ply(everything)[0]) >= len(vertices)
@@ -50,7 +73,19 @@ def test_mesh_export_writes_a_coloured_mesh(run, tmp_path, mipnerf):
 def test_pointcloud_export_default_location(run, mipnerf):
     from mipnerf_cli.io.ply import read_ply
 
-    result = mipnerf("export", run, "--what", "pointcloud", "--min-acc", 0.01, "--cpu-threads", 1, "--no-progress")
+    result = mipnerf(
+        "export",
+        run,
+        "--what",
+        "pointcloud",
+        "--method",
+        "density",
+        "--min-acc",
+        0.01,
+        "--cpu-threads",
+        1,
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     out = run / "export" / "pointcloud.ply"
     assert f"wrote {out}" in result.stdout
@@ -61,7 +96,7 @@ def test_pointcloud_export_default_location(run, mipnerf):
 def test_export_help(mipnerf):
     result = mipnerf("export", "--help")
     assert result.returncode == 0
-    for option in ("--what", "--resolution", "--threshold", "--keep-all", "--ckpt", "--out"):
+    for option in ("--what", "--resolution", "--threshold", "--keep-all", "--ckpt", "--out", "--method", "--min-views"):
         assert option in result.stdout
 
 
@@ -86,16 +121,45 @@ CASES = {
         ("error: --grid 100000: the density grid needs about", "; use --grid "),
     ),
     "no-surface": (
-        lambda run, tmp: ["export", run, "--resolution", 12, "--threshold", 1e9, "--out", tmp / "m.ply"],
+        lambda run, tmp: [
+            "export",
+            run,
+            "--method",
+            "density",
+            "--resolution",
+            12,
+            "--threshold",
+            1e9,
+            "--out",
+            tmp / "m.ply",
+        ],
         ("--threshold 1e+09 gives no surface: the density on the grid ranges from",),
     ),
     "out-unwritable": (
-        lambda run, tmp: ["export", run, "--resolution", 12, "--out", _unwritable(tmp)],
+        lambda run, tmp: ["export", run, "--method", "density", "--grid", 12, "--out", _unwritable(tmp)],
         ("cannot write there",),
     ),
     "out-folder-missing": (lambda run, tmp: ["export", run, "--out", tmp / "nowhere" / "m.ply"], ("does not exist",)),
     "out-not-ply": (lambda run, tmp: ["export", run, "--out", tmp / "m.obj"], ("must end in .ply",)),
     "what-unknown": (lambda run, tmp: ["export", run, "--what", "voxels", "--out", tmp / "m.ply"], ("what",)),
+    "method-unknown": (lambda run, tmp: ["export", run, "--method", "poisson", "--out", tmp / "m.ply"], ("method",)),
+    "surface-opacity-1": (
+        lambda run, tmp: ["export", run, "--surface-opacity", 1, "--out", tmp / "m.ply"],
+        ("surface_opacity", "less than 1"),
+    ),
+    "min-views-0": (
+        lambda run, tmp: ["export", run, "--min-views", 0, "--out", tmp / "m.ply"],
+        ("min_views", "greater than or equal to 1"),
+    ),
+    "min-size-1": (lambda run, tmp: ["export", run, "--min-size", 1, "--out", tmp / "m.ply"], ("min_size",)),
+    "threshold-with-fusion": (
+        lambda run, tmp: ["export", run, "--threshold", 2, "--out", tmp / "m.ply"],
+        ("--threshold belongs to the density level set", "--method density"),
+    ),
+    "keep-all-with-fusion": (
+        lambda run, tmp: ["export", run, "--keep-all", "--out", tmp / "m.ply"],
+        ("--keep-all belongs to the density level set",),
+    ),
 }
 
 
@@ -118,6 +182,8 @@ def test_export_from_a_checkpoint_file_with_a_given_threshold(run, tmp_path, mip
         "export",
         "--ckpt",
         run / "ckpt" / "last.pt",
+        "--method",
+        "density",
         "--resolution",
         16,
         "--keep-all",
@@ -135,6 +201,8 @@ def test_export_from_a_checkpoint_file_with_a_given_threshold(run, tmp_path, mip
         "export",
         "--ckpt",
         run / "ckpt" / "last.pt",
+        "--method",
+        "density",
         "--resolution",
         16,
         "--keep-all",
@@ -151,3 +219,26 @@ def test_export_from_a_checkpoint_file_with_a_given_threshold(run, tmp_path, mip
     (v1, _, f1), (v2, _, _) = read_ply(first), read_ply(again)
     assert len(f1) > 0 and abs(len(v1) - len(v2)) <= 0.02 * len(v1)
     assert np.abs(v1.mean(axis=0) - v2.mean(axis=0)).max() < 0.01
+
+
+def test_fusion_refuses_a_run_that_renders_no_surface(run, tmp_path, mipnerf):
+    """The tiny run's views stay under opacity 0.5 (the density method's point cloud above needs
+    --min-acc 0.01): the fusion method says so in one line and writes nothing. Its successful
+    exports are measured in tests/commands/test_export_accuracy.py on a demo training."""
+    for what in ("mesh", "pointcloud"):
+        before = snapshot(tmp_path, run)
+        result = mipnerf(
+            "export",
+            run,
+            "--what",
+            what,
+            "--resolution",
+            16,
+            "--out",
+            tmp_path / "x.ply",
+            "--cpu-threads",
+            1,
+            "--no-progress",
+        )
+        assert_refused(result, "train longer")
+        assert snapshot(tmp_path, run) == before

@@ -43,6 +43,7 @@ class TriMipConfig:
     occupancy_warmup: int = 256  # until this step every cell is evaluated at each update
     occupancy_threshold: float = 0.01  # a cell is occupied above this step opacity
     occupancy_decay: float = 0.95  # running-max decay per update
+    early_stop: float = 1e-3  # skip steps behind a transmittance below this (found by a gradient-free pass; 0: off)
     init_scale: float = 0.1  # plane features start uniform in [-init_scale, init_scale]
 
     def __post_init__(self) -> None:
@@ -172,18 +173,8 @@ class TriMipRF(RadianceField):
             offset = noise[0]["offset"]
         else:
             offset = torch.full((num_rays,), 0.5, device=rays.origins.device, dtype=rays.origins.dtype)
-        near, far = rays.near[:, 0], rays.far[:, 0]
-        t_enter, t_exit = occupancy.ray_aabb_intersect(rays.origins, rays.directions, cfg.bound)
-        t_start = torch.maximum(near, t_enter)
-        t_end = torch.minimum(far, t_exit)
-        # Steps in units of t (directions are not unit): the world step over |d|.
-        dir_norm = rays.directions.norm(dim=-1)
-        dt = cfg.step_size / dir_norm
-        t, keep = occupancy.march_along_rays(t_start, t_end, dt, cfg.march_steps, offset)
-        points = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
-        if cfg.occupancy_resolution:
-            cell, inside = occupancy.cell_index_from_points(points, cfg.bound, cfg.occupancy_resolution)
-            keep = keep & inside & self.occupied[cell]
+        near = rays.near[:, 0]
+        t, points, keep = self._samples(rays, offset)
         ray_id, step_id = torch.nonzero(keep, as_tuple=True)
         kept_t = t[ray_id, step_id]
         radius = rays.radii[ray_id, 0] * kept_t
@@ -195,6 +186,44 @@ class TriMipRF(RadianceField):
             rgb, density * cfg.step_size, kept_t, ray_id, step_id, keep.shape, near, white_bkgd
         )
         return [LevelOutput(comp_rgb, distance, acc)]
+
+    def _samples(self, rays: RayBundle, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The marching steps of N rays starting at `offset` (N,) of a step: t (N, S), points
+        (N, S, 3) and keep (N, S), the steps that reach the network (inside the cube and the
+        near/far bounds, in occupied cells, not behind an opaque surface)."""
+        cfg = self.config
+        t_enter, t_exit = occupancy.ray_aabb_intersect(rays.origins, rays.directions, cfg.bound)
+        t_start = torch.maximum(rays.near[:, 0], t_enter)
+        t_end = torch.minimum(rays.far[:, 0], t_exit)
+        # Steps in units of t (directions are not unit): the world step over |d|.
+        dt = cfg.step_size / rays.directions.norm(dim=-1)
+        t, keep = occupancy.march_along_rays(t_start, t_end, dt, cfg.march_steps, offset)
+        points = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
+        if cfg.occupancy_resolution:
+            cell, inside = occupancy.cell_index_from_points(points, cfg.bound, cfg.occupancy_resolution)
+            keep = keep & inside & self.occupied[cell]
+        if cfg.early_stop > 0:
+            keep = self._visible(keep, t, points, rays.radii[:, 0], cfg.early_stop)
+        return t, points, keep
+
+    @torch.no_grad()
+    def samples_per_ray(self, rays: RayBundle) -> torch.Tensor:
+        """How many steps of each of N rays reach the network in a deterministic pass: (N,) long."""
+        offset = torch.full((len(rays),), 0.5, device=rays.origins.device, dtype=rays.origins.dtype)
+        return self._samples(rays, offset)[2].sum(dim=-1)
+
+    @torch.no_grad()
+    def _visible(
+        self, keep: torch.Tensor, t: torch.Tensor, points: torch.Tensor, radii: torch.Tensor, threshold: float
+    ) -> torch.Tensor:
+        """`keep` (N, S) without the steps that light reaches with transmittance below
+        `threshold` (behind opaque surfaces), from densities of a gradient-free pass."""
+        ray_id, step_id = torch.nonzero(keep, as_tuple=True)
+        density, _ = self._density_and_geo(points[ray_id, step_id], radii[ray_id] * t[ray_id, step_id])
+        dense = torch.zeros(keep.shape, device=keep.device, dtype=density.dtype)
+        dense[ray_id, step_id] = density * self.config.step_size
+        transmittance = torch.exp(-(torch.cumsum(dense, dim=-1) - dense))
+        return keep & (transmittance > threshold)
 
     # ------------------------------------------------------------------ occupancy grid
     @torch.no_grad()
