@@ -37,7 +37,7 @@ from torch import nn
 
 __all__ = [
     "KERNELS", "DenseKernel", "MKL", "ONEDNN", "kernel_named", "onednn_available", "Probe", "probe", "fastest",
-    "MARGIN", "MIN_PROBE_MACS",
+    "resolve", "MARGIN", "MIN_PROBE_MACS",
 ]  # fmt: skip
 
 KERNELS = ("mkl", "onednn")
