@@ -25,7 +25,7 @@ train --multiscale --data "$OUT/scene-ms" --exp-name recovered-multiscale > "$OU
 train --data "$OUT/scene" --exp-name recovered-singlescale-400px > "$OUT/train-ss.log" 2>&1 &
 wait
 # 4. scores: the same 13 held-out views (every 8th), and every scale of the multiscale test split
-mipnerf eval --run "$OUT/runs/recovered-100px"
-mipnerf eval --run "$OUT/runs/true-100px"
+mipnerf eval "$OUT/runs/recovered-100px"
+mipnerf eval "$OUT/runs/true-100px"
 python benchmarks/score_on_multiscale.py "$OUT/runs/recovered-multiscale" "$OUT/scene-ms" --limit 3
 python benchmarks/score_on_multiscale.py "$OUT/runs/recovered-singlescale-400px" "$OUT/scene-ms" --single "$OUT/scene" --limit 3

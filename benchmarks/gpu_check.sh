@@ -148,7 +148,7 @@ if [ -f "$DATA/transforms_train.json" ]; then
     RUN=$LEGO/runs/lego
     cp "$RUN/metrics.jsonl" "$LEGO/metrics.jsonl" 2>/dev/null
     part lego_plot 120 "${MIPNERF[@]}" plot "$RUN" --out "$LEGO/quality.png"
-    part lego_eval "$LIMIT" "${MIPNERF[@]}" eval --run "$RUN" --device "$DEVICE" --scale 4 --limit 2 --no-progress \
+    part lego_eval "$LIMIT" "${MIPNERF[@]}" eval "$RUN" --device "$DEVICE" --scale 4 --limit 2 --no-progress \
         --out "$LEGO/eval"
 else
     printf 'lego\tskipped (no Blender scene at %s; set DATA)\t0s\n' "$DATA" >> "$STATUS"

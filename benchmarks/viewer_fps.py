@@ -4,7 +4,7 @@
     python benchmarks/viewer_fps.py startup RUN [--screenshot docs/viewer.png]
 
 `fps` times the viewer's own ProgressiveRenderer (the coarse image, then the refined one, at
-the default --resolution 256 of a 4:3 browser: 64x48 then 256x192 pixels) for models of a
+the default --max-size 256 of a 4:3 browser: 64x48 then 256x192 pixels) for models of a
 config's size with random weights (speed does not depend on the weights: every sample of
 every ray is evaluated). `startup` starts the real `mipnerf view RUN` command, opens the
 page in headless Chromium as soon as the port listens, and reports when the server sent
@@ -121,7 +121,7 @@ def startup(args) -> None:
                 "cpu",
                 "--cpu-threads",
                 str(args.cpu_threads),
-                "--resolution",
+                "--max-size",
                 str(args.resolution),
             ],
             stdout=subprocess.PIPE,

@@ -351,7 +351,9 @@ class RenderSettings(BaseModel):
     )
     frames: int = Field(120, ge=1, le=100_000)
     fps: float = Field(30.0, gt=0, le=1000)
-    scale: float = Field(1.0, gt=0, description="render at 1/scale of the training resolution and focal")
+    downscale: float = Field(
+        1.0, gt=0, description="render at 1/downscale of the training resolution and focal (older key: scale)"
+    )
     radius: Optional[float] = Field(
         None, gt=0, description="camera distance from the origin (default: training cameras' mean)"
     )
@@ -377,6 +379,16 @@ class RenderSettings(BaseModel):
         if value not in PATH_GENERATORS and not is_path_file(value):
             raise ValueError(f"unknown camera path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_scale_key(cls, values: Any) -> Any:
+        """`scale`, the older key of `downscale` (`downscale` wins when a flag gives it over a file's `scale`)."""
+        if isinstance(values, dict) and "scale" in values:
+            values = dict(values)
+            older = values.pop("scale")
+            values.setdefault("downscale", older)
+        return values
 
     @field_validator("resolution", mode="before")
     @classmethod

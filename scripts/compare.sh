@@ -51,8 +51,8 @@ else
 fi
 
 step "3/4 evaluate both at all four scales"
-mipnerf eval --run "$ROOT/mip-nerf" --scale 4 --save-image --cpu-threads "$THREADS" --no-progress
-mipnerf eval --run "$ROOT/nerf" --scale 4 --save-image --cpu-threads "$THREADS" --no-progress
+mipnerf eval "$ROOT/mip-nerf" --scale 4 --save-image --cpu-threads "$THREADS" --no-progress
+mipnerf eval "$ROOT/nerf" --scale 4 --save-image --cpu-threads "$THREADS" --no-progress
 
 step "4/4 the table and the 1/8-scale image"
 "$PYTHON" "$HERE/compare_report.py" \

@@ -35,9 +35,9 @@ if [ "$status" != 0 ]; then
     exit "$status"
 fi
 step "4/5 evaluate on the 8 test views at every scale"
-mipnerf eval --run "$RUN" --scale 4 --save-image --cpu-threads "$THREADS"
+mipnerf eval "$RUN" --scale 4 --save-image --cpu-threads "$THREADS"
 step "5/5 render a 360 degree video"
-mipnerf render --run "$RUN" --path spheric --frames "$FRAMES" --fps 24 --cpu-threads "$THREADS"
+mipnerf render "$RUN" --path spheric --frames "$FRAMES" --fps 24 --cpu-threads "$THREADS"
 
 elapsed=$(( $(date +%s) - start ))
 results=$(ls -td "$RUN"/eval/*/ | sed -n 1p)results.json

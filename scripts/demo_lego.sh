@@ -42,9 +42,9 @@ step "3/6 train mip-NeRF on all four scales (configs/lego-cpu.yaml)"
 mipnerf train --multiscale --config lego-cpu --data "$ROOT/multiscale/lego" --out-dir "$OUT" \
     --exp-name lego-cpu-multiscale ${STEPS:+--max-steps "$STEPS"}
 step "4/6 evaluate on the $TEST_VIEWS test views at every scale"
-mipnerf eval --run "$RUN" --scale 4 --save-image --cpu-threads "$THREADS"
+mipnerf eval "$RUN" --scale 4 --save-image --cpu-threads "$THREADS"
 step "5/6 render a 360 degree video at half the training resolution"
-mipnerf render --run "$RUN" --path spheric --frames "$FRAMES" --fps 20 --scale 2 --cpu-threads "$THREADS"
+mipnerf render "$RUN" --path spheric --frames "$FRAMES" --fps 20 --downscale 2 --cpu-threads "$THREADS"
 step "6/6 plot the quality curve"
 mipnerf plot "$RUN"
 

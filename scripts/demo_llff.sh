@@ -16,7 +16,7 @@ mipnerf demo-scene "$SCENE" --kind forward-facing --size 64 --overwrite
 step "2/4 train mip-NeRF in NDC (configs/llff-cpu.yaml: images_4/, cylinders, density noise 1)"
 mipnerf train --config llff-cpu --data "$SCENE" --out-dir "$OUT" --exp-name llff-cpu ${STEPS:+--max-steps "$STEPS"}
 step "3/4 score the held-out views (every 8th image; PSNR/SSIM, black background)"
-mipnerf eval --run "$RUN" --save-image --cpu-threads 1
+mipnerf eval "$RUN" --save-image --cpu-threads 1
 step "4/4 render the reference's 2-turn spiral"
-mipnerf render --run "$RUN" --path spiral --frames "$FRAMES" --format gif --cpu-threads 1
+mipnerf render "$RUN" --path spiral --frames "$FRAMES" --format gif --cpu-threads 1
 step "done: $RUN/eval/ and $RUN/render/spiral/"

@@ -145,7 +145,9 @@ def export_command(
     )  # fmt: skip
     settings = run_settings(ExportSettings, config, flags, run_path, run, ckpt)
     with StageBars(settings.progress) as bars:
-        result = export_geometry(settings, progress=bars)
+        result = export_geometry(
+            settings, progress=bars, grid_flag="--resolution" if resolution is not None else "--grid"
+        )  # messages name the spelling typed
     if result.method == "fusion":
         if result.what == "mesh":
             info(

@@ -6,7 +6,9 @@ overrides the same key of a ``--config`` file (`settings.resolve_settings`).
 
 Old spellings stay accepted as hidden options where scripts may use them, and the help of
 the new option names them: ``--run DIR`` / ``--ckpt FILE`` (now the positional RUN),
-`view --resolution` (now ``--max-size``), `export --resolution` (now ``--grid``).
+`view --resolution` (now ``--max-size``), `export --resolution` (now ``--grid``), `render --scale`
+(now ``--downscale``: `eval --scale` is the number of resolution levels scored). A message about
+such an option names the spelling that was typed.
 """
 
 from __future__ import annotations

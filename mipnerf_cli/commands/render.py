@@ -19,6 +19,7 @@ from mipnerf_cli.commands.options import (
     ProgressOption,
     RunArgument,
     RunOption,
+    one_of,
     run_settings,
 )
 from mipnerf_cli.console import ConsoleReporter, info
@@ -53,9 +54,12 @@ def render_command(
     fps: Annotated[
         Optional[float], typer.Option("--fps", help="Frames per second of the video (a FILE.json's fps wins).")
     ] = None,
-    scale: Annotated[
+    downscale: Annotated[
         Optional[float],
-        typer.Option("--scale", help="Render at 1/SCALE of the training resolution (focal / SCALE)."),
+        typer.Option(
+            "--downscale",
+            help="Render at 1/N of the training resolution (focal / N); the older --scale still works.",
+        ),
     ] = None,
     radius: Annotated[
         Optional[float],
@@ -80,13 +84,17 @@ def render_command(
     nproc: NprocOption = None,
     run: RunOption = None,
     ckpt: CkptOption = None,
+    scale: Annotated[
+        Optional[float], typer.Option("--scale", hidden=True, help="The older spelling of --downscale.")
+    ] = None,
 ) -> None:
     """Render rgb, depth and accumulation videos of RUN along a camera path into <run>/render/<path>/."""
     from mipnerf_cli.rendering.video import render_path
     from mipnerf_cli.settings import RenderSettings
 
     flags = dict(
-        data=data, path=path, split=split, frames=frames, fps=fps, scale=scale, radius=radius, elevation=elevation,
+        data=data, path=path, split=split, frames=frames, fps=fps,
+        downscale=one_of(("--downscale", downscale), ("--scale", scale)), radius=radius, elevation=elevation,
         resolution=resolution, format=format, keep_frames=keep_frames, chunk=chunk, device=device,
         cpu_threads=cpu_threads, out=out, progress=progress,
     )  # fmt: skip
@@ -95,7 +103,12 @@ def render_command(
         launch.start_torchrun(ctx, nproc, settings.device)
     result = launch.in_process_group(
         settings.device,
-        lambda context: render_path(settings, context=context, report=ConsoleReporter()),
+        lambda context: render_path(
+            settings,
+            context=context,
+            report=ConsoleReporter(),
+            downscale_flag="--scale" if scale is not None else "--downscale",  # messages name what was typed
+        ),
     )
     if result is None:
         return  # another rank than 0: rank 0 reports

@@ -109,8 +109,11 @@ def grid_memory(resolution: int) -> int:
     return resolution**3 * BYTES_PER_VOXEL
 
 
-def check_grid_fits(resolution: int, available: Optional[int]) -> None:
-    """MipNerfError with the figures when a resolution^3 grid would not fit in `available` bytes."""
+def check_grid_fits(resolution: int, available: Optional[int], flag: str = "--grid") -> None:
+    """MipNerfError with the figures when a resolution^3 grid would not fit in `available` bytes.
+
+    flag: the spelling of the grid's flag that the message names (`mipnerf export --resolution`,
+    the older spelling, when that was given)."""
     if available is None:
         return
     needed = grid_memory(resolution)
@@ -118,8 +121,8 @@ def check_grid_fits(resolution: int, available: Optional[int]) -> None:
     if needed > budget:
         largest = int((budget / BYTES_PER_VOXEL) ** (1 / 3))
         raise MipNerfError(
-            f"--resolution {resolution}: the density grid needs about {_size(needed)} of memory but "
-            f"{_size(available)} is available; use --resolution {largest} or less"
+            f"{flag} {resolution}: the density grid needs about {_size(needed)} of memory but "
+            f"{_size(available)} is available; use {flag} {largest} or less"
         )
 
 
@@ -360,14 +363,18 @@ def export_pointcloud(
 # ----------------------------------------------------------------------------- entry point
 
 
-def export_geometry(settings: ExportSettings, progress: Optional[Progress] = None) -> ExportResult:
-    """Export the mesh or point cloud of the run's model to ``settings.out`` (default <run>/export/<what>.ply)."""
+def export_geometry(
+    settings: ExportSettings, progress: Optional[Progress] = None, grid_flag: str = "--grid"
+) -> ExportResult:
+    """Export the mesh or point cloud of the run's model to ``settings.out`` (default <run>/export/<what>.ply).
+
+    grid_flag: the spelling of `settings.grid`'s flag that messages name (the older --resolution)."""
     from mipnerf_cli.runs.trained import load_trained_model, resolve_checkpoint
     from mipnerf_cli.runtime import resolve
 
     check_method(settings)
     if settings.what == "mesh" or settings.method == "fusion":  # before anything is loaded
-        check_grid_fits(settings.grid, available_memory())
+        check_grid_fits(settings.grid, available_memory(), grid_flag)
     _, run_dir = resolve_checkpoint(settings.run, settings.ckpt)
     out = settings.out if settings.out is not None else run_dir / "export" / f"{settings.what}.ply"
     check_output(out, default=settings.out is None)

@@ -49,18 +49,21 @@ class PathFrames:
         return self.poses.shape[0]
 
 
-def resized(frames: PathFrames, scale: float, resolution: Optional[tuple[int, int]]) -> PathFrames:
-    """`frames` at WxH `resolution` if given, else at 1/`scale` of their size; the field of view
-    stays (the focal follows the width)."""
+def resized(
+    frames: PathFrames, downscale: float, resolution: Optional[tuple[int, int]], flag: str = "--downscale"
+) -> PathFrames:
+    """`frames` at WxH `resolution` if given, else at 1/`downscale` of their size; the field of
+    view stays (the focal follows the width). flag: the spelling of the divisor's flag that the
+    message names (`mipnerf render --scale`, the older spelling, when that was given)."""
     if resolution is not None:
         width, height = resolution
     else:
-        if round(frames.width / scale) < 1 or round(frames.height / scale) < 1:
+        if round(frames.width / downscale) < 1 or round(frames.height / downscale) < 1:
             raise MipNerfError(
-                f"--scale {scale:g}: the path's frames are {frames.width}x{frames.height} at full size, so they "
-                f"would be smaller than one pixel; use --scale {min(frames.width, frames.height)} or less, or --resolution WxH"
+                f"{flag} {downscale:g}: the path's frames are {frames.width}x{frames.height} at full size, so they "
+                f"would be smaller than one pixel; use {flag} {min(frames.width, frames.height)} or less, or --resolution WxH"
             )
-        width, height = round(frames.width / scale), round(frames.height / scale)
+        width, height = round(frames.width / downscale), round(frames.height / downscale)
     if (width, height) == (frames.width, frames.height):
         return frames
     return dataclasses.replace(frames, focals=frames.focals * width / frames.width, width=width, height=height)

@@ -30,7 +30,7 @@ class RenderSettings(Protocol):
     frames: int
     radius: Optional[float]
     elevation: float
-    scale: float
+    downscale: float
     resolution: Optional[tuple[int, int]]
 
 
@@ -91,10 +91,16 @@ def path_name(path: str, cameras: SceneCameras) -> str:
     return auto_path(cameras) if path == "auto" else path
 
 
-def path_frames(settings: RenderSettings, cameras: SceneCameras, from_file: Optional[PathFrames] = None) -> PathFrames:
-    """The frames of ``settings.path`` at the size asked for (--scale / --resolution).
+def path_frames(
+    settings: RenderSettings,
+    cameras: SceneCameras,
+    from_file: Optional[PathFrames] = None,
+    downscale_flag: str = "--downscale",
+) -> PathFrames:
+    """The frames of ``settings.path`` at the size asked for (--downscale / --resolution).
 
-    from_file: the path file's frames when the caller has read it already (read here otherwise)."""
+    from_file: the path file's frames when the caller has read it already (read here otherwise).
+    downscale_flag: the spelling of the divisor's flag that messages name (the older --scale)."""
     if from_file is not None:
         frames = from_file
     elif is_path_file(settings.path):
@@ -106,4 +112,4 @@ def path_frames(settings: RenderSettings, cameras: SceneCameras, from_file: Opti
                 f"--path {settings.path}: unknown path; use one of {', '.join(PATH_GENERATORS)} or a FILE.json"
             )
         frames = generator(settings, cameras)
-    return resized(frames, settings.scale, settings.resolution)
+    return resized(frames, settings.downscale, settings.resolution, downscale_flag)

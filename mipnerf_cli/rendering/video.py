@@ -5,7 +5,7 @@ the frames' cameras are written to cameras.json next to the videos, which `--pat
 The spheric path follows mipnerf_pl's render_video: cameras on a horizontal circle around
 the object at the scene's radius (default: the mean distance of the training cameras from
 the origin), 36 degrees above the horizon, looking at the origin, with the training focal
-length divided by `scale`. Frames are written as PNGs first and encoded into rgb/depth/acc
+length divided by `downscale`. Frames are written as PNGs first and encoded into rgb/depth/acc
 videos afterwards, so a failing ffmpeg costs no rendering: the frames stay and the error
 says where.
 
@@ -55,13 +55,17 @@ class RenderOutput:
 
 
 def render_path(
-    settings: RenderSettings, context: Context | None = None, report: ReportArg = None
+    settings: RenderSettings,
+    context: Context | None = None,
+    report: ReportArg = None,
+    downscale_flag: str = "--downscale",
 ) -> Optional[RenderOutput]:
     """Render the camera path and write frames/videos and cameras.json to ``<run>/render/<path>`` (or `out`).
 
     context: this process's place among the torchrun processes (default: alone); ranks other
     than 0 render their frames and return None.
     report: the `reporting.Reporter` that shows the progress (default: silent).
+    downscale_flag: the spelling of `settings.downscale`'s flag that messages name (the older --scale).
     Ctrl+C or SIGTERM while rendering stops at the next chunk and raises KeyboardInterrupt,
     leaving nothing behind (`stopping.StopSignals`).
     """
@@ -77,7 +81,7 @@ def render_path(
         trained = load_trained_model(settings.run, settings.ckpt, cpu)
         # The cameras decide the rays: NDC for a forward-facing capture's model, whatever the path.
         cameras = trained.scene(settings.data).cameras(settings.split).full_resolution()
-        frames = path_frames(settings, cameras, from_file)
+        frames = path_frames(settings, cameras, from_file, downscale_flag)
         return trained, cameras, frames, path_name(settings.path, cameras)
 
     trained, cameras, frames, name = context.broadcast(context.on_main(prepare))

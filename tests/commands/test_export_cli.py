@@ -116,6 +116,10 @@ CASES = {
         lambda run, tmp: ["export", run, "--resolution", 100000, "--out", tmp / "m.ply"],
         ("--resolution 100000: the density grid needs about", "use --resolution"),
     ),
+    "grid-too-big-new-spelling": (  # --resolution above is the older spelling; the message names the one typed
+        lambda run, tmp: ["export", run, "--grid", 100000, "--out", tmp / "m.ply"],
+        ("error: --grid 100000: the density grid needs about", "; use --grid "),
+    ),
     "no-surface": (
         lambda run, tmp: [
             "export",

@@ -137,6 +137,19 @@ def test_renamed_options_keep_their_older_spelling(called, run):
     assert called("export", run, "--grid", 40)["grid"] == 40
     assert called("export", run, "--resolution", 40)["grid"] == 40
     assert called("render", run, "--resolution", "20x10")["resolution"] == (20, 10)  # render's is WxH
+    assert called("render", run, "--downscale", 2)["downscale"] == 2
+    assert called("render", run, "--scale", 2)["downscale"] == 2  # render's older spelling (eval's --scale: levels)
+    assert called("eval", run, "--scale", 2)["scale"] == 2
+
+
+def test_render_settings_take_the_older_scale_key(called, run, tmp_path):
+    from mipnerf_cli.settings import RenderSettings
+
+    assert RenderSettings(run=run, scale=4).downscale == 4
+    config = tmp_path / "render.yaml"
+    config.write_text("scale: 3\n")
+    assert called("render", run, "--config", config)["downscale"] == 3
+    assert called("render", run, "--config", config, "--downscale", 5)["downscale"] == 5  # the flag wins
 
 
 def test_help_shows_the_settings_defaults(called, run):
@@ -183,3 +196,4 @@ def test_bad_config_and_run_choices_are_one_line(command, mipnerf, run, tmp_path
 def test_an_option_and_its_older_spelling_together_are_refused(mipnerf, run):
     assert_refused(mipnerf("view", run, "--max-size", 9, "--resolution", 9), "--max-size and --resolution")
     assert_refused(mipnerf("export", run, "--grid", 9, "--resolution", 9), "--grid and --resolution")
+    assert_refused(mipnerf("render", run, "--downscale", 2, "--scale", 2), "--downscale and --scale", "as --downscale")

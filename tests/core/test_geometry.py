@@ -173,4 +173,6 @@ def test_grid_memory_check_gives_the_figures():
         match=r"--resolution 1000: the density grid needs about 16 GB of memory but 1 GB is "
         r"available; use --resolution 368 or less",
     ):
-        export.check_grid_fits(1000, 10**9)
+        export.check_grid_fits(1000, 10**9, flag="--resolution")  # the message names the flag typed
+    with pytest.raises(MipNerfError, match=r"^--grid 1000: .* use --grid 368 or less$"):
+        export.check_grid_fits(1000, 10**9)  # --grid: export's name for it

@@ -439,6 +439,11 @@ MODEL_CASES = [
         lambda ws: _model_command(ws, "render", "--run", ws.runs / "blender", "--scale", 32, resolution=None),
         ("--scale 32", "16x16", "smaller than one pixel", "--scale 16"),
     ),
+    Case(  # render's divisor is --downscale now (--scale above: its older spelling); the message names the one typed
+        "18-render-downscale-below-one-pixel",
+        lambda ws: _model_command(ws, "render", ws.runs / "blender", "--downscale", 32, resolution=None),
+        ("error: --downscale 32:", "16x16", "smaller than one pixel", "use --downscale 16 or less"),
+    ),
 ]
 
 CASES = CONVERT_CASES + TRAIN_CASES + MODEL_CASES
