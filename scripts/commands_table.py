@@ -26,7 +26,7 @@ def cell(text: str) -> str:
 
 
 def settings_defaults(command_name: str) -> dict:
-    """The defaults of `<Command>Settings` in mipnerf_cli/settings.py (an option left at None
+    """The defaults of `<Command>Settings` in mipnerf_cli/settings/ (an option left at None
     takes its setting's default there), or {} for a command without one."""
     from mipnerf_cli import settings
 

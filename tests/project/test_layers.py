@@ -33,7 +33,7 @@ LAYERS = [
 LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 # The one import that points up, on purpose: RenderSettings checks a --path name against the
 # registry of path names, which lives with the paths (a function-level import in a validator).
-UPWARD = {("settings.py", "rendering")}
+UPWARD = {("settings/commands.py", "rendering")}
 
 
 def _command_layer(path: Path) -> bool:

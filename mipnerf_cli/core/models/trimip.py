@@ -11,7 +11,6 @@ footprint as mip-NeRF's integrated encoding is; `prefilter=False` reads level 0 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -19,52 +18,10 @@ from torch import nn
 
 from mipnerf_cli.core import mip, occupancy, triplane
 from mipnerf_cli.core.models.base import LevelOutput, Noise, RadianceField
+from mipnerf_cli.core.models.trimip_config import TriMipConfig
 from mipnerf_cli.core.rays import RayBundle
 
 __all__ = ["TriMipConfig", "TriMipRF"]
-
-
-@dataclasses.dataclass(frozen=True)
-class TriMipConfig:
-    """Hyper-parameters of TriMipRF (sized for a CPU; Tri-MipRF's own: 512 texels, 16 channels)."""
-
-    bound: float = 1.5  # the scene lies in [-bound, bound]^3 (Blender scenes: 1.5)
-    plane_resolution: int = 128  # texels per side of each plane at level 0 (a power of two)
-    plane_features: int = 16  # channels per plane
-    hidden: int = 64  # width of the density and colour MLPs
-    geo_features: int = 15  # features the density MLP hands to the colour MLP
-    deg_view: int = 4  # frequencies of the view-direction encoding
-    march_steps: int = 192  # marching steps across the cube's diagonal
-    prefilter: bool = True  # pick the mip level from the footprint (False: point samples, level 0)
-    density_bias: float = -1.0  # added to the raw density before exp
-    rgb_padding: float = 0.001  # colours span [-rgb_padding, 1 + rgb_padding]
-    occupancy_resolution: int = 64  # occupancy cells per side (0: no grid, every step is sampled)
-    occupancy_interval: int = 16  # training steps between grid updates
-    occupancy_warmup: int = 256  # until this step every cell is evaluated at each update
-    occupancy_threshold: float = 0.01  # a cell is occupied above this step opacity
-    occupancy_decay: float = 0.95  # running-max decay per update
-    early_stop: float = 1e-3  # skip steps behind a transmittance below this (found by a gradient-free pass; 0: off)
-    init_scale: float = 0.1  # plane features start uniform in [-init_scale, init_scale]
-
-    def __post_init__(self) -> None:
-        triplane.num_mip_levels(self.plane_resolution)  # a power of two
-        for name in ("plane_features", "hidden", "geo_features", "march_steps", "occupancy_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.bound <= 0:
-            raise ValueError(f"bound must be positive, not {self.bound}")
-        if self.occupancy_resolution < 0:
-            raise ValueError(f"occupancy_resolution must be >= 0, not {self.occupancy_resolution}")
-
-    @property
-    def step_size(self) -> float:
-        """The marching step in world units (the cube's diagonal over march_steps)."""
-        return 2 * self.bound * math.sqrt(3) / self.march_steps
-
-    @property
-    def texel_size(self) -> float:
-        """The width of a level-0 texel in world units."""
-        return 2 * self.bound / self.plane_resolution
 
 
 def _linear(in_features: int, out_features: int, generator: torch.Generator | None) -> nn.Linear:
