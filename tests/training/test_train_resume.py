@@ -16,7 +16,6 @@ from tiny import WIDER, tiny_config
 
 from mipnerf_cli.runs import checkpoints
 
-
 # The grid model (`model_family: trimip`), tiny.
 TRIMIP = {
     "model_family": "trimip",
