@@ -1,12 +1,15 @@
 """How fast `mipnerf view` shows an image on this machine: BENCHMARKS.md's "Viewer" section.
 
     python benchmarks/viewer_fps.py fps [--configs demo lego-cpu] [--threads 1 2] [--rounds 3]
+    python benchmarks/viewer_fps.py fps --configs --runs RUN [RUN ...]   # trained runs (e.g. the grid model)
     python benchmarks/viewer_fps.py startup RUN [--screenshot docs/viewer.png]
 
 `fps` times the viewer's own ProgressiveRenderer (the coarse image, then the refined one, at
 the default --max-size 256 of a 4:3 browser: 64x48 then 256x192 pixels) for models of a
 config's size with random weights (speed does not depend on the weights: every sample of
-every ray is evaluated). `startup` starts the real `mipnerf view RUN` command, opens the
+every ray is evaluated), or of trained runs with --runs (their own weights: the grid model
+skips empty space, so its speed depends on what it learnt; the scene's near/far, a 4 unit
+camera distance). `startup` starts the real `mipnerf view RUN` command, opens the
 page in headless Chromium as soon as the port listens, and reports when the server sent
 the first (coarse) and the first refined image; with --screenshot it saves the page once
 the refined image is shown.
@@ -58,13 +61,22 @@ def fps(args) -> None:
     )
     (cw, ch), (fw, fh) = plan_resolutions(args.resolution, view.aspect)
     print(f"# {os.uname().nodename}, load average {os.getloadavg()}, torch {torch.__version__}")
+    models = []
     for name in args.configs:
         settings = resolve_train_settings(name, {"data": ROOT})
         torch.manual_seed(0)
-        model = MipNerf(settings.model.to_model_config()).eval()
+        models.append((name, MipNerf(settings.model.to_model_config()).eval(), True, 2.0, 6.0))
+    for run in args.runs:
+        from mipnerf_cli.runs.trained import load_trained_model
+
+        trained = load_trained_model(run, None, torch.device("cpu"))
+        views = trained.scene().cameras()
+        name = f"{trained.exp_name} ({trained.settings.get('model_family', 'mipnerf')}, step {trained.step})"
+        models.append((name, trained.model.eval(), trained.white_bkgd, views.near, views.far))
+    for name, model, white_bkgd, near, far in models:
         for threads in args.threads:
             runtime = resolve("cpu", threads)
-            renderer = ProgressiveRenderer(model, True, 2.0, 6.0, runtime=runtime)
+            renderer = ProgressiveRenderer(model, white_bkgd, near, far, runtime=runtime)
             renderer.render(view, cw, ch)  # warm-up
             times = {"coarse": [], "refined": []}
             for _ in range(args.rounds):
@@ -182,7 +194,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     timing = sub.add_parser("fps")
-    timing.add_argument("--configs", nargs="+", default=["demo", "lego-cpu"])
+    timing.add_argument("--configs", nargs="*", default=["demo", "lego-cpu"])
+    timing.add_argument(
+        "--runs", nargs="+", type=Path, default=[], help="trained run folders, timed with their weights"
+    )
     timing.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     timing.add_argument("--rounds", type=int, default=3)
     timing.add_argument("--resolution", type=int, default=256)
