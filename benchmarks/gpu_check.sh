@@ -15,6 +15,7 @@
 #                     its validation curve), then eval of two test views at every scale
 #   6. fast/          the grid model (--config fast) on full-size multiscale lego (800, 400,
 #                     200, 100 px): FAST_MINUTES of training, then eval of every test view at 4 scales
+#                     (issue 24: the goal is >= 34 dB average)
 # Environment: OUT, PYTHON (python3), DATA (the lego Blender scene, default
 #   ../shared/data/lego), MIRROR (git dir of hjxwhy/mipnerf_pl; without it the anchor is
 #   skipped), FACTOR (lego shrink factor, default 2: 400 px), TRAIN_SECONDS (default 150),
