@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
         --device=*) DEVICE=${1#--device=}; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "error: unknown argument $1 (use --device cuda|cpu)" >&2; exit 2 ;;
     esac
 done
