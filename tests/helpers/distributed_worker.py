@@ -9,6 +9,10 @@ runs them all in one gloo process group:
 2. `mipnerf` commands (train, eval, render, refusals) through the Typer app, as torchrun
    would run ``-m mipnerf_cli``; each rank records its exit code and error.
 
+The grid model's occupancy grid, as each rank computed it in its own last `before_step` that
+refreshed it (before DDP's forward copies rank 0's buffers to the others), is saved as
+``grid-trimip-rank{R}.pt``.
+
 SPEC.json: {"out": folder, "device": "cpu" | "cuda", "settings": {...TrainSettings values...},
 "step": int, "commands": [[argv...], ...]}. Writes ``grads-{fast|plain}-rank{R}.pt`` and
 ``commands-rank{R}.json`` into the out folder. With "cuda" the group uses NCCL and rank R
@@ -57,8 +61,24 @@ def gradients(spec: dict, context, out: Path) -> None:
         )
 
 
+def record_grids(grids: dict) -> None:
+    """Keep in `grids` the occupancy grid of every grid-model refresh, as this rank computed it."""
+    from mipnerf_cli.core.models.trimip import TriMipRF
+
+    update = TriMipRF.update_occupancy
+
+    def recording(self, step: int) -> None:
+        update(self, step)
+        grids.update(step=step, occupancy_ema=self.occupancy_ema.cpu().clone(), occupied=self.occupied.cpu().clone())
+
+    TriMipRF.update_occupancy = recording
+
+
 def commands(spec: dict, rank: int, out: Path) -> None:
     from mipnerf_cli.cli import app
+
+    grids = {}
+    record_grids(grids)
 
     records = []
     for argv in spec["commands"]:
@@ -71,6 +91,8 @@ def commands(spec: dict, rank: int, out: Path) -> None:
         records.append(record)
         dist.barrier()  # the next command starts together on every rank
     (out / f"commands-rank{rank}.json").write_text(json.dumps(records, indent=1))
+    if grids:
+        torch.save(grids, out / f"grid-trimip-rank{rank}.pt")
 
 
 def main() -> None:

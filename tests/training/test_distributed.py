@@ -57,6 +57,23 @@ SETTINGS = tiny_settings(
     lr_delay_steps=0,
     val_views=1,
 )
+# The grid model (`model_family: trimip`), tiny; its occupancy grid (buffers `occupancy_ema`
+# and `occupied`, refreshed in `before_step`) is updated at steps 1 and 3 of the 4.
+TRIMIP = {
+    "model_family": "trimip",
+    "fast_path": False,
+    "trimip": {
+        "plane_resolution": 16,
+        "plane_features": 4,
+        "hidden": 16,
+        "geo_features": 7,
+        "deg_view": 2,
+        "march_steps": 32,
+        "occupancy_resolution": 8,
+        "occupancy_interval": 2,
+        "occupancy_warmup": 2,
+    },
+}
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +126,7 @@ def two_ranks(tmp_path_factory):
     out = root / "out"
     fast = write_config(root / "fast.yaml")
     plain = write_config(root / "plain.yaml", fast_path=False)
+    trimip = write_config(root / "trimip.yaml", **TRIMIP)
     # A run started by one process (2 steps), to be continued by two.
     torch.set_num_threads(1)
     training.train(settings_for(out, "resumed", max_steps=2), report=quiet, show_progress=False)
@@ -121,6 +139,7 @@ def two_ranks(tmp_path_factory):
         "commands": [
             ["train", "--config", str(fast), "--exp-name", "fast", *common],
             ["train", "--config", str(plain), "--exp-name", "plain", *common],
+            ["train", "--config", str(trimip), "--exp-name", "trimip", *common],
             ["train", "--config", str(fast), "--exp-name", "resumed", *common],
             ["train", "--config", str(fast), "--exp-name", "odd", "--batch-size", "127", *common],
             ["train", "--config", str(fast), "--exp-name", "fast", "--resume", "none", *common],
@@ -155,11 +174,13 @@ def command_record(two_ranks, rank: int, exp_or_kind: str, *flags: str) -> dict:
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
-    """The same runs in this one process: fast path to step 6 (checkpoints at 2, 4, 6), plain path to 4."""
+    """The same runs in this one process: fast path to step 6 (checkpoints at 2, 4, 6), plain path
+    and the grid model to 4."""
     out = tmp_path_factory.mktemp("single") / "out"
     torch.set_num_threads(1)
     training.train(settings_for(out, "fast", max_steps=6), report=quiet, show_progress=False)
     training.train(settings_for(out, "plain", fast_path=False), report=quiet, show_progress=False)
+    training.train(settings_for(out, "trimip", **TRIMIP), report=quiet, show_progress=False)
     return out
 
 
@@ -205,6 +226,31 @@ def test_two_ranks_follow_the_one_process_trajectory(two_ranks, one_process, pat
     assert max_difference(two, one) < 1e-5
     start = weights(one_process / path / "ckpt" / "step-0000002.pt")
     assert max_difference(one, start) > 1e-4  # the steps did move the weights
+
+
+def test_two_ranks_train_the_grid_model_as_one_process(two_ranks, one_process):
+    """The grid model under torchrun: the same weights as one process, and the same occupancy grid
+    on both ranks (each rank refreshes it in `before_step` from the same weights and step)."""
+    assert [command_record(two_ranks, r, "trimip")["exit"] for r in (0, 1)] == [0, 0]
+    run = two_ranks["out"] / "trimip"
+    assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["last.pt", "step-0000002.pt", "step-0000004.pt"]
+    two = weights(run / "ckpt" / f"step-{STEPS:07d}.pt")
+    one = weights(one_process / "trimip" / "ckpt" / f"step-{STEPS:07d}.pt")
+    grid = ("occupancy_ema", "occupied")
+    assert two.keys() == one.keys() and set(grid) <= two.keys()
+    learned = {k: v for k, v in two.items() if k not in grid}
+    assert max_difference(learned, {k: one[k] for k in learned}) < 1e-5
+    assert torch.equal(two["occupied"], one["occupied"])
+    assert float((two["occupancy_ema"] - one["occupancy_ema"]).abs().max()) < 1e-5
+    assert float(two["occupancy_ema"].abs().max()) > 0  # the grid was refreshed
+    start = weights(one_process / "trimip" / "ckpt" / "step-0000002.pt")
+    assert max_difference(learned, {k: start[k] for k in learned}) > 1e-4  # the steps did move the weights
+    # Rank 1's grid at the end of the run, recorded by the worker, is rank 0's.
+    ranks = [torch.load(two_ranks["root"] / f"grid-trimip-rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["step"] == ranks[1]["step"] == 3
+    for name in grid:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+        assert torch.equal(ranks[0][name], two[name]), name
 
 
 def test_rank_zero_alone_writes_and_logs(two_ranks):

@@ -16,8 +16,25 @@ from tiny import WIDER, tiny_config
 
 from mipnerf_cli.runs import checkpoints
 
+# The grid model (`model_family: trimip`), tiny.
+TRIMIP = {
+    "model_family": "trimip",
+    "trimip": {
+        "plane_resolution": 16,
+        "plane_features": 4,
+        "hidden": 16,
+        "geo_features": 7,
+        "deg_view": 2,
+        "march_steps": 32,
+        "occupancy_resolution": 8,
+        "occupancy_interval": 2,
+        "occupancy_warmup": 4,
+    },
+}
 
-def start_training(tmp_path: Path, exp_name: str, *extra: str) -> subprocess.Popen:
+
+def start_training(tmp_path: Path, exp_name: str, *extra: str, values: dict | None = None) -> subprocess.Popen:
+    """`values`: more settings for the config file (e.g. `TRIMIP`)."""
     config = tiny_config(
         tmp_path / "tiny.yaml",
         model=WIDER,
@@ -27,6 +44,7 @@ def start_training(tmp_path: Path, exp_name: str, *extra: str) -> subprocess.Pop
         lr_delay_steps=0,
         log_interval=1,
         val_views=0,
+        **(values or {}),
     )
     return start(
         *MIPNERF,
@@ -98,8 +116,10 @@ def test_sigkill_after_a_save_then_resume_is_bit_identical(tmp_path):
     assert trained_steps(tmp_path / "out" / "killed") == list(range(1, 61))
 
 
-def test_ctrl_c_saves_once_and_exits_130(tmp_path):
-    trainer = start_training(tmp_path, "run", "--max-steps", "100000", "--check-interval", "100000")
+@pytest.mark.parametrize("family", ["mipnerf", "trimip"])
+def test_ctrl_c_saves_once_and_exits_130(tmp_path, family):
+    values = TRIMIP if family == "trimip" else None
+    trainer = start_training(tmp_path, "run", "--max-steps", "100000", "--check-interval", "100000", values=values)
     run_dir = tmp_path / "out" / "run"
     wait_until(lambda: len(trained_steps(run_dir)) >= 3, trainer, 60, "3 steps", 0.002)
     trainer.send_signal(signal.SIGINT)
@@ -111,6 +131,11 @@ def test_ctrl_c_saves_once_and_exits_130(tmp_path):
     assert sorted(p.name for p in (run_dir / "ckpt").iterdir()) == ["last.pt", f"step-{saved['step']:07d}.pt"]
     assert not (run_dir / ".lock").exists()
     assert max(trained_steps(run_dir)) == saved["step"]
+    assert saved["model_family"] == family
+    if family == "trimip":  # the grid model continues from the step it saved
+        step = saved["step"]
+        settings = settings_like_start(tmp_path, "run", max_steps=step + 2, check_interval=100000, resume_path="auto")
+        assert train_in_process(settings).step == step + 2
 
 
 def test_second_ctrl_c_leaves_at_once_without_damage(tmp_path):
