@@ -52,6 +52,10 @@ class Runtime:
     # The fast path's matmul kernel for the MLP: 'auto' (the faster of MKL and oneDNN at the
     # model's shape, probed once per process: core/kernels.py), 'mkl' or 'onednn'.
     cpu_kernel: str = "auto"
+    # The training step's kernel once pinned ('mkl' / 'onednn': what `auto` resolved to, or a
+    # resumed run's recorded choice; training.setup.pin_train_kernel); None: `cpu_kernel`.
+    # Rendering (validation included) keeps `cpu_kernel`.
+    train_kernel: Optional[str] = None
     # The fast path's worker threads, started on first use; joined by close().
     pool: WorkerPool = dataclasses.field(default_factory=WorkerPool, compare=False, repr=False)
 
@@ -92,7 +96,7 @@ class Runtime:
 
     def fast_options(self, micro_batch: int, workers: int) -> FastOptions:
         """The CPU fast path's options for a training step, on this Runtime's worker threads."""
-        return FastOptions(micro_batch, workers, pool=self.pool, kernel=self.cpu_kernel)
+        return FastOptions(micro_batch, workers, pool=self.pool, kernel=self.train_kernel or self.cpu_kernel)
 
     def apply(self) -> None:
         """Set the process-wide switches to this policy: torch's CPU thread count (when

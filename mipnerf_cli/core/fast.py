@@ -42,7 +42,7 @@ from mipnerf_cli.core.rays import RayBundle
 
 __all__ = [
     "FastOptions", "WorkerPool", "forward_backward", "render_last_level", "keep_freed_memory", "default_workers",
-    "kernel_for",
+    "kernel_for", "train_kernel_name",
 ]  # fmt: skip
 
 DEFAULT_MICRO_BATCH = 16  # rays per block when training: 2048 samples per level at 128 samples
@@ -140,6 +140,15 @@ def kernel_for(model: RadianceField, options: FastOptions, rays_per_block: int, 
         return {}
     threads = 1 if workers > 1 else torch.get_num_threads()
     return {"kernel": kernels.resolve(options.kernel, lambda: shape, threads, train)}
+
+
+def train_kernel_name(model: RadianceField, options: FastOptions, num_rays: int) -> str | None:
+    """The name of the matmul kernel `forward_backward` runs on a batch of `num_rays` rays with
+    `options` ('auto' probed here, as the step would), or None for a family without a choice."""
+    micro_batch = max(1, options.micro_batch)
+    plan = _blocks(num_rays, micro_batch, options.resolved_workers())
+    chosen = kernel_for(model, options, micro_batch, len(plan), train=True)
+    return chosen["kernel"].name if chosen else None
 
 
 def _blocks(num_rays: int, micro_batch: int, workers: int) -> list[list[tuple[int, int]]]:

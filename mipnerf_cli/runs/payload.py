@@ -8,7 +8,11 @@ Payload keys (``FORMAT_VERSION`` 1):
 - ``model_family`` (``core.models.FAMILIES`` key; absent in checkpoints written before
   families existed, which hold a ``mipnerf``), ``model_config`` (that family's config as a
   dict), ``settings`` (the TrainSettings as plain data);
-- ``scene`` (dict: kind, multiscale, white_bkgd, data, data_relative_to_run).
+- ``scene`` (dict: kind, multiscale, white_bkgd, data, data_relative_to_run);
+- ``cpu_kernel`` ('mkl' | 'onednn': the CPU fast path's matmul kernel the training steps ran;
+  absent where none ran and in older checkpoints). A resumed run with ``cpu_kernel: auto``
+  runs it again instead of probing afresh (a probe on a busy machine may choose otherwise,
+  and the two kernels agree only to ~1e-6), so resume stays bit-exact.
 
 No random-generator state: every step's batch and noise come from (seed, step), so resuming
 needs only the step (checkpoints written before kept an ``"rng"`` entry, which loads and is
@@ -34,9 +38,9 @@ def model_config_dict(settings) -> dict[str, Any]:
     return dataclasses.asdict(settings.model_family_config()[1])
 
 
-def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> dict[str, Any]:
+def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s, cpu_kernel=None) -> dict[str, Any]:
     """The checkpoint of `step` (see the module docstring for the keys)."""
-    return {
+    payload = {
         "format_version": FORMAT_VERSION,
         "step": step,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -53,6 +57,9 @@ def make_payload(step, model, optimizer, settings, kind, run_dir, elapsed_s) -> 
         },
         "elapsed_s": elapsed_s,
     }
+    if cpu_kernel is not None:
+        payload["cpu_kernel"] = cpu_kernel
+    return payload
 
 
 def _relative(path: Path, folder: Path) -> str:
@@ -97,6 +104,7 @@ class Recorded:
     white_bkgd: bool
     data: Optional[str]  # the scene folder as given at training time
     data_relative_to_run: Optional[str]
+    cpu_kernel: Optional[str] = None  # the training steps' matmul kernel ('mkl' | 'onednn'), if recorded
 
     def data_path(self, run_dir: Path) -> Path | None:
         """The scene folder: relative to the run folder where that exists (it survives moving
@@ -127,6 +135,7 @@ def read(payload: dict[str, Any]) -> Recorded:
         white_bkgd=bool(scene.get("white_bkgd", settings.get("white_bkgd", True))),
         data=scene.get("data"),
         data_relative_to_run=scene.get("data_relative_to_run"),
+        cpu_kernel=payload.get("cpu_kernel"),
     )
 
 

@@ -41,6 +41,7 @@ from mipnerf_cli.training.setup import (
     build_optimizer,
     compile_for_training,
     load_optimizer_state,
+    pin_train_kernel,
     resolve_scene,
 )
 from mipnerf_cli.training.shards import wrap_for_ranks
@@ -118,6 +119,7 @@ def train(
             return TrainResult(step=start.step, run_dir=files.dir, last_checkpoint=start.source)
         train_set, val_set, images = _load_splits(settings, scene, runtime, is_main, report)
         model, step_model, optimizer = _build_model(settings, start, runtime, context, report)
+        runtime = pin_train_kernel(runtime, model, settings, start.cpu_kernel, context)
         context.on_main(lambda: _open_run_folder(files, lock, start, settings, report))
         bar = (
             reporter.progress(f"train {settings.exp_name}", total=settings.max_steps, completed=start.step)
@@ -279,8 +281,9 @@ class TrainRun:
         if self.saved_step == self.step and not again:
             return
         payload = make_payload(
-            self.step, self.model, self.optimizer, self.settings, self.kind, self.files.dir, self.elapsed()
-        )
+            self.step, self.model, self.optimizer, self.settings, self.kind, self.files.dir, self.elapsed(),
+            cpu_kernel=self.runtime.train_kernel,
+        )  # fmt: skip
         try:
             self.last_checkpoint = checkpoints.save_step(self.files.ckpt_dir, payload, self.settings.keep_checkpoints)
         except MipNerfError as error:

@@ -24,6 +24,7 @@ class Start:
     elapsed_s: float = 0.0
     payload: dict[str, Any] | None = None
     source: Path | None = None
+    cpu_kernel: str | None = None  # the matmul kernel the checkpoint's steps ran (payload.Recorded.cpu_kernel)
 
 
 def find_start(settings: TrainSettings, files: RunFiles, report: Callable[[str], None]) -> Start:
@@ -66,7 +67,9 @@ def find_start(settings: TrainSettings, files: RunFiles, report: Callable[[str],
     changes = changed_settings(recorded.settings, settings.model_dump(mode="json"))
     if changes:
         report(f"resuming with changed settings: {'; '.join(changes)}")
-    return Start(step=recorded.step, elapsed_s=recorded.elapsed_s, payload=loaded, source=source)
+    return Start(
+        step=recorded.step, elapsed_s=recorded.elapsed_s, payload=loaded, source=source, cpu_kernel=recorded.cpu_kernel
+    )
 
 
 def set_aside_later_checkpoints(ckpt_dir: Path, start: Start, report: Callable[[str], None]) -> None:

@@ -1,4 +1,4 @@
-"""What a run is built from: the scene check, the model, the optimizer, torch.compile."""
+"""What a run is built from: the scene check, the model, the optimizer, the CPU matmul kernel, torch.compile."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mipnerf_cli.core import fast, kernels
+from mipnerf_cli.distributed import Context
 from mipnerf_cli.errors import MipNerfError
 from mipnerf_cli.runtime import Runtime
 from mipnerf_cli.settings import DATA_ROOT_ENV, TrainSettings
@@ -130,6 +132,31 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
                 entry = optimizer.state.get(parameter, {})
                 if "step" in entry:
                     entry["step"] = entry["step"].to(device=parameter.device, dtype=torch.float32)
+
+
+def pin_train_kernel(
+    runtime: Runtime, model: nn.Module, settings: TrainSettings, recorded: str | None, context: Context
+) -> Runtime:
+    """`runtime` with the CPU fast path's training kernel pinned (`Runtime.train_kernel`), which
+    the run's checkpoints record; unchanged off the fast path or for a family without a choice.
+
+    An explicit `cpu_kernel` ('mkl' / 'onednn') is pinned as it is. 'auto' takes the kernel a
+    resumed checkpoint `recorded` (when it runs here), so that a probe answering otherwise on a
+    busy machine cannot break bit-exact resume (the kernels agree only to ~1e-6); without one
+    (a new run, an older checkpoint) rank 0 probes at its batch's shape and every torchrun rank
+    takes its answer (`context.broadcast`), so all ranks run, and record, one kernel.
+    """
+    if not runtime.uses_fast_path(model) or model.matmul_shape(1) is None:
+        return runtime
+    name = runtime.cpu_kernel
+    if name == "auto":
+        if recorded == "mkl" or (recorded == "onednn" and kernels.onednn_available()):
+            name = recorded
+        else:
+            options = runtime.fast_options(settings.fast_micro_batch, settings.fast_workers)
+            rows = settings.batch_size // context.world_size
+            name = context.broadcast(fast.train_kernel_name(model, options, rows) if context.is_main else None)
+    return dataclasses.replace(runtime, train_kernel=name)
 
 
 def compile_for_training(step_model: nn.Module) -> nn.Module:
