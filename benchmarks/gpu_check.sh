@@ -13,10 +13,15 @@
 #   4. precision_*.json  the training step with bf16 on/off x TF32 on/off, and --compile
 #   5. lego/          a multiscale lego training of a few minutes (metrics.jsonl, quality.png,
 #                     its validation curve), then eval of two test views at every scale
+#   6. fast/          the grid model (--config fast) on full-size multiscale lego (800, 400,
+#                     200, 100 px): FAST_MINUTES of training, then eval of every test view at 4 scales
 # Environment: OUT, PYTHON (python3), DATA (the lego Blender scene, default
 #   ../shared/data/lego), MIRROR (git dir of hjxwhy/mipnerf_pl; without it the anchor is
-#   skipped), FACTOR (lego shrink factor, default 2: 400 px), TRAIN_SECONDS (default 150).
-# Typical time on one GPU: tests ~2-3 min, benches ~2 min, compile ~1-2 min, lego ~4 min.
+#   skipped), FACTOR (lego shrink factor, default 2: 400 px), TRAIN_SECONDS (default 150),
+#   FAST_MINUTES (default 15; 0 skips part 6), FAST_STEPS (its max_steps, default 30000),
+#   FAST_EVAL_LIMIT (test views per scale in its eval, default 0: all).
+# Typical time on one GPU: tests ~2-3 min, benches ~2 min, compile ~1-2 min, lego ~4 min,
+# fast ~FAST_MINUTES + 3 min (convert, eval): ~25 min in all with the defaults.
 # Run from the repository root. Parts that fail are recorded and the next part runs.
 set -uo pipefail
 
@@ -25,7 +30,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
         --device=*) DEVICE=${1#--device=}; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "error: unknown argument $1 (use --device cuda|cpu)" >&2; exit 2 ;;
     esac
 done
@@ -50,6 +55,8 @@ if [ "$DEVICE" = cuda ]; then
     TRAIN_SECONDS=${TRAIN_SECONDS:-150}; TRAIN_STEPS=20000; CHECK=500; LOG=50; TRAIN_BATCH=4096; MODEL=""
     # (the dry run of this script is a test of its own: not again here)
     TESTS=(-m "not slow" --ignore=tests/project/test_gpu_check.py); TESTS_LIMIT=200; LIMIT=180; PEAK=--peak; COMPILE=1
+    # the grid model: full-size lego, FAST_MINUTES of training
+    FAST_MINUTES=${FAST_MINUTES:-15}; FAST_STEPS=${FAST_STEPS:-30000}; FAST_EVAL_LIMIT=${FAST_EVAL_LIMIT:-0}; FAST_FLAGS=()
 else
     # Dry run: the same commands at toy sizes on the CPU, so that the script cannot rot.
     BENCH_CONFIG=$OUT/tiny.yaml; BATCH=32; CHUNK=64; BENCH_STEPS=1; WARMUP=0
@@ -59,6 +66,7 @@ else
     printf '%s' "$MODEL" > "$BENCH_CONFIG"
     TESTS=(tests/core/test_losses.py); TESTS_LIMIT=120; LIMIT=120; PEAK=--no-peak
     COMPILE=0  # inductor takes minutes on a CPU; tests/commands/test_bench.py covers --compile's flags
+    FAST_MINUTES=${FAST_MINUTES:-2}; FAST_STEPS=4; FAST_EVAL_LIMIT=1; FAST_FLAGS=(--batch-size 64 --check-interval 2)
 fi
 
 # part NAME LIMIT_S COMMAND...: run it under a time limit, stdout+stderr to NAME.log, status recorded.
@@ -154,6 +162,34 @@ else
     printf 'lego\tskipped (no Blender scene at %s; set DATA)\t0s\n' "$DATA" >> "$STATUS"
 fi
 
+# 6. the grid model on full-size multiscale lego: convert (the dry run reuses part 5's tiny
+#    multiscale scene), train FAST_MINUTES (--max-minutes: it saves and stops), plot, eval at 4 scales
+FAST=$OUT/fast
+if [ "$FAST_MINUTES" = 0 ]; then
+    printf 'fast\tskipped (FAST_MINUTES=0)\t0s\n' >> "$STATUS"
+elif [ -f "$DATA/transforms_train.json" ]; then
+    mkdir -p "$FAST"
+    if [ "$DEVICE" = cuda ]; then
+        part fast_convert "$LIMIT" "${MIPNERF[@]}" convert "$DATA" "$FAST/multiscale" --overwrite
+        FAST_DATA=$(dirname "$(ls -d "$FAST"/multiscale/*/metadata.json | head -n 1)")
+    else
+        FAST_DATA=$MULTI
+    fi
+    rm -rf "$FAST/runs"
+    part fast_train $(( FAST_MINUTES * 60 + 300 )) "${MIPNERF[@]}" train --multiscale --config fast --data "$FAST_DATA" \
+        --device "$DEVICE" --max-minutes "$FAST_MINUTES" --max-steps "$FAST_STEPS" "${FAST_FLAGS[@]}" \
+        --out-dir "$FAST/runs" --exp-name fast --no-progress
+    FAST_RUN=$FAST/runs/fast
+    cp "$FAST_RUN/metrics.jsonl" "$FAST/metrics.jsonl" 2>/dev/null
+    part fast_plot 120 "${MIPNERF[@]}" plot "$FAST_RUN" --out "$FAST/quality.png"
+    FAST_LIMIT=()
+    [ "$FAST_EVAL_LIMIT" = 0 ] || FAST_LIMIT=(--limit "$FAST_EVAL_LIMIT")
+    part fast_eval 900 "${MIPNERF[@]}" eval "$FAST_RUN" --device "$DEVICE" --scale 4 "${FAST_LIMIT[@]}" --no-progress \
+        --out "$FAST/eval"
+else
+    printf 'fast\tskipped (no Blender scene at %s; set DATA)\t0s\n' "$DATA" >> "$STATUS"
+fi
+
 # summary.md: every part's status and the figures, from the files above
 "$PYTHON" - "$OUT" "$DEVICE" "$(( $(date +%s) - start ))" > "$OUT/summary.md" <<'PY'
 import json, sys
@@ -193,12 +229,20 @@ if metrics.exists():
     print("\nlego validation (2 test views, 4 scales):\n\n| step | train s | PSNR | per scale |\n|---|---|---|---|")
     for r in val:
         print(f"| {r['step']} | {r['elapsed_s']:.0f} | {r['psnr']:.2f} | " + " / ".join(f"{p:.2f}" for p in r["psnr_levels"]) + " |")
-results = out / "lego" / "eval" / "results.json"
-if results.exists():
-    data = json.loads(results.read_text())
-    average = data["average"]["psnr"]
-    print(f"\nlego eval at step {data['step']}: average PSNR {average if average is None else round(average, 2)}, per scale "
-          + ", ".join(f"{s['psnr']:.2f}" for s in data["scales"] if s["psnr"] is not None))
+for name, label in (("lego", "lego eval"), ("fast", "grid model (--config fast), full-size lego, eval")):
+    results = out / name / "eval" / "results.json"
+    if results.exists():
+        data = json.loads(results.read_text())
+        average = data["average"]["psnr"]
+        print(f"\n{label} at step {data['step']}: average PSNR {average if average is None else round(average, 2)}, per scale "
+              + ", ".join(f"{s['psnr']:.2f}" for s in data["scales"] if s["psnr"] is not None)
+              + " (" + ", ".join(str(s["num_images"]) for s in data["scales"]) + " test views)")
+metrics = out / "fast" / "metrics.jsonl"
+if metrics.exists():
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    train = [r for r in rows if r.get("split") == "train"]
+    if train:
+        print(f"\ngrid model: {train[-1]['step']} steps in {train[-1]['elapsed_s']:.0f} s of training")
 PY
 echo "== done in $(( $(date +%s) - start ))s: $OUT/summary.md"
 cat "$OUT/summary.md"

@@ -1,4 +1,5 @@
-"""`mipnerf plot`: the quality curve of a run (PSNR against steps and against training time).
+"""`mipnerf plot`: the quality curve of a run (PSNR against steps and against training time),
+or several runs' test-view PSNR side by side.
 
 Drawn with OpenCV, which the package already depends on, so no plotting library is needed.
 """
@@ -20,6 +21,8 @@ MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 64, 20, 36, 48
 SCALE_COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148)]
 TRAIN_COLOUR = (170, 170, 170)
 MEAN_COLOUR = (20, 20, 20)
+# BGR colours of the runs in a comparison, in the order given
+RUN_COLOURS = [(20, 20, 20), (40, 39, 214), (180, 119, 31), (44, 160, 44), (14, 127, 255), (189, 103, 148)]
 
 
 @dataclass
@@ -171,4 +174,35 @@ def plot_curves(curves: Curves, title: str) -> np.ndarray:
         cv2.line(image, (x, PANEL_H + 20), (x + 24, PANEL_H + 20), colour, 2, cv2.LINE_AA)
         cv2.putText(image, text, (x + 30, PANEL_H + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
         x += 40 + 9 * len(text)
+    return image
+
+
+def plot_comparison(runs: list[tuple[str, Curves]]) -> np.ndarray:
+    """A (H, W, 3) uint8 BGR image: each run's test-view PSNR (the mean over the scales
+    validated) against steps (left) and training minutes (right), one colour per run."""
+    import cv2
+
+    drawn = [(name, curves) for name, curves in runs if curves.val_psnr]
+    if not drawn:
+        raise MipNerfError("none of the runs has a test-view PSNR yet: train past check_interval steps")
+    colours = [RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(drawn))]
+    steps = [curves.val_step for _, curves in drawn]
+    minutes = [[t / 60 for t in curves.val_time] for _, curves in drawn]
+    ys = [curves.val_psnr for _, curves in drawn]
+    finite = [y for series in ys for y in series if math.isfinite(y)]
+    y_range = (math.floor(min(finite)) - 1, math.ceil(max(finite)) + 1)
+    rows = len(drawn)
+    image = np.full((PANEL_H + 12 + 22 * rows, 2 * PANEL_W, 3), 255, dtype=np.uint8)
+    panel = np.full((PANEL_H, 2 * PANEL_W, 3), 255, dtype=np.uint8)
+    widths = [2] * len(drawn)
+    _draw_panel(panel, 0, steps, ys, colours, widths, "step", "test-view PSNR (dB)", y_range)
+    _draw_panel(panel, PANEL_W, minutes, ys, colours, widths, "training minutes", "test-view PSNR (dB)", y_range)
+    image[:PANEL_H] = panel
+    for row, ((name, curves), colour) in enumerate(zip(drawn, colours)):
+        y = PANEL_H + 10 + 22 * row
+        text = (
+            f"{name}: {curves.val_psnr[-1]:.2f} dB at step {curves.val_step[-1]} ({curves.val_time[-1] / 60:.1f} min)"
+        )
+        cv2.line(image, (MARGIN_L, y), (MARGIN_L + 24, y), colour, 2, cv2.LINE_AA)
+        cv2.putText(image, text, (MARGIN_L + 30, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
     return image

@@ -140,6 +140,10 @@ class PlotSettings(BaseModel):
     run: Optional[Path] = Field(None, description="run folder (holds metrics.jsonl)")
     ckpt: Optional[Path] = Field(None, description="a checkpoint file; its run folder is plotted")
     out: Optional[Path] = Field(None, description="PNG to write (default: <run>/quality.png)")
+    compare: list[Path] = Field(
+        default_factory=list,
+        description="further run folders (or checkpoints): their test-view PSNR is drawn beside the run's",
+    )
 
 
 # ----------------------------------------------------------------------------- export

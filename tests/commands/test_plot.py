@@ -87,3 +87,43 @@ def test_a_val_record_with_scales_left_out_is_drawn_at_its_own_scales(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     row = read_metrics(run / "metrics.jsonl").val_levels[0]
     assert np.isnan(row[:2]).all() and row[2:] == [14.0, 16.0]
+
+
+def test_several_runs_are_drawn_in_one_figure_one_colour_each(tmp_path, mipnerf):
+    from mipnerf_cli.plotting import RUN_COLOURS, plot_comparison
+
+    write_metrics(tmp_path / "a")
+    write_metrics(tmp_path / "b")
+    image = plot_comparison(
+        [("a", read_metrics(tmp_path / "a" / "metrics.jsonl")), ("b", read_metrics(tmp_path / "b" / "metrics.jsonl"))]
+    )
+    assert image.shape == (380 + 12 + 2 * 22, 1120, 3)
+    half = image.shape[1] // 2
+    for colour in RUN_COLOURS[:2]:
+        pixels = np.all(image[:380] == np.array(colour, dtype=np.uint8), axis=-1)
+        assert pixels[:, :half].sum() > 50 and pixels[:, half:].sum() > 50
+
+    out = tmp_path / "both.png"
+    result = mipnerf("plot", tmp_path / "a", tmp_path / "b", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "a: test PSNR 17.00 dB at step 500" in result.stdout
+    assert "b: test PSNR 17.00 dB at step 500" in result.stdout
+    assert iio.imread(out).shape[:2] == (436, 1120)
+
+    missing = tmp_path / "missing"
+    result = mipnerf("plot", tmp_path / "a", missing, "--out", tmp_path / "no.png")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {missing}: folder not found; give a run folder written by `mipnerf train`"
+    ]
+    assert not (tmp_path / "no.png").exists()
+
+
+def test_a_comparison_of_runs_without_test_psnr_is_refused(tmp_path):
+    from mipnerf_cli.plotting import plot_comparison
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 10, "split": "train", "psnr": 12.0}) + "\n")
+    with pytest.raises(MipNerfError, match="none of the runs has a test-view PSNR"):
+        plot_comparison([("run", read_metrics(run / "metrics.jsonl")), ("run2", read_metrics(run / "metrics.jsonl"))])

@@ -34,6 +34,9 @@ def test_dry_run_runs_every_part_and_writes_its_figures(tmp_path):
         "lego_train",
         "lego_plot",
         "lego_eval",
+        "fast_train",
+        "fast_plot",
+        "fast_eval",
         *(f"precision_{mp}_{tf}" for mp in ("mixed-precision", "fp32") for tf in ("tf32", "no-tf32")),
     }
     assert expected <= set(status), status
@@ -58,8 +61,17 @@ def test_dry_run_runs_every_part_and_writes_its_figures(tmp_path):
     assert (lego / "quality.png").stat().st_size > 0
     results = json.loads((lego / "eval" / "results.json").read_text())
     assert results["step"] == 4 and [s["num_images"] for s in results["scales"]] == [2, 2, 2, 2]
+    fast = out / "fast"
+    records = [json.loads(line) for line in (fast / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "val"] == [2, 4]
+    assert (fast / "quality.png").stat().st_size > 0
+    results = json.loads((fast / "eval" / "results.json").read_text())
+    assert results["step"] == 4 and [s["num_images"] for s in results["scales"]] == [1, 1, 1, 1]
+    assert "model_family: trimip" in (fast / "runs" / "fast" / "config.yaml").read_text().splitlines()
     summary = (out / "summary.md").read_text()
     assert "| bench_paper_32 |" in summary and "lego eval at step 4" in summary
+    assert "grid model (--config fast), full-size lego, eval at step 4" in summary
+    assert "grid model: 4 steps in" in summary
 
 
 def test_bad_arguments_are_refused(tmp_path):
