@@ -1,15 +1,14 @@
 """How fast `mipnerf view` shows an image on this machine: BENCHMARKS.md's "Viewer" section.
 
-    python benchmarks/viewer_fps.py fps [--configs demo lego-cpu] [--threads 1 2] [--rounds 3]
-    python benchmarks/viewer_fps.py fps --configs --runs RUN [RUN ...]   # trained runs (e.g. the grid model)
+    python benchmarks/viewer_fps.py fps [--configs demo lego-cpu fast] [--runs RUN ...] [--threads 1 2] [--rounds 3]
     python benchmarks/viewer_fps.py startup RUN [--screenshot docs/viewer.png]
 
 `fps` times the viewer's own ProgressiveRenderer (the coarse image, then the refined one, at
 the default --max-size 256 of a 4:3 browser: 64x48 then 256x192 pixels) for models of a
 config's size with random weights (speed does not depend on the weights: every sample of
-every ray is evaluated), or of trained runs with --runs (their own weights: the grid model
-skips empty space, so its speed depends on what it learnt; the scene's near/far, a 4 unit
-camera distance). `startup` starts the real `mipnerf view RUN` command, opens the
+every ray is evaluated; for the grid model of `fast` the untrained occupancy grid is all
+occupied, its slowest case), and with --runs the trained models of runs (a grid-model run's
+trained occupancy grid skips empty space). `startup` starts the real `mipnerf view RUN` command, opens the
 page in headless Chromium as soon as the port listens, and reports when the server sent
 the first (coarse) and the first refined image; with --screenshot it saves the page once
 the refined image is shown.
@@ -18,6 +17,7 @@ the refined image is shown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -49,8 +49,9 @@ def fps(args) -> None:
     import numpy as np
     import torch
 
+    from mipnerf_cli.core import models
     from mipnerf_cli.core.camera_paths import look_at_origin
-    from mipnerf_cli.core.models.mipnerf import MipNerf
+    from mipnerf_cli.runs.trained import load_trained_model
     from mipnerf_cli.runtime import resolve
     from mipnerf_cli.settings import resolve_train_settings
     from mipnerf_cli.viewer.cameras import ViewCamera, coarse_factor, plan_resolutions
@@ -61,22 +62,19 @@ def fps(args) -> None:
     )
     (cw, ch), (fw, fh) = plan_resolutions(args.resolution, view.aspect)
     print(f"# {os.uname().nodename}, load average {os.getloadavg()}, torch {torch.__version__}")
-    models = []
-    for name in args.configs:
-        settings = resolve_train_settings(name, {"data": ROOT})
-        torch.manual_seed(0)
-        models.append((name, MipNerf(settings.model.to_model_config()).eval(), True, 2.0, 6.0))
-    for run in args.runs:
-        from mipnerf_cli.runs.trained import load_trained_model
 
-        trained = load_trained_model(run, None, torch.device("cpu"))
-        views = trained.scene().cameras()
-        name = f"{trained.exp_name} ({trained.settings.get('model_family', 'mipnerf')}, step {trained.step})"
-        models.append((name, trained.model.eval(), trained.white_bkgd, views.near, views.far))
-    for name, model, white_bkgd, near, far in models:
+    def config_model(name: str):
+        family, config = resolve_train_settings(name, {"data": ROOT}).model_family_config()
+        return models.build(family, dataclasses.asdict(config), torch.Generator().manual_seed(0)).eval()
+
+    chosen = [(name, lambda name=name: config_model(name)) for name in args.configs]
+    chosen += [(f"{run.name} (run)", lambda run=run: load_trained_model(run, None, torch.device("cpu")).model.eval())
+               for run in args.runs]  # fmt: skip
+    for name, make in chosen:
+        model = make()
         for threads in args.threads:
             runtime = resolve("cpu", threads)
-            renderer = ProgressiveRenderer(model, white_bkgd, near, far, runtime=runtime)
+            renderer = ProgressiveRenderer(model, True, 2.0, 6.0, runtime=runtime)
             renderer.render(view, cw, ch)  # warm-up
             times = {"coarse": [], "refined": []}
             for _ in range(args.rounds):
@@ -195,9 +193,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     timing = sub.add_parser("fps")
     timing.add_argument("--configs", nargs="*", default=["demo", "lego-cpu"])
-    timing.add_argument(
-        "--runs", nargs="+", type=Path, default=[], help="trained run folders, timed with their weights"
-    )
+    timing.add_argument("--runs", nargs="*", type=Path, default=[], help="trained runs (Blender bounds 2-6)")
     timing.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     timing.add_argument("--rounds", type=int, default=3)
     timing.add_argument("--resolution", type=int, default=256)

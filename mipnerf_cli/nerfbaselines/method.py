@@ -5,7 +5,11 @@ nerfbaselines' interface (``nerfbaselines.Method``).
   ``model.num_samples=...``), over the packaged config named by ``config`` (``config=lego``),
   over the defaults; the dataset's background decides ``white_bkgd``.
 - ``train_iteration(step)`` is the project's step ``step + 1`` (its steps count from 1):
-  `training.step_batch` draws its batch from (seed, step), `training.train_step` takes it.
+  `training.begin_step` runs the model's ``before_step`` hook (the grid model's occupancy
+  grid) and draws the batch from (seed, step), as ``mipnerf train``'s loop does;
+  `training.train_step` takes it.
+- two method ids: ``mipnerf`` (MipNerfMethod, the paper model) and ``mipnerf-fast``
+  (MipNerfFastMethod: the grid model, packaged config ``fast`` unless ``config`` says otherwise).
 - ``save(path)`` writes ``path/mipnerf.pt``, a checkpoint of `runs.checkpoints` that
   ``mipnerf eval --ckpt`` and ``mipnerf render --ckpt`` read too; a reloaded checkpoint
   saves to the same bytes.
@@ -30,19 +34,22 @@ from mipnerf_cli.settings import TrainSettings
 
 CHECKPOINT_FILE = "mipnerf.pt"
 METHOD_ID = "mipnerf"
+FAST_METHOD_ID = "mipnerf-fast"
 OUTPUTS = ("color", {"name": "depth", "type": "depth"}, "accumulation")
 
 
 def settings_from_overrides(
-    overrides: Optional[dict[str, Any]], base: Optional[dict[str, Any]] = None
+    overrides: Optional[dict[str, Any]],
+    base: Optional[dict[str, Any]] = None,
+    default_config: Optional[str] = None,
 ) -> TrainSettings:
     """TrainSettings from nerfbaselines' ``config_overrides`` (values may be strings, as
     ``--set key=value`` gives them) over ``base`` (a checkpoint's settings) or, without it,
-    the packaged config ``config`` names and the defaults."""
+    the packaged config ``config`` names (else ``default_config``) and the defaults."""
     from pydantic import ValidationError
 
     values = dict(overrides or {})
-    config = values.pop("config", None)
+    config = values.pop("config", None if base is not None else default_config)
     merged: dict[str, Any] = dict(base) if base is not None else {}
     if config is not None:
         merged = deep_merge(merged, load_yaml_settings(find_config(str(config))))
@@ -77,6 +84,7 @@ class MipNerfMethod(Method):
     """mip-NeRF (``core.models``' ``mipnerf`` family) as a nerfbaselines method."""
 
     method_id = METHOD_ID
+    default_config: Optional[str] = None  # the packaged config used when ``config`` is not given
 
     def __init__(
         self,
@@ -100,7 +108,7 @@ class MipNerfMethod(Method):
         else:
             if train_dataset is None:
                 raise MipNerfError("mipnerf needs a checkpoint or a train dataset")
-            self.settings = settings_from_overrides(config_overrides)
+            self.settings = settings_from_overrides(config_overrides, default_config=self.default_config)
             self.scene = {}
         self.train_set = None
         if train_dataset is not None:
@@ -166,9 +174,9 @@ class MipNerfMethod(Method):
     def train_iteration(self, step: int) -> dict[str, float]:
         """nerfbaselines' step ``step`` (from 0) = the project's step ``step + 1``."""
         from mipnerf_cli.training import (
+            begin_step,
             learning_rate,
             psnr_from_level_mse,
-            step_batch,
             step_generator,
             train_step,
         )
@@ -178,7 +186,7 @@ class MipNerfMethod(Method):
         tic = time.perf_counter()
         settings, device = self.settings, self.runtime.device
         number = step + 1
-        rays, pixels, noise, _ = step_batch(settings, number, self.train_set, self.model, device, SINGLE)
+        rays, pixels, noise, _ = begin_step(settings, number, self.train_set, self.model, device, SINGLE)
         lr = learning_rate(number, settings)
         generator = step_generator(settings.seed, number, "noise", device) if noise is None else None
         pending = train_step(
@@ -232,3 +240,11 @@ class MipNerfMethod(Method):
         # the folder it is saved to, so a reloaded checkpoint saves to the same bytes.
         payload["scene"] = dict(self.scene)
         save_checkpoint(folder / CHECKPOINT_FILE, payload)
+
+
+class MipNerfFastMethod(MipNerfMethod):
+    """The grid model (``core.models``' ``trimip`` family, packaged config ``fast``) as a
+    nerfbaselines method; everything else as MipNerfMethod."""
+
+    method_id = FAST_METHOD_ID
+    default_config = "fast"

@@ -1,7 +1,8 @@
 """What nerfbaselines discovers through the ``nerfbaselines.specs`` entry point (pyproject.toml):
-the method ``mipnerf`` and the dataset loader ``blender-multiscale``.
+the methods ``mipnerf`` (the paper model) and ``mipnerf-fast`` (the grid model, packaged
+config ``fast``) and the dataset loader ``blender-multiscale``.
 
-Importing this module registers both (``nerfbaselines.register``); nerfbaselines imports it
+Importing this module registers them (``nerfbaselines.register``); nerfbaselines imports it
 while it collects its registry. Presets name a packaged config (``mipnerf_cli/configs``) that
 nerfbaselines applies when the dataset's id matches (``--presets`` picks one by hand).
 """
@@ -74,10 +75,41 @@ METHOD_SPEC = {
     "implementation_status": {},
 }
 
+FAST_METHOD_SPEC = {
+    "id": "mipnerf-fast",
+    "method_class": "mipnerf_cli.nerfbaselines.method:MipNerfFastMethod",
+    "backends_order": ["python"],
+    "metadata": {
+        "name": "mip-NeRF (fast grid model)",
+        "description": (
+            "This package's grid model (model_family trimip, packaged config fast): mip-mapped tri-planes "
+            "picked by each sample's cone footprint, a small MLP and an occupancy grid; minutes on a CPU "
+            "for Blender and multiscale Blender scenes. Not the paper's model: no published numbers."
+        ),
+        "licenses": [{"name": "Apache 2.0", "url": "https://github.com/google/mipnerf/blob/main/LICENSE"}],
+    },
+    # Without a preset (or a `config` override) the method uses the packaged config fast too.
+    "presets": {
+        "blender": {
+            "@apply": [{"dataset": "blender"}],
+            "@description": "packaged config fast (the grid model)",
+            "config": "fast",
+        },
+        "blender-multiscale": {
+            "@apply": [{"dataset": "blender-multiscale"}],
+            "@description": "packaged config fast (the grid model) on the multiscale Blender scenes",
+            "config": "fast",
+            "multiscale": True,
+        },
+    },
+    "implementation_status": {},
+}
+
 LOADER_SPEC = {
     "id": "blender-multiscale",
     "load_dataset_function": "mipnerf_cli.nerfbaselines.datasets:load_multiscale_blender",
 }
 
 register(METHOD_SPEC)
+register(FAST_METHOD_SPEC)
 register(LOADER_SPEC)

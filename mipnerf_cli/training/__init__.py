@@ -2,7 +2,8 @@
 
 step.py        train_step(model, optimizer, rays, pixels, lr, ...) -> PendingStats (.get(): StepStats);
                the lr schedule (the per-step generators: data/sampler.py)
-batch.py       a step's rays, pixels and noise from (seed, step), on the device in one copy
+batch.py       a step's rays, pixels and noise from (seed, step), on the device in one copy;
+               begin_step: the model's before_step hook, then the batch
 shards.py      several ranks sharing one step (rank_rows, Shard, wrap_for_ranks)
 setup.py       the scene, decided once (resolve_scene), the model, the optimizer, torch.compile
 resume.py      where a run starts (Start, find_start) and the checkpoints set aside
@@ -14,7 +15,7 @@ The run folder it writes is :mod:`mipnerf_cli.runs`.
 """
 
 from mipnerf_cli.data.sampler import step_generator, step_seed
-from mipnerf_cli.training.batch import packed_copy, step_batch, to_device
+from mipnerf_cli.training.batch import begin_step, packed_copy, step_batch, to_device
 from mipnerf_cli.training.loop import TrainResult, TrainRun, train
 from mipnerf_cli.training.resume import Start, find_start
 from mipnerf_cli.training.setup import (
@@ -48,6 +49,7 @@ __all__ = [
     "TrainResult",
     "TrainRun",
     "TrainScene",
+    "begin_step",
     "build_model",
     "build_optimizer",
     "check_scene",

@@ -13,6 +13,22 @@ from mipnerf_cli.training.shards import Shard, noise_rows, rank_rows
 from mipnerf_cli.training.stop import STOP_SIGNALS
 
 
+def begin_step(
+    settings: TrainSettings,
+    step: int,
+    train_set,
+    model: nn.Module,
+    device: torch.device,
+    context: Context,
+    stop_vote: int = 0,
+):
+    """What every trainer does first at `step` (`mipnerf train`'s loop, the nerfbaselines
+    method): the model's per-step hook (`before_step`, e.g. the grid model's occupancy grid,
+    deterministic in `step`), then the step's batch (`step_batch`, same arguments and result)."""
+    model.before_step(step)
+    return step_batch(settings, step, train_set, model, device, context, stop_vote=stop_vote)
+
+
 def step_batch(
     settings: TrainSettings,
     step: int,

@@ -33,7 +33,7 @@ from mipnerf_cli.runs.lock import RunLock
 from mipnerf_cli.runs.payload import make_payload
 from mipnerf_cli.runtime import Runtime, from_settings
 from mipnerf_cli.settings import TrainSettings
-from mipnerf_cli.training.batch import step_batch
+from mipnerf_cli.training.batch import begin_step
 from mipnerf_cli.training.resume import Start, find_start, set_aside_later_checkpoints
 from mipnerf_cli.training.setup import (
     TrainScene,
@@ -333,8 +333,7 @@ def _loop(run: TrainRun) -> TrainResult:
             run.step += 1
             step = run.step
             tic = time.perf_counter()
-            run.model.before_step(step)  # e.g. the grid model's occupancy grid; deterministic in step
-            rays, pixels, noise, shard = step_batch(
+            rays, pixels, noise, shard = begin_step(  # the model's before_step hook, then the batch
                 settings,
                 step,
                 run.train_set,

@@ -24,12 +24,23 @@ class Cancelled(Exception):
 
 @dataclasses.dataclass
 class Frame:
-    """One image to show: uint8 (H, W, 3), its size, and whether it is the final one."""
+    """One image to show: uint8 (H, W, 3), its size, whether it is the final one, and how long
+    its render took (None for the partial images of a render in progress)."""
 
     image: np.ndarray
     width: int
     height: int
     final: bool
+    seconds: float | None = None
+
+
+def frame_time_text(frame: Frame) -> str | None:
+    """The viewer's "Frame time" line for a finished image, e.g. "256x192: 0.42 s (2.4 fps)";
+    None for a partial image (it keeps the line as it was)."""
+    if frame.seconds is None:
+        return None
+    seconds = max(frame.seconds, 1e-6)
+    return f"{frame.width}x{frame.height}: {seconds:.2f} s ({1 / seconds:.1f} fps)"
 
 
 def colorize(output: str, result: dict[str, torch.Tensor], near: float, far: float) -> np.ndarray:
@@ -237,6 +248,6 @@ class RenderQueue:
             seconds = time.perf_counter() - started
             self.last_seconds["coarse" if index == 0 and len(plan) > 1 else "full"] = seconds
             self.rays_per_second = width * height / max(seconds, 1e-6)
-            self.show(Frame(image, width, height, final=final))
+            self.show(Frame(image, width, height, final=final, seconds=seconds))
             if final:
                 self.completed += 1

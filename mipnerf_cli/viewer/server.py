@@ -31,7 +31,7 @@ from mipnerf_cli.viewer.cameras import (
     plan_resolutions,
     viser_pose,
 )
-from mipnerf_cli.viewer.render import OUTPUTS, Frame, ProgressiveRenderer, RenderQueue
+from mipnerf_cli.viewer.render import OUTPUTS, Frame, ProgressiveRenderer, RenderQueue, frame_time_text
 from mipnerf_cli.viewer.watch import CheckpointWatcher
 
 KEYFRAME_FPS = 30.0
@@ -133,6 +133,7 @@ class Viewer:
             hint="Cone radius scale: 2 shows the view as a camera of half the resolution sees it",
         )
         self.nearest = gui.add_text("Nearest training view", initial_value="", disabled=True)
+        self.frame_time = gui.add_text("Frame time", initial_value="", disabled=True)
         self.show_cameras = gui.add_checkbox("Show training cameras", initial_value=True)
         self.show_cameras.on_update(lambda _event: self.set_cameras_visible(bool(self.show_cameras.value)))
         for handle in (self.output, self.resolution, self.footprint):
@@ -248,6 +249,9 @@ class Viewer:
 
     def _show(self, client, frame: Frame) -> None:
         client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=90)
+        text = frame_time_text(frame)
+        if text is not None:
+            self.frame_time.value = text
 
     def _add_keyframe(self, event) -> None:
         self.keyframes.append(self._view_of(event.client))

@@ -122,6 +122,18 @@ def test_the_viewer_renders_the_fast_model(fast_run):
     renderer = render.ProgressiveRenderer(trained.model, True, 2.0, 6.0, chunk=64)
     image = renderer.render(view, 12, 12)
     assert image.shape == (12, 12, 3) and image.dtype == np.uint8
+    # The viewer's render queue times each finished image: the "Frame time" line shows it.
+    frames = []
+    queue = render.RenderQueue(renderer, frames.append)
+    try:
+        queue.submit(view, 16)
+        assert queue.wait_idle(60)
+    finally:
+        queue.stop()
+    final = frames[-1]
+    assert final.final and (final.width, final.height) == (16, 16) and 0 < final.seconds < 60
+    assert render.frame_time_text(final) == f"16x16: {final.seconds:.2f} s ({1 / final.seconds:.1f} fps)"
+    assert all(render.frame_time_text(f) is None for f in frames if f.seconds is None)
 
 
 def test_bench_measures_the_grid_model(scenes, mipnerf):

@@ -182,6 +182,9 @@ def test_render_queue_sizes_the_coarse_image_from_measured_speed(tmp_path):
         queue.submit(view, 64)
         assert queue.wait_idle(60)
         assert [(f.width, f.final) for f in frames if f.width != 64 or f.final] == [(16, False), (64, True)]
+        # Finished images carry their render time (the viewer's "Frame time" line); partial ones none.
+        assert [f.seconds is not None for f in frames if f.width != 64 or f.final] == [True, True]
+        assert render.frame_time_text(frames[-1]).startswith("64x64: ")
         queue.rays_per_second = 100.0  # pretend a slow machine: 25 rays in 0.25 s
         frames.clear()
         queue.submit(view, 64)
@@ -249,3 +252,28 @@ def test_view_refuses_a_port_in_use_in_one_line(tmp_path, mipnerf):
         taken.listen()
         port = taken.getsockname()[1]
         assert_refused(mipnerf("view", run, "--port", port, "--device", "cpu"), f"port {port}", "in use")
+
+
+def test_the_viewer_shows_the_frame_time_of_finished_images(tmp_path):
+    pytest.importorskip("viser", reason="viser is not installed (pip install -e '.[view]')")
+    from mipnerf_cli.runs.trained import load_trained_model
+
+    trained = load_trained_model(make_run(tmp_path, multiscale=False), None, torch.device("cpu"))
+    viewer = server.Viewer(
+        trained, cameras.load_training_views(trained, None), port=_free_port(), watch=False, report=lambda m: None
+    )
+    shown = []
+
+    class Client:
+        class scene:
+            set_background_image = staticmethod(lambda image, **kwargs: shown.append(image.shape))
+
+    try:
+        assert viewer.frame_time.value == ""
+        image = np.zeros((48, 64, 3), dtype=np.uint8)
+        viewer._show(Client, render.Frame(image, 64, 48, final=True, seconds=0.5))
+        assert viewer.frame_time.value == "64x48: 0.50 s (2.0 fps)"
+        viewer._show(Client, render.Frame(image, 64, 48, final=False))  # a partial image keeps the line
+        assert viewer.frame_time.value == "64x48: 0.50 s (2.0 fps)" and shown == [(48, 64, 3)] * 2
+    finally:
+        viewer.server.stop()

@@ -27,11 +27,26 @@ from mipnerf_cli.demo.scenes import DemoSceneSpec, make_demo_scene  # noqa: E402
 from mipnerf_cli.errors import MipNerfError  # noqa: E402
 from mipnerf_cli.nerfbaselines import cameras as nb_cameras  # noqa: E402
 from mipnerf_cli.nerfbaselines.datasets import load_multiscale_blender  # noqa: E402
-from mipnerf_cli.nerfbaselines.method import CHECKPOINT_FILE, MipNerfMethod, settings_from_overrides  # noqa: E402
+from mipnerf_cli.nerfbaselines.method import (  # noqa: E402
+    CHECKPOINT_FILE,
+    MipNerfFastMethod,
+    MipNerfMethod,
+    settings_from_overrides,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 BLENDER_LOADER = "nerfbaselines.datasets.blender:load_blender_dataset"
 TINY = {"config": "demo", "batch_size": "64", "model.num_samples": "8", "model.netdepth": "2"}
+# The grid model (mipnerf-fast, packaged config fast) made tiny; the occupancy grid refreshed every step.
+TINY_FAST = {
+    "batch_size": "64",
+    "trimip.plane_resolution": "16",
+    "trimip.plane_features": "4",
+    "trimip.hidden": "16",
+    "trimip.march_steps": "32",
+    "trimip.occupancy_resolution": "8",
+    "trimip.occupancy_interval": "1",
+}
 
 
 def write_tiny_scene(out: Path, size: int = 16) -> Path:
@@ -83,13 +98,14 @@ def stub_lpips(monkeypatch) -> None:
 # ----------------------------------------------------------------------------- test-method
 
 
-def test_nerfbaselines_test_method_passes(tmp_path, registered, monkeypatch, capfd):
+@pytest.mark.parametrize("method_id, overrides", [("mipnerf", TINY), ("mipnerf-fast", TINY_FAST)])
+def test_nerfbaselines_test_method_passes(tmp_path, registered, monkeypatch, capfd, method_id, overrides):
     scene = write_tiny_scene(tmp_path / "scene")
     stub_lpips(monkeypatch)
     from nerfbaselines.cli import main
 
-    args = ["test-method", "--method", "mipnerf", "--data", str(scene), "--backend", "python", "--steps", "3"]
-    for key, value in TINY.items():
+    args = ["test-method", "--method", method_id, "--data", str(scene), "--backend", "python", "--steps", "3"]
+    for key, value in overrides.items():
         args += ["--set", f"{key}={value}"]
     with pytest.raises(SystemExit) as exit_info:
         main(args, standalone_mode=False)
@@ -119,8 +135,16 @@ def test_entry_point_registers_the_method_and_the_loader():
     with collect_register_calls(calls):
         nerfbaselines.register(spec.METHOD_SPEC)
         nerfbaselines.register(spec.LOADER_SPEC)
-    method, loader = calls
+        nerfbaselines.register(spec.FAST_METHOD_SPEC)
+    method, loader, fast = calls
     assert method["id"] == "mipnerf" and method["method_class"] == "mipnerf_cli.nerfbaselines.method:MipNerfMethod"
+    assert fast["id"] == "mipnerf-fast"
+    assert fast["method_class"] == "mipnerf_cli.nerfbaselines.method:MipNerfFastMethod"
+    assert {name: preset["config"] for name, preset in fast["presets"].items()} == {
+        "blender": "fast",
+        "blender-multiscale": "fast",
+    }
+    assert fast["presets"]["blender-multiscale"]["@apply"] == [{"dataset": "blender-multiscale"}]
     assert {"blender", "llff", "blender-multiscale"} <= set(method["presets"])
     assert method["presets"]["blender"]["@apply"] == [{"dataset": "blender"}]
     assert method["metadata"]["paper_results"]["blender/lego"]["psnr"] == 35.70
@@ -248,6 +272,46 @@ def test_renders_are_deterministic_and_checkpoints_resave_identically(tmp_path):
         reloaded.train_iteration(2)
     # Resumed with the train dataset, step 2 is the uninterrupted run's step 2.
     resumed = MipNerfMethod(checkpoint=str(tmp_path / "a"), train_dataset=train, config_overrides=TINY)
+    assert resumed.train_iteration(2) == pytest.approx(method.train_iteration(2))
+    for name, value in method.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_fast_method_drives_the_occupancy_grid_and_resaves_identically(tmp_path):
+    """mipnerf-fast: the packaged config fast (the grid model) unless `config` says otherwise;
+    each train_iteration runs the model's before_step hook as `mipnerf train` does (the
+    occupancy grid of step 1 is a fresh model's after before_step(1)); deterministic renders;
+    a reloaded checkpoint saves to the same bytes and resumes the uninterrupted run."""
+    from mipnerf_cli.training import build_model
+
+    assert settings_from_overrides(TINY_FAST, default_config="fast").model_family == "trimip"
+    assert settings_from_overrides({**TINY_FAST, "config": "demo"}, default_config="fast").model_family == "mipnerf"
+    scene = write_tiny_scene(tmp_path / "scene", size=8)
+    train, test = load(scene, "train"), load(scene, "test")
+    method = MipNerfFastMethod(train_dataset=train, config_overrides=TINY_FAST)
+    assert method.get_info()["hparams"]["model_family"] == "trimip"
+    assert (method.settings.lr_init, method.settings.trimip.plane_resolution) == (1.0e-2, 16)
+    fresh = build_model(method.settings)
+    fresh.before_step(1)
+    assert not method.model.occupancy_ema.any() and fresh.occupancy_ema.any()  # the hook fills the grid
+    method.train_iteration(0)
+    torch.testing.assert_close(method.model.occupancy_ema, fresh.occupancy_ema, rtol=0, atol=0)
+    torch.testing.assert_close(method.model.occupied, fresh.occupied, rtol=0, atol=0)
+    grid = method.model.occupancy_ema.clone()
+    method.train_iteration(1)  # occupancy_interval 1: step 2 updates the grid again
+    assert not torch.equal(method.model.occupancy_ema, grid)
+
+    camera = test["cameras"][0]
+    first, second = method.render(camera), method.render(camera)
+    for key in ("color", "depth", "accumulation"):
+        np.testing.assert_array_equal(first[key], second[key])
+    method.save(str(tmp_path / "a"))
+    reloaded = MipNerfFastMethod(checkpoint=str(tmp_path / "a"))
+    assert reloaded.get_info()["loaded_step"] == 2 and reloaded.settings.model_family == "trimip"
+    reloaded.save(str(tmp_path / "b"))
+    assert (tmp_path / "a" / CHECKPOINT_FILE).read_bytes() == (tmp_path / "b" / CHECKPOINT_FILE).read_bytes()
+    np.testing.assert_array_equal(reloaded.render(camera)["color"], first["color"])
+    resumed = MipNerfFastMethod(checkpoint=str(tmp_path / "a"), train_dataset=train, config_overrides=TINY_FAST)
     assert resumed.train_iteration(2) == pytest.approx(method.train_iteration(2))
     for name, value in method.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
