@@ -191,7 +191,14 @@ def probe(rows: int, in_features: int, out_features: int, threads: int = 1) -> P
     in PROBE_ROUNDS interleaved rounds on `threads` torch threads (restored afterwards).
 
     About 30 layer evaluations per kernel: ~0.1-0.3 s at the paper MLP's 2048-row blocks.
+    Gradients are on for it whatever the caller's mode: the first render of a viewer or an
+    eval (under no_grad or inference_mode) may be what asks for the probe.
     """
+    with torch.inference_mode(False), torch.enable_grad():
+        return _probe(rows, in_features, out_features, threads)
+
+
+def _probe(rows: int, in_features: int, out_features: int, threads: int) -> Probe:
     generator = torch.Generator().manual_seed(0)
     layer = nn.Linear(in_features, out_features)
     with torch.no_grad():

@@ -43,6 +43,15 @@ def test_probe_measures_both_kernels_forward_and_backward():
     assert torch.get_num_threads() == 1  # restored
 
 
+@needs_onednn
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_probe_runs_its_backward_under_a_renderers_no_grad(mode):
+    """The viewer's first render (under no_grad) asked for a probe and its backward failed."""
+    with mode():
+        result = kernels.probe(64, 16, 8)
+    assert all(0 < s < 1 for s in result.train_s.values()) and set(result.train_s) == {"mkl", "onednn"}
+
+
 def test_fastest_probes_once_per_shape(monkeypatch):
     calls = []
 
