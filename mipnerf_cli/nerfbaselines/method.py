@@ -94,9 +94,11 @@ class MipNerfMethod(Method):
         config_overrides: Optional[dict[str, Any]] = None,
     ):
         from mipnerf_cli import runtime as runtimes
+        from mipnerf_cli.distributed import SINGLE
         from mipnerf_cli.runs.checkpoints import load_checkpoint
         from mipnerf_cli.runs.payload import model_from_checkpoint
         from mipnerf_cli.training import build_model, build_optimizer, load_optimizer_state
+        from mipnerf_cli.training.setup import pin_train_kernel
 
         super().__init__()
         self.checkpoint = None if checkpoint is None else str(checkpoint)
@@ -134,6 +136,9 @@ class MipNerfMethod(Method):
             self.model = self.model.to(self.runtime.device)
         else:
             self.model = build_model(self.settings).to(self.runtime.device)
+        # The training kernel as `mipnerf train` pins it: a reloaded checkpoint keeps the one it recorded.
+        recorded = None if payload is None else payload.get("cpu_kernel")
+        self.runtime = pin_train_kernel(self.runtime, self.model, self.settings, recorded, SINGLE)
         self.optimizer = build_optimizer(self.model, self.settings, self.runtime)
         if payload is not None:
             load_optimizer_state(self.optimizer, payload["optimizer"])
@@ -234,8 +239,9 @@ class MipNerfMethod(Method):
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         payload = make_payload(
-            self.step, self.model, self.optimizer, self.settings, self.scene["kind"], folder, self.elapsed_s
-        )
+            self.step, self.model, self.optimizer, self.settings, self.scene["kind"], folder, self.elapsed_s,
+            cpu_kernel=self.runtime.train_kernel,
+        )  # fmt: skip
         # The scene entry as it was when the model was made: nothing in the file depends on
         # the folder it is saved to, so a reloaded checkpoint saves to the same bytes.
         payload["scene"] = dict(self.scene)
